@@ -1,0 +1,13 @@
+//! ringturn: a STUN/TURN relay server for WebRTC.
+//!
+//! `stun`, `auth` and `turn` are the sans-IO core: no sockets, no clock, no
+//! threads, and no `unsafe`.
+
+#[forbid(unsafe_code)]
+#[deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+pub mod stun;
