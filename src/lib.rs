@@ -11,3 +11,21 @@
     clippy::panic
 )]
 pub mod stun;
+
+#[forbid(unsafe_code)]
+#[deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+pub mod auth;
+
+#[forbid(unsafe_code)]
+#[deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+pub mod turn;

@@ -1,0 +1,165 @@
+//! One allocation's state (RFC 8656 §2.2): its relayed address, lifetime,
+//! permissions and channel bindings. Per-allocation lists are small vectors:
+//! WebRTC uses a handful of peers, and a linear scan of a few entries beats a
+//! hash lookup. Their length is capped by `ServerConfig`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::auth::{PasswordAlgorithm, UserKeys};
+use crate::stun::TransactionId;
+
+/// RFC 8656 §12: a channel number or peer stays reserved this long after its
+/// binding expires, so a stale packet is never delivered to a new peer.
+pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
+
+/// A slot index plus a generation, so stale timers never touch a new tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AllocationId {
+    pub index: u32,
+    pub generation: u32,
+}
+
+/// How the client reaches us: its address, the local address it sent to,
+/// and the transport (RFC 8656 §2: the 5-tuple).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientTuple {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub transport: ClientTransport,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientTransport {
+    Udp,
+    /// A stream connection (TCP or TLS), by the I/O layer's connection number.
+    Stream(u64),
+}
+
+impl ClientTuple {
+    pub fn udp(client: SocketAddr, server: SocketAddr) -> Self {
+        Self {
+            client,
+            server,
+            transport: ClientTransport::Udp,
+        }
+    }
+
+    pub fn is_stream(&self) -> bool {
+        matches!(self.transport, ClientTransport::Stream(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    pub ip: IpAddr,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelBinding {
+    pub number: u16,
+    pub peer: SocketAddr,
+    /// Data flows until here.
+    pub expires: Instant,
+}
+
+impl ChannelBinding {
+    pub fn is_live(&self, now: Instant) -> bool {
+        now < self.expires
+    }
+
+    /// Still blocks rebinding of its number and peer (RFC 8656 §12).
+    pub fn blocks_rebinding(&self, now: Instant) -> bool {
+        now < self.expires + CHANNEL_COOLDOWN
+    }
+}
+
+/// The credentials an allocation was made with; later requests on it must
+/// come from the same user (RFC 8656 §5) and are checked with the cached key.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub username: Arc<str>,
+    pub keys: UserKeys,
+    pub algorithm: PasswordAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocationState {
+    /// Waiting for the I/O layer to open the relay socket.
+    Opening {
+        attempts: u8,
+    },
+    Active,
+}
+
+#[derive(Debug, Clone)]
+pub struct Allocation {
+    pub id: AllocationId,
+    pub client: ClientTuple,
+    /// The local relay socket address.
+    pub relay: SocketAddr,
+    /// What XOR-RELAYED-ADDRESS tells the client (the `external-ip` mapping).
+    pub advertised: SocketAddr,
+    pub owner: Option<Owner>,
+    pub expires: Instant,
+    pub state: AllocationState,
+    /// The Allocate request that created it (RFC 8656 §7.2: a retransmission
+    /// gets the same success response).
+    pub creating_transaction: TransactionId,
+    pub lifetime: Duration,
+    /// RFC 8656 §7.2: the port after an EVEN-PORT R=1 allocation, held for a later Allocate.
+    pub reservation_token: Option<[u8; 8]>,
+    /// RFC 8656 §7.2: the family of a requested dual allocation we could not serve.
+    pub address_error: Option<crate::stun::AddressFamily>,
+    pub permissions: Vec<Permission>,
+    pub channels: Vec<ChannelBinding>,
+}
+
+impl Allocation {
+    /// RFC 8656 §9: permissions match the peer's IP address only, not its port.
+    pub fn has_permission(&self, ip: IpAddr, now: Instant) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.ip == ip && now < p.expires)
+    }
+
+    /// Installs or refreshes a permission; false if the list is full.
+    pub fn refresh_permission(
+        &mut self,
+        ip: IpAddr,
+        expires: Instant,
+        max: usize,
+    ) -> PermissionChange {
+        if let Some(p) = self.permissions.iter_mut().find(|p| p.ip == ip) {
+            p.expires = expires;
+            return PermissionChange::Refreshed;
+        }
+        if self.permissions.len() >= max {
+            return PermissionChange::Full;
+        }
+        self.permissions.push(Permission { ip, expires });
+        PermissionChange::Installed
+    }
+
+    pub fn live_channel(&self, number: u16, now: Instant) -> Option<&ChannelBinding> {
+        self.channels
+            .iter()
+            .find(|c| c.number == number && c.is_live(now))
+    }
+
+    pub fn channel_for_peer(&self, peer: SocketAddr, now: Instant) -> Option<u16> {
+        self.channels
+            .iter()
+            .find(|c| c.peer == peer && c.is_live(now))
+            .map(|c| c.number)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionChange {
+    Installed,
+    Refreshed,
+    Full,
+}

@@ -1,0 +1,21 @@
+//! The sans-IO TURN server logic (RFC 8656): allocations, permissions,
+//! channels, lifetimes, nonces, the transaction cache. One `Server` per
+//! worker shard; input is `(now, 5-tuple, bytes)`, output is transmits,
+//! commands and the next deadline.
+
+pub mod allocation;
+pub mod config;
+pub mod policy;
+pub mod ports;
+mod reply;
+mod requests;
+pub mod server;
+pub mod timers;
+
+pub use allocation::{AllocationId, ClientTransport, ClientTuple};
+pub use config::ServerConfig;
+pub use policy::{IpRange, PeerPolicy};
+pub use server::{
+    ClientOutcome, Command, DropReason, Forward, PeerOutcome, Server, Stats, Transmit,
+    PEER_HEADROOM, PEER_TAILROOM,
+};

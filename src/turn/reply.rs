@@ -1,0 +1,135 @@
+//! Writing responses: SOFTWARE, integrity and FINGERPRINT are added the same
+//! way to every answer, so handlers only fill in their own attributes.
+
+use super::allocation::ClientTuple;
+use super::server::{Server, Transmit};
+use crate::auth::NonceText;
+use crate::stun::{
+    Class, EncodeError, ErrorCode, ErrorCodeAttr, Message, MessageType, MessageWriter, Nonce,
+    PasswordAlgorithm, PasswordAlgorithmsList, Realm, Software,
+};
+
+/// Large enough for any response we write.
+const RESPONSE_BUF: usize = 1024;
+
+/// The key a response is signed with, mirroring how the request was signed.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplyIntegrity {
+    pub key: Vec<u8>,
+    /// The request carried MESSAGE-INTEGRITY-SHA256 (RFC 8489 §9.2.4: answer in kind).
+    pub sha256: bool,
+}
+
+/// What a response must echo from its request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestEcho {
+    pub message_type: MessageType,
+    pub cookie: [u8; 4],
+    pub transaction_id: crate::stun::TransactionId,
+    pub fingerprint: bool,
+}
+
+impl RequestEcho {
+    pub fn of(msg: &Message<'_>) -> Self {
+        Self {
+            message_type: msg.message_type(),
+            cookie: msg.cookie().0,
+            transaction_id: msg.transaction_id(),
+            fingerprint: msg.has_fingerprint(),
+        }
+    }
+}
+
+/// RFC 8489 §9.2.4: the algorithms we offer, MD5 first for RFC 5389 clients.
+pub(crate) const OFFERED_ALGORITHMS: [PasswordAlgorithm<'static>; 2] =
+    [PasswordAlgorithm::MD5, PasswordAlgorithm::SHA256];
+
+impl Server {
+    /// Encodes a response and returns its bytes.
+    pub(crate) fn encode_reply(
+        &self,
+        echo: &RequestEcho,
+        class: Class,
+        integrity: Option<&ReplyIntegrity>,
+        fill: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
+    ) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; RESPONSE_BUF];
+        let message_type = MessageType::new(echo.message_type.method, class);
+        let mut w =
+            MessageWriter::with_cookie(&mut buf, message_type, echo.cookie, echo.transaction_id)
+                .ok()?;
+        fill(&mut w).ok()?;
+        if let Some(software) = &self.config.software {
+            w.add(&Software(software)).ok()?;
+        }
+        if let Some(i) = integrity {
+            if i.sha256 {
+                w.add_message_integrity_sha256(&i.key).ok()?;
+            } else {
+                w.add_message_integrity(&i.key).ok()?;
+            }
+        }
+        if self.config.fingerprint || echo.fingerprint {
+            w.add_fingerprint().ok()?;
+        }
+        let len = w.finish();
+        buf.truncate(len);
+        Some(buf)
+    }
+
+    pub(crate) fn queue(&mut self, to: ClientTuple, payload: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            from: to.server,
+            to,
+            payload,
+        });
+    }
+
+    pub(crate) fn reply(
+        &mut self,
+        to: ClientTuple,
+        echo: &RequestEcho,
+        class: Class,
+        integrity: Option<&ReplyIntegrity>,
+        fill: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
+    ) -> Option<Vec<u8>> {
+        let bytes = self.encode_reply(echo, class, integrity, fill)?;
+        if class == Class::ErrorResponse {
+            self.stats.error_responses += 1;
+        }
+        self.queue(to, bytes.clone());
+        Some(bytes)
+    }
+
+    /// An error response with a reason phrase.
+    pub(crate) fn reply_error(
+        &mut self,
+        to: ClientTuple,
+        echo: &RequestEcho,
+        code: ErrorCode,
+        reason: &str,
+        integrity: Option<&ReplyIntegrity>,
+    ) -> Option<Vec<u8>> {
+        self.reply(to, echo, Class::ErrorResponse, integrity, |w| {
+            w.add(&ErrorCodeAttr { code, reason })
+        })
+    }
+
+    /// RFC 8489 §9.2.4: 401 (or 438) with REALM, a fresh NONCE and PASSWORD-ALGORITHMS.
+    pub(crate) fn reply_challenge(
+        &mut self,
+        now: std::time::Instant,
+        to: ClientTuple,
+        echo: &RequestEcho,
+        code: ErrorCode,
+    ) {
+        let nonce: NonceText = self.nonce_key.issue(self.unix_time(now), to.client);
+        let realm = self.credentials.realm.clone();
+        self.reply(to, echo, Class::ErrorResponse, None, |w| {
+            w.add(&ErrorCodeAttr::new(code))?;
+            w.add(&Realm(&realm))?;
+            w.add(&Nonce(nonce.as_str()))?;
+            w.add(&PasswordAlgorithmsList(&OFFERED_ALGORITHMS))
+        });
+    }
+}

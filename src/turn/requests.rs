@@ -1,0 +1,897 @@
+//! Requests: Binding (RFC 8489), Allocate, Refresh, CreatePermission and
+//! ChannelBind (RFC 8656 §7, §9, §11), with long-term authentication (RFC 8489 §9.2).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::allocation::{
+    Allocation, AllocationId, AllocationState, ChannelBinding, ClientTuple, Owner, PermissionChange,
+};
+use super::reply::{ReplyIntegrity, RequestEcho, OFFERED_ALGORITHMS};
+use super::server::{CachedResponse, Command, Server};
+use super::timers::TimerKey;
+use crate::auth::{LookupError, NonceError, PasswordAlgorithm, UserKeys};
+use crate::stun::{
+    AdditionalAddressFamily, AddressErrorCode, AddressFamily, AttributeType, ChannelNumber,
+    ChannelNumberAttr, Class, ErrorCode, EvenPort, Lifetime, MappedAddress, Message, Method, Nonce,
+    PasswordAlgorithmId, PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport,
+    ReservationToken, TransportProtocol, UnknownAttributesList, Userhash, Username,
+    XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+};
+
+/// A request that passed authentication.
+pub(crate) struct Authenticated {
+    pub owner: Option<Owner>,
+    pub integrity: Option<ReplyIntegrity>,
+}
+
+/// Attributes this server acts on. RFC 5780's CHANGE-REQUEST and
+/// RESPONSE-PORT, and RFC 6062's CONNECTION-ID over UDP, get 420.
+fn understood(t: AttributeType) -> bool {
+    t.is_known()
+        && !matches!(
+            t,
+            AttributeType::CHANGE_REQUEST
+                | AttributeType::RESPONSE_PORT
+                | AttributeType::CONNECTION_ID
+        )
+}
+
+fn is_turn_method(m: Method) -> bool {
+    matches!(
+        m,
+        Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND
+    )
+}
+
+impl Server {
+    pub(crate) fn handle_request(&mut self, now: Instant, from: ClientTuple, msg: &Message<'_>) {
+        let echo = RequestEcho::of(msg);
+        let method = msg.method();
+
+        // RFC 8489 §6.3.4: a retransmission gets the answer already sent.
+        if is_turn_method(method) {
+            match self.transactions.get(&(from.client, msg.transaction_id())) {
+                Some(CachedResponse::Done(bytes)) => {
+                    let bytes = bytes.clone();
+                    self.queue(from, bytes);
+                    return;
+                }
+                Some(CachedResponse::InProgress) => return,
+                None => {}
+            }
+        }
+
+        // RFC 8489 §6.3.1: unknown comprehension-required attributes get 420.
+        let mut unknown = [AttributeType(0); 16];
+        let mut n = 0;
+        for (slot, t) in unknown
+            .iter_mut()
+            .zip(msg.unknown_comprehension_required(understood))
+        {
+            *slot = t;
+            n += 1;
+        }
+        if n > 0 {
+            let list = unknown.get(..n).unwrap_or(&[]);
+            self.reply(from, &echo, Class::ErrorResponse, None, |w| {
+                w.add(&crate::stun::ErrorCodeAttr::new(
+                    ErrorCode::UNKNOWN_ATTRIBUTE,
+                ))?;
+                w.add(&UnknownAttributesList(list))
+            });
+            return;
+        }
+
+        match method {
+            Method::BINDING => self.handle_binding(from, msg, &echo),
+            _ if msg.is_classic() => {}
+            m if is_turn_method(m) && self.config.stun_only => {
+                self.reply_error(
+                    from,
+                    &echo,
+                    ErrorCode::BAD_REQUEST,
+                    "TURN is disabled on this server (stun-only)",
+                    None,
+                );
+            }
+            Method::ALLOCATE => self.handle_allocate(now, from, msg, &echo),
+            Method::REFRESH => self.handle_refresh(now, from, msg, &echo),
+            Method::CREATE_PERMISSION => self.handle_create_permission(now, from, msg, &echo),
+            Method::CHANNEL_BIND => self.handle_channel_bind(now, from, msg, &echo),
+            _ => {
+                self.reply_error(
+                    from,
+                    &echo,
+                    ErrorCode::BAD_REQUEST,
+                    "Unsupported method",
+                    None,
+                );
+            }
+        }
+    }
+
+    /// RFC 8489 §7.3: Binding reflects the client's address; RFC 3489 clients
+    /// get MAPPED-ADDRESS, everyone else XOR-MAPPED-ADDRESS.
+    fn handle_binding(&mut self, from: ClientTuple, msg: &Message<'_>, echo: &RequestEcho) {
+        if self.config.no_stun {
+            return;
+        }
+        let classic = msg.is_classic();
+        self.reply(from, echo, Class::SuccessResponse, None, |w| {
+            if classic {
+                w.add(&MappedAddress(from.client))
+            } else {
+                w.add(&XorMappedAddress(from.client))
+            }
+        });
+    }
+
+    /// Caches the final answer to a TURN request for retransmissions.
+    fn remember(
+        &mut self,
+        now: Instant,
+        from: &ClientTuple,
+        msg: &Message<'_>,
+        bytes: Option<Vec<u8>>,
+    ) {
+        let Some(bytes) = bytes else { return };
+        let key = (from.client, msg.transaction_id());
+        if !self.transactions.contains_key(&key) {
+            if self.transactions.len() >= self.config.max_cached_transactions {
+                return;
+            }
+            self.schedule(
+                now + self.config.transaction_cache_lifetime,
+                TimerKey::Transaction(key.0, key.1),
+            );
+        }
+        self.transactions.insert(key, CachedResponse::Done(bytes));
+    }
+
+    /// RFC 8489 §9.2.4 server side. `None` means an error was sent.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+        existing: Option<&Owner>,
+    ) -> Option<Authenticated> {
+        if self.config.no_auth {
+            return Some(Authenticated {
+                owner: None,
+                integrity: None,
+            });
+        }
+        if !msg.has_message_integrity() && !msg.has_message_integrity_sha256() {
+            self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
+            return None;
+        }
+        let username = msg.get::<Username>();
+        let userhash = msg.get::<Userhash>();
+        let realm = msg.get::<Realm>();
+        let nonce = msg.get::<Nonce>();
+        let (Some(Ok(Realm(realm))), Some(Ok(Nonce(nonce)))) = (realm, nonce) else {
+            self.reply_error(
+                from,
+                echo,
+                ErrorCode::BAD_REQUEST,
+                "REALM and NONCE required",
+                None,
+            );
+            return None;
+        };
+        if username.is_none() && userhash.is_none() {
+            self.reply_error(
+                from,
+                echo,
+                ErrorCode::BAD_REQUEST,
+                "USERNAME or USERHASH required",
+                None,
+            );
+            return None;
+        }
+        let unix_now = self.unix_time(now);
+        let lifetime = self.config.nonce_lifetime.as_secs();
+        match self.nonce_key.check(nonce, unix_now, from.client, lifetime) {
+            Ok(()) => {}
+            Err(NonceError::Stale) => {
+                self.reply_challenge(now, from, echo, ErrorCode::STALE_NONCE);
+                return None;
+            }
+            Err(NonceError::Invalid) => {
+                self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
+                return None;
+            }
+        }
+        // RFC 8489 §9.2.4: both PASSWORD-ALGORITHMS (as we sent it) and
+        // PASSWORD-ALGORITHM, or neither (MD5, for RFC 5389 clients).
+        let algorithm = match (
+            msg.get::<PasswordAlgorithms>(),
+            msg.get::<crate::stun::PasswordAlgorithm>(),
+        ) {
+            (None, None) => PasswordAlgorithm::Md5,
+            (Some(Ok(list)), Some(Ok(chosen))) => {
+                let offered: Vec<PasswordAlgorithmId> =
+                    OFFERED_ALGORITHMS.iter().map(|a| a.algorithm).collect();
+                let echoed: Vec<PasswordAlgorithmId> = list.iter().map(|a| a.algorithm).collect();
+                match chosen.algorithm {
+                    _ if echoed != offered => None,
+                    PasswordAlgorithmId::MD5 => Some(PasswordAlgorithm::Md5),
+                    PasswordAlgorithmId::SHA256 => Some(PasswordAlgorithm::Sha256),
+                    _ => None,
+                }
+                .or_else(|| {
+                    self.reply_error(
+                        from,
+                        echo,
+                        ErrorCode::BAD_REQUEST,
+                        "PASSWORD-ALGORITHM not offered",
+                        None,
+                    );
+                    None
+                })?
+            }
+            _ => {
+                self.reply_error(
+                    from,
+                    echo,
+                    ErrorCode::BAD_REQUEST,
+                    "PASSWORD-ALGORITHMS mismatch",
+                    None,
+                );
+                return None;
+            }
+        };
+        if realm != self.credentials.realm {
+            self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
+            return None;
+        }
+        let name: Option<Arc<str>> = match (username, userhash) {
+            (Some(Ok(Username(name))), _) => Some(Arc::from(name)),
+            (_, Some(Ok(Userhash(hash)))) => {
+                self.credentials.username_for_hash(&hash).map(Arc::from)
+            }
+            _ => None,
+        };
+        let Some(name) = name else {
+            self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
+            return None;
+        };
+        let candidates: Vec<UserKeys> = match existing {
+            // RFC 8656 §5: later requests on an allocation come from its owner,
+            // and are checked with the key cached when it was made.
+            Some(owner) if owner.username != name => {
+                self.reply_error(
+                    from,
+                    echo,
+                    ErrorCode::WRONG_CREDENTIALS,
+                    "Wrong Credentials",
+                    None,
+                );
+                return None;
+            }
+            Some(owner) if owner.algorithm == algorithm => vec![owner.keys.clone()],
+            _ => match self.credentials.candidate_keys(&name, unix_now) {
+                Ok(keys) => keys,
+                Err(LookupError::UnknownUser | LookupError::Expired) => {
+                    self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
+                    return None;
+                }
+            },
+        };
+        let sha256 = msg.has_message_integrity_sha256();
+        for keys in candidates {
+            let Some(key) = keys.key(algorithm) else {
+                continue;
+            };
+            if msg.verify_integrity(key).is_ok() {
+                let integrity = ReplyIntegrity {
+                    key: key.to_vec(),
+                    sha256,
+                };
+                return Some(Authenticated {
+                    owner: Some(Owner {
+                        username: name,
+                        keys,
+                        algorithm,
+                    }),
+                    integrity: Some(integrity),
+                });
+            }
+        }
+        self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
+        None
+    }
+
+    fn existing_owner(&self, from: &ClientTuple) -> Option<Owner> {
+        self.allocation_for_client(from)
+            .and_then(|a| a.owner.clone())
+    }
+
+    /// RFC 8656 §7.2
+    fn handle_allocate(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+    ) {
+        let owner = self.existing_owner(&from);
+        let Some(auth) = self.authenticate(now, from, msg, echo, owner.as_ref()) else {
+            return;
+        };
+        let integrity = auth.integrity.clone();
+        let i = integrity.as_ref();
+
+        // §7.2 step 2: the 5-tuple already has an allocation.
+        if let Some(alloc) = self.allocation_for_client(&from) {
+            if alloc.creating_transaction == msg.transaction_id()
+                && alloc.state == AllocationState::Active
+            {
+                let id = alloc.id;
+                let bytes = self.allocate_success(id, echo, i);
+                if let Some(bytes) = bytes {
+                    self.queue(from, bytes);
+                }
+                return;
+            }
+            let r = self.reply_error(
+                from,
+                echo,
+                ErrorCode::ALLOCATION_MISMATCH,
+                "Allocation Mismatch",
+                i,
+            );
+            self.remember(now, &from, msg, r);
+            return;
+        }
+
+        macro_rules! fail {
+            ($code:expr, $reason:expr) => {{
+                let r = self.reply_error(from, echo, $code, $reason, i);
+                self.remember(now, &from, msg, r);
+                return;
+            }};
+        }
+
+        // §7.2 step 3: REQUESTED-TRANSPORT, UDP only.
+        match msg.get::<RequestedTransport>() {
+            None | Some(Err(_)) => fail!(
+                ErrorCode::BAD_REQUEST,
+                "REQUESTED-TRANSPORT missing or malformed"
+            ),
+            Some(Ok(RequestedTransport(p))) if p != TransportProtocol::UDP => {
+                fail!(
+                    ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
+                    "Unsupported Transport Protocol"
+                )
+            }
+            Some(Ok(_)) => {}
+        }
+        // §7.2 step 4: DONT-FRAGMENT is accepted (relayed datagrams are not fragmented by us).
+        let token = msg.get::<ReservationToken>();
+        let even = msg.get::<EvenPort>();
+        let requested_family = msg.get::<RequestedAddressFamily>();
+        let additional = msg.get::<AdditionalAddressFamily>();
+        if matches!(token, Some(Err(_))) || matches!(even, Some(Err(_))) {
+            fail!(
+                ErrorCode::BAD_REQUEST,
+                "Malformed RESERVATION-TOKEN or EVEN-PORT"
+            );
+        }
+        // §7.2 step 5/6: RESERVATION-TOKEN excludes EVEN-PORT and an address family.
+        if token.is_some() && (even.is_some() || requested_family.is_some() || additional.is_some())
+        {
+            fail!(
+                ErrorCode::BAD_REQUEST,
+                "RESERVATION-TOKEN with EVEN-PORT or an address family"
+            );
+        }
+        let family = match (requested_family, additional) {
+            (Some(_), Some(_)) => fail!(
+                ErrorCode::BAD_REQUEST,
+                "REQUESTED- and ADDITIONAL-ADDRESS-FAMILY together"
+            ),
+            (Some(Err(_)), _) => fail!(
+                ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+                "Address Family not Supported"
+            ),
+            (Some(Ok(RequestedAddressFamily(f))), None) => f,
+            (None, Some(Ok(AdditionalAddressFamily(AddressFamily::V6)))) => AddressFamily::V4,
+            (None, Some(_)) => fail!(
+                ErrorCode::BAD_REQUEST,
+                "ADDITIONAL-ADDRESS-FAMILY must be IPv6"
+            ),
+            (None, None) => AddressFamily::V4,
+        };
+        // RFC 8656 §7.2: a dual allocation that cannot get its IPv6 half still
+        // succeeds for IPv4, with ADDRESS-ERROR-CODE for IPv6.
+        let address_error = additional.is_some().then_some(AddressFamily::V6);
+        let Some(pool_index) = self
+            .pools
+            .iter()
+            .position(|(ip, _)| AddressFamily::of(&SocketAddr::new(*ip, 0)) == family)
+        else {
+            fail!(
+                ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+                "No relay address of that family"
+            )
+        };
+
+        // §7.2 step 7: quotas.
+        if let Some(owner) = &auth.owner {
+            let used = self.per_user.get(&owner.username).copied().unwrap_or(0);
+            if self.config.user_quota > 0 && used >= self.config.user_quota {
+                fail!(
+                    ErrorCode::ALLOCATION_QUOTA_REACHED,
+                    "Allocation Quota Reached (user)"
+                );
+            }
+        }
+        if self.config.total_quota > 0
+            && self.allocation_count() >= self.config.total_quota as usize
+        {
+            fail!(
+                ErrorCode::ALLOCATION_QUOTA_REACHED,
+                "Allocation Quota Reached (server)"
+            );
+        }
+
+        // RFC 8656 §7.2: at least the default lifetime, at most the maximum.
+        let lifetime = match msg.get::<Lifetime>() {
+            Some(Ok(Lifetime(secs))) => std::time::Duration::from_secs(u64::from(secs))
+                .max(self.config.default_lifetime)
+                .min(self.config.max_lifetime),
+            _ => self.config.default_lifetime.min(self.config.max_lifetime),
+        };
+
+        // Choose the relay port.
+        let relay_ip = self.pools.get(pool_index).map(|(ip, _)| *ip);
+        let Some(relay_ip) = relay_ip else { return };
+        let mut reservation_token = None;
+        let port = if let Some(Ok(ReservationToken(t))) = token {
+            match self.reservations.remove(&u64::from_be_bytes(t)) {
+                Some((relay, _)) if relay.ip() == relay_ip => Some(relay.port()),
+                Some((relay, _)) => {
+                    self.release_port(relay);
+                    None
+                }
+                None => None,
+            }
+        } else {
+            let Some((_, pool)) = self.pools.get_mut(pool_index) else {
+                return;
+            };
+            match even {
+                Some(Ok(EvenPort { reserve_next })) => {
+                    let p = pool.take_even(&mut self.rng, reserve_next);
+                    if let (Some(p), true) = (p, reserve_next) {
+                        reservation_token = Some((self.rng.next_u64(), p + 1));
+                    }
+                    p
+                }
+                _ => pool.take_any(&mut self.rng),
+            }
+        };
+        let Some(port) = port else {
+            fail!(
+                ErrorCode::INSUFFICIENT_CAPACITY,
+                "Insufficient Capacity (no relay port free)"
+            )
+        };
+        let reservation = reservation_token.map(|(t, p)| {
+            let relay = SocketAddr::new(relay_ip, p);
+            let expires = now + std::time::Duration::from_secs(30);
+            self.reservations.insert(t, (relay, expires));
+            self.schedule(expires, TimerKey::Reservation(t));
+            t.to_be_bytes()
+        });
+
+        let relay = SocketAddr::new(relay_ip, port);
+        let advertised = self.advertised(relay);
+        if let Some(owner) = &auth.owner {
+            *self.per_user.entry(owner.username.clone()).or_insert(0) += 1;
+        }
+        let tid = msg.transaction_id();
+        let id = self.insert_allocation(|id| Allocation {
+            id,
+            client: from,
+            relay,
+            advertised,
+            owner: auth.owner,
+            expires: now + lifetime,
+            state: AllocationState::Opening { attempts: 1 },
+            creating_transaction: tid,
+            lifetime,
+            reservation_token: reservation,
+            address_error,
+            permissions: Vec::new(),
+            channels: Vec::new(),
+        });
+        self.pending.insert(
+            id,
+            super::server::PendingAllocate {
+                echo: *echo,
+                integrity,
+            },
+        );
+        self.transactions
+            .insert((from.client, tid), CachedResponse::InProgress);
+        self.schedule(
+            now + self.config.transaction_cache_lifetime,
+            TimerKey::Transaction(from.client, tid),
+        );
+        self.commands.push_back(Command::OpenRelay { relay });
+    }
+
+    /// The success response to the Allocate that created `id`.
+    fn allocate_success(
+        &self,
+        id: AllocationId,
+        echo: &RequestEcho,
+        i: Option<&ReplyIntegrity>,
+    ) -> Option<Vec<u8>> {
+        let alloc = self.allocation(id)?;
+        let (advertised, client, lifetime, token, pending_error) = (
+            alloc.advertised,
+            alloc.client.client,
+            alloc.lifetime,
+            alloc.reservation_token,
+            alloc.address_error,
+        );
+        self.encode_reply(echo, Class::SuccessResponse, i, |w| {
+            w.add(&XorRelayedAddress(advertised))?;
+            w.add(&Lifetime(
+                u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX),
+            ))?;
+            if let Some(t) = token {
+                w.add(&ReservationToken(t))?;
+            }
+            if let Some(family) = pending_error {
+                w.add(&AddressErrorCode {
+                    family,
+                    code: ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+                    reason: "IPv6 relaying is not configured",
+                })?;
+            }
+            w.add(&XorMappedAddress(client))
+        })
+    }
+
+    /// The relay socket is open: the allocation goes live and is answered.
+    pub(crate) fn activate_allocation(&mut self, now: Instant, id: AllocationId) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        let Some(alloc) = self.allocation_mut(id) else {
+            return;
+        };
+        if !matches!(alloc.state, AllocationState::Opening { .. }) {
+            return;
+        }
+        alloc.state = AllocationState::Active;
+        let (expires, client, tid) = (alloc.expires, alloc.client, alloc.creating_transaction);
+        self.schedule(expires, TimerKey::Allocation(id));
+        self.stats.allocations_created += 1;
+        if let Some(bytes) = self.allocate_success(id, &pending.echo, pending.integrity.as_ref()) {
+            self.queue(client, bytes.clone());
+            self.transactions
+                .insert((client.client, tid), CachedResponse::Done(bytes));
+        }
+        tracing::debug!(relay = %self.allocation(id).map(|a| a.relay.to_string()).unwrap_or_default(), client = %client.client, lifetime_s = expires.saturating_duration_since(now).as_secs(), "allocation created");
+    }
+
+    /// The I/O layer could not open the relay socket: try another port, and
+    /// after a few attempts answer 508.
+    pub(crate) fn retry_relay_port(&mut self, now: Instant, id: AllocationId) {
+        let Some(alloc) = self.allocation(id) else {
+            return;
+        };
+        let AllocationState::Opening { attempts } = alloc.state else {
+            return;
+        };
+        let old = alloc.relay;
+        let next = if attempts < self.config.relay_open_attempts {
+            self.pools
+                .iter_mut()
+                .find(|(ip, _)| *ip == old.ip())
+                .and_then(|(_, pool)| pool.take_any(&mut self.rng))
+        } else {
+            None
+        };
+        // The failed port goes back at the end; someone else holds it now.
+        self.release_port(old);
+        match next {
+            Some(port) => {
+                let relay = SocketAddr::new(old.ip(), port);
+                let advertised = self.advertised(relay);
+                self.rebind_relay(id, old, relay, advertised, attempts + 1);
+                self.commands.push_back(Command::OpenRelay { relay });
+            }
+            None => {
+                let pending = self.pending.remove(&id);
+                if let Some(alloc) = self.remove_allocation(id) {
+                    if let Some(p) = pending {
+                        let r = self.reply_error(
+                            alloc.client,
+                            &p.echo,
+                            ErrorCode::INSUFFICIENT_CAPACITY,
+                            "Insufficient Capacity (relay socket)",
+                            p.integrity.as_ref(),
+                        );
+                        if let Some(bytes) = r {
+                            self.transactions.insert(
+                                (alloc.client.client, alloc.creating_transaction),
+                                CachedResponse::Done(bytes),
+                            );
+                        }
+                    }
+                }
+                let _ = now;
+            }
+        }
+    }
+
+    /// RFC 8656 §7.4: Refresh, with LIFETIME 0 deleting the allocation.
+    fn handle_refresh(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+    ) {
+        let owner = self.existing_owner(&from);
+        let Some(auth) = self.authenticate(now, from, msg, echo, owner.as_ref()) else {
+            return;
+        };
+        let i = auth.integrity.as_ref();
+        let Some(id) = self.allocation_id_for_client(&from) else {
+            let r = self.reply_error(
+                from,
+                echo,
+                ErrorCode::ALLOCATION_MISMATCH,
+                "No allocation for this 5-tuple",
+                i,
+            );
+            self.remember(now, &from, msg, r);
+            return;
+        };
+        let relay_family = self.allocation(id).map(|a| AddressFamily::of(&a.relay));
+        if let Some(Ok(RequestedAddressFamily(f))) = msg.get::<RequestedAddressFamily>() {
+            if Some(f) != relay_family {
+                let r = self.reply_error(
+                    from,
+                    echo,
+                    ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
+                    "Address family mismatch",
+                    i,
+                );
+                self.remember(now, &from, msg, r);
+                return;
+            }
+        }
+        let requested = match msg.get::<Lifetime>() {
+            Some(Ok(Lifetime(secs))) => std::time::Duration::from_secs(u64::from(secs)),
+            _ => self.config.default_lifetime,
+        };
+        let granted = if requested.is_zero() {
+            self.remove_allocation(id);
+            0
+        } else {
+            let lifetime = requested.min(self.config.max_lifetime);
+            if let Some(alloc) = self.allocation_mut(id) {
+                alloc.expires = now + lifetime;
+                alloc.lifetime = lifetime;
+            }
+            u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX)
+        };
+        let r = self.reply(from, echo, Class::SuccessResponse, i, |w| {
+            w.add(&Lifetime(granted))
+        });
+        self.remember(now, &from, msg, r);
+    }
+
+    /// Checks a peer address against the allocation's family and the policy.
+    fn check_peer(
+        &self,
+        id: AllocationId,
+        peer: SocketAddr,
+    ) -> Result<(), (ErrorCode, &'static str)> {
+        let relay = self
+            .allocation(id)
+            .map(|a| a.relay)
+            .ok_or((ErrorCode::ALLOCATION_MISMATCH, "No allocation"))?;
+        if relay.is_ipv4() != peer.is_ipv4() {
+            return Err((
+                ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
+                "Peer Address Family Mismatch",
+            ));
+        }
+        if !self.config.peer_policy.permits(peer.ip()) {
+            return Err((ErrorCode::FORBIDDEN, "Forbidden peer address"));
+        }
+        Ok(())
+    }
+
+    /// RFC 8656 §9.2: CreatePermission for every XOR-PEER-ADDRESS, all or nothing.
+    fn handle_create_permission(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+    ) {
+        let owner = self.existing_owner(&from);
+        let Some(auth) = self.authenticate(now, from, msg, echo, owner.as_ref()) else {
+            return;
+        };
+        let i = auth.integrity.as_ref();
+        macro_rules! fail {
+            ($code:expr, $reason:expr) => {{
+                let r = self.reply_error(from, echo, $code, $reason, i);
+                self.remember(now, &from, msg, r);
+                return;
+            }};
+        }
+        let Some(id) = self.allocation_id_for_client(&from) else {
+            fail!(
+                ErrorCode::ALLOCATION_MISMATCH,
+                "No allocation for this 5-tuple"
+            )
+        };
+        let tid = msg.transaction_id();
+        let mut peers = Vec::new();
+        for attr in msg
+            .attributes()
+            .filter(|a| a.attr_type == AttributeType::XOR_PEER_ADDRESS)
+        {
+            match <XorPeerAddress as crate::stun::DecodeAttribute>::decode(attr.value, &tid) {
+                Ok(XorPeerAddress(peer)) => peers.push(peer),
+                Err(_) => fail!(ErrorCode::BAD_REQUEST, "Malformed XOR-PEER-ADDRESS"),
+            }
+        }
+        if peers.is_empty() {
+            fail!(ErrorCode::BAD_REQUEST, "XOR-PEER-ADDRESS required");
+        }
+        for peer in &peers {
+            if let Err((code, reason)) = self.check_peer(id, *peer) {
+                fail!(code, reason);
+            }
+        }
+        let expires = now + self.config.permission_lifetime;
+        let max = self.config.max_permissions_per_allocation;
+        let mut installed = Vec::new();
+        let mut full = false;
+        if let Some(alloc) = self.allocation_mut(id) {
+            for peer in &peers {
+                match alloc.refresh_permission(peer.ip(), expires, max) {
+                    PermissionChange::Installed => installed.push(peer.ip()),
+                    PermissionChange::Refreshed => {}
+                    PermissionChange::Full => full = true,
+                }
+            }
+        }
+        for ip in installed {
+            self.schedule(expires, TimerKey::Permission(id, ip));
+        }
+        if full {
+            fail!(
+                ErrorCode::INSUFFICIENT_CAPACITY,
+                "Too many permissions on this allocation"
+            );
+        }
+        let r = self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(()));
+        self.remember(now, &from, msg, r);
+    }
+
+    /// RFC 8656 §11.2: ChannelBind, with the rebinding rules of §11.
+    fn handle_channel_bind(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+    ) {
+        let owner = self.existing_owner(&from);
+        let Some(auth) = self.authenticate(now, from, msg, echo, owner.as_ref()) else {
+            return;
+        };
+        let i = auth.integrity.as_ref();
+        macro_rules! fail {
+            ($code:expr, $reason:expr) => {{
+                let r = self.reply_error(from, echo, $code, $reason, i);
+                self.remember(now, &from, msg, r);
+                return;
+            }};
+        }
+        let Some(id) = self.allocation_id_for_client(&from) else {
+            fail!(
+                ErrorCode::ALLOCATION_MISMATCH,
+                "No allocation for this 5-tuple"
+            )
+        };
+        let number = match msg.get::<ChannelNumberAttr>() {
+            Some(Ok(ChannelNumberAttr(n)))
+                if ChannelNumber(n).is_valid(self.config.channel_range) =>
+            {
+                n
+            }
+            Some(Ok(_)) => fail!(ErrorCode::BAD_REQUEST, "Channel number out of range"),
+            _ => fail!(
+                ErrorCode::BAD_REQUEST,
+                "CHANNEL-NUMBER missing or malformed"
+            ),
+        };
+        let Some(Ok(XorPeerAddress(peer))) = msg.get::<XorPeerAddress>() else {
+            fail!(
+                ErrorCode::BAD_REQUEST,
+                "XOR-PEER-ADDRESS missing or malformed"
+            )
+        };
+        if let Err((code, reason)) = self.check_peer(id, peer) {
+            fail!(code, reason);
+        }
+        let channel_expires = now + self.config.channel_lifetime;
+        let permission_expires = now + self.config.permission_lifetime;
+        let max_channels = self.config.max_channels_per_allocation;
+        let max_permissions = self.config.max_permissions_per_allocation;
+        let Some(alloc) = self.allocation_mut(id) else {
+            return;
+        };
+        // §11: a number is bound to one peer and a peer to one number, and
+        // both stay reserved for 5 minutes after the binding expires.
+        let same_number = alloc
+            .channels
+            .iter()
+            .position(|c| c.number == number && c.blocks_rebinding(now));
+        let same_peer = alloc
+            .channels
+            .iter()
+            .position(|c| c.peer == peer && c.blocks_rebinding(now));
+        let mut new_channel = false;
+        match (same_number, same_peer) {
+            (Some(a), Some(b)) if a == b => {
+                if let Some(c) = alloc.channels.get_mut(a) {
+                    c.expires = channel_expires;
+                }
+            }
+            (None, None) => {
+                // Forget bindings whose cooldown has passed before counting.
+                alloc.channels.retain(|c| c.blocks_rebinding(now));
+                if alloc.channels.len() >= max_channels {
+                    fail!(
+                        ErrorCode::INSUFFICIENT_CAPACITY,
+                        "Too many channels on this allocation"
+                    );
+                }
+                alloc.channels.push(ChannelBinding {
+                    number,
+                    peer,
+                    expires: channel_expires,
+                });
+                new_channel = true;
+            }
+            (Some(_), _) => fail!(
+                ErrorCode::BAD_REQUEST,
+                "Channel already bound to another peer"
+            ),
+            (None, Some(_)) => fail!(
+                ErrorCode::BAD_REQUEST,
+                "Peer already bound to another channel"
+            ),
+        }
+        // §11.2: binding a channel installs or refreshes the peer's permission.
+        let change = alloc.refresh_permission(peer.ip(), permission_expires, max_permissions);
+        if new_channel {
+            self.schedule(channel_expires, TimerKey::Channel(id, number));
+        }
+        if change == PermissionChange::Installed {
+            self.schedule(permission_expires, TimerKey::Permission(id, peer.ip()));
+        }
+        let r = self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(()));
+        self.remember(now, &from, msg, r);
+    }
+}

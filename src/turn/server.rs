@@ -1,0 +1,664 @@
+//! The sans-IO TURN server of one shard (RFC 8656, compatible with RFC 5766 clients).
+//!
+//! Inputs (`handle_*`): datagrams from clients and from peers, the I/O
+//! layer's answer to a relay-socket request, and the passing of time.
+//! Outputs (`poll_*`): datagrams to send, commands for the I/O layer, and the
+//! next deadline. After every input, drain `poll_command` and `poll_transmit`,
+//! then sleep until `poll_timeout`.
+//!
+//! The hot paths — ChannelData and Send/Data indications — return a
+//! forwarding decision over the caller's buffer: no copy, no allocation.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::allocation::{Allocation, AllocationId, AllocationState, ClientTuple};
+use super::config::ServerConfig;
+use super::ports::{PortPool, Rng};
+use super::timers::{TimerKey, Timers};
+use crate::auth::{Credentials, NonceKey};
+use crate::stun::channel_data::{write_header, CHANNEL_DATA_HEADER_LEN};
+use crate::stun::{
+    demultiplex, AttributeType, ChannelData, Class, Data, Message, Method, PacketKind,
+    XorPeerAddress, HEADER_LEN,
+};
+
+/// Bytes a peer datagram needs in front of its payload so either a ChannelData
+/// header (4) or a Data indication header (20 + XOR-PEER-ADDRESS 24 + DATA 4)
+/// can be written in place. Also keep 3 bytes after it for padding.
+pub const PEER_HEADROOM: usize = 48;
+pub const PEER_TAILROOM: usize = 3;
+
+/// Send these bytes of the caller's buffer from local address `from` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub range: Range<usize>,
+}
+
+/// Why a datagram produced nothing. Counted, never logged per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    Malformed,
+    NotStunOrChannelData,
+    NoAllocation,
+    NoChannel,
+    NoPermission,
+    UnexpectedClass,
+    Disabled,
+    InProgress,
+    NoHeadroom,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOutcome {
+    /// Relay data to a peer (ChannelData or a Send indication).
+    Forward(Forward),
+    /// A request was handled; its answer (if any) waits in `poll_transmit`.
+    Handled,
+    Dropped(DropReason),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerOutcome {
+    /// Send the framed data (ChannelData or Data indication) to the client.
+    Forward(Forward),
+    Dropped(DropReason),
+}
+
+/// A datagram the server composed (responses, control traffic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub from: SocketAddr,
+    pub to: ClientTuple,
+    pub payload: Vec<u8>,
+}
+
+/// Work for the I/O layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Bind a UDP socket on this address and report with `handle_relay_opened`.
+    OpenRelay { relay: SocketAddr },
+    /// Close the relay socket on this address.
+    CloseRelay { relay: SocketAddr },
+}
+
+/// Counters for metrics; all monotonic except `allocations`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub allocations: usize,
+    pub allocations_created: u64,
+    pub allocations_expired: u64,
+    pub requests: u64,
+    pub error_responses: u64,
+    pub forwarded_to_peers: u64,
+    pub forwarded_to_clients: u64,
+    pub dropped: u64,
+    pub malformed: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum CachedResponse {
+    InProgress,
+    Done(Vec<u8>),
+}
+
+/// An Allocate waiting for its relay socket: what its answer needs.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingAllocate {
+    pub echo: super::reply::RequestEcho,
+    pub integrity: Option<super::reply::ReplyIntegrity>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    allocation: Option<Allocation>,
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+fn fast_map<K, V>() -> FastMap<K, V> {
+    HashMap::with_hasher(foldhash::fast::RandomState::default())
+}
+
+pub struct Server {
+    pub(crate) config: ServerConfig,
+    pub(crate) credentials: Credentials,
+    pub(crate) nonce_key: NonceKey,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    by_client: FastMap<ClientTuple, AllocationId>,
+    by_relay: FastMap<SocketAddr, AllocationId>,
+    pub(crate) pools: Vec<(IpAddr, PortPool)>,
+    pub(crate) per_user: HashMap<Arc<str>, u32>,
+    /// RFC 8656 §7.2: ports held by RESERVATION-TOKEN, with their expiry.
+    pub(crate) reservations: HashMap<u64, (SocketAddr, Instant)>,
+    pub(crate) transactions: FastMap<(SocketAddr, crate::stun::TransactionId), CachedResponse>,
+    pub(crate) timers: Timers,
+    pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) commands: VecDeque<Command>,
+    pub(crate) rng: Rng,
+    pub(crate) stats: Stats,
+    /// `now` and the unix time it corresponds to: REST usernames and nonces
+    /// speak unix time, timers speak `Instant`.
+    clock_anchor: (Instant, u64),
+}
+
+impl Server {
+    /// `now`/`unix_now` anchor the two clocks; `nonce_key` must be shared by
+    /// every shard so any of them can check any nonce.
+    pub fn new(
+        config: ServerConfig,
+        credentials: Credentials,
+        nonce_key: NonceKey,
+        now: Instant,
+        unix_now: u64,
+    ) -> Self {
+        let pools = config
+            .relay_ips
+            .iter()
+            .map(|ip| {
+                (
+                    *ip,
+                    PortPool::new(
+                        config.min_port,
+                        config.max_port,
+                        config.port_offset,
+                        config.port_stride,
+                    ),
+                )
+            })
+            .collect();
+        let rng = Rng::new(config.rng_seed);
+        Self {
+            config,
+            credentials,
+            nonce_key,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_client: fast_map(),
+            by_relay: fast_map(),
+            pools,
+            per_user: HashMap::new(),
+            reservations: HashMap::new(),
+            transactions: fast_map(),
+            timers: Timers::default(),
+            pending: fast_map(),
+            transmits: VecDeque::new(),
+            commands: VecDeque::new(),
+            rng,
+            stats: Stats::default(),
+            clock_anchor: (now, unix_now),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub(crate) fn unix_time(&self, now: Instant) -> u64 {
+        let (at, unix) = self.clock_anchor;
+        unix + now.saturating_duration_since(at).as_secs()
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    /// A datagram from a client on a listening address.
+    pub fn handle_client_datagram(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        buf: &[u8],
+    ) -> ClientOutcome {
+        match demultiplex(buf, self.config.channel_range) {
+            PacketKind::ChannelData => self.handle_client_channel_data(now, &from, buf),
+            PacketKind::Stun => match Message::parse(buf) {
+                Ok(msg) => self.handle_stun(now, from, &msg, buf),
+                Err(_) => {
+                    self.stats.malformed += 1;
+                    self.drop_reason(DropReason::Malformed)
+                }
+            },
+            PacketKind::Other => self.drop_reason(DropReason::NotStunOrChannelData),
+        }
+    }
+
+    fn drop_reason(&mut self, reason: DropReason) -> ClientOutcome {
+        self.stats.dropped += 1;
+        ClientOutcome::Dropped(reason)
+    }
+
+    /// RFC 8656 §12.6: ChannelData from the client goes to the bound peer.
+    fn handle_client_channel_data(
+        &mut self,
+        now: Instant,
+        from: &ClientTuple,
+        buf: &[u8],
+    ) -> ClientOutcome {
+        let Ok(cd) = ChannelData::parse(buf) else {
+            self.stats.malformed += 1;
+            return self.drop_reason(DropReason::Malformed);
+        };
+        let Some(alloc) = self.allocation_for_client(from) else {
+            return self.drop_reason(DropReason::NoAllocation);
+        };
+        let Some(binding) = alloc.live_channel(cd.channel.0, now) else {
+            return self.drop_reason(DropReason::NoChannel);
+        };
+        let peer = binding.peer;
+        if !alloc.has_permission(peer.ip(), now) {
+            return self.drop_reason(DropReason::NoPermission);
+        }
+        let relay = alloc.relay;
+        self.stats.forwarded_to_peers += 1;
+        let start = CHANNEL_DATA_HEADER_LEN;
+        ClientOutcome::Forward(Forward {
+            from: relay,
+            to: peer,
+            range: start..start + cd.data.len(),
+        })
+    }
+
+    fn handle_stun(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        buf: &[u8],
+    ) -> ClientOutcome {
+        match msg.class() {
+            Class::Request => {
+                self.stats.requests += 1;
+                self.handle_request(now, from, msg);
+                ClientOutcome::Handled
+            }
+            Class::Indication => match msg.method() {
+                Method::SEND => self.handle_send_indication(now, &from, msg, buf),
+                // RFC 8489 §6.3.2: Binding indications keep NAT bindings alive; nothing to answer.
+                Method::BINDING => ClientOutcome::Handled,
+                _ => self.drop_reason(DropReason::UnexpectedClass),
+            },
+            Class::SuccessResponse | Class::ErrorResponse => {
+                self.drop_reason(DropReason::UnexpectedClass)
+            }
+        }
+    }
+
+    /// RFC 8656 §10.2: a Send indication relays DATA to XOR-PEER-ADDRESS if a
+    /// permission exists; anything wrong means a silent drop.
+    fn handle_send_indication(
+        &mut self,
+        now: Instant,
+        from: &ClientTuple,
+        msg: &Message<'_>,
+        buf: &[u8],
+    ) -> ClientOutcome {
+        if self.config.stun_only {
+            return self.drop_reason(DropReason::Disabled);
+        }
+        let (Some(Ok(XorPeerAddress(peer))), Some(Ok(Data(data)))) =
+            (msg.get::<XorPeerAddress>(), msg.get::<Data>())
+        else {
+            return self.drop_reason(DropReason::Malformed);
+        };
+        let Some(alloc) = self.allocation_for_client(from) else {
+            return self.drop_reason(DropReason::NoAllocation);
+        };
+        if peer.is_ipv4() != alloc.relay.is_ipv4() || !alloc.has_permission(peer.ip(), now) {
+            return self.drop_reason(DropReason::NoPermission);
+        }
+        let relay = alloc.relay;
+        let start = (data.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        self.stats.forwarded_to_peers += 1;
+        ClientOutcome::Forward(Forward {
+            from: relay,
+            to: peer,
+            range: start..start + data.len(),
+        })
+    }
+
+    /// A datagram from `peer` arrived on the relay socket `relay`. The payload
+    /// is `buf[payload]`, with `PEER_HEADROOM` bytes free before it and
+    /// `PEER_TAILROOM` after, so the framing is written in place (RFC 8656
+    /// §10.3 Data indication, §12.7 ChannelData).
+    pub fn handle_peer_datagram(
+        &mut self,
+        now: Instant,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        buf: &mut [u8],
+        payload: Range<usize>,
+    ) -> PeerOutcome {
+        let Some(id) = self.by_relay.get(&relay).copied() else {
+            return self.peer_drop(DropReason::NoAllocation);
+        };
+        let Some(alloc) = self.allocation(id) else {
+            return self.peer_drop(DropReason::NoAllocation);
+        };
+        if alloc.state != AllocationState::Active || now >= alloc.expires {
+            return self.peer_drop(DropReason::NoAllocation);
+        }
+        // RFC 8656 §10.3: no permission for the peer's IP, no delivery.
+        if !alloc.has_permission(peer.ip(), now) {
+            return self.peer_drop(DropReason::NoPermission);
+        }
+        let client = alloc.client;
+        let channel = alloc.channel_for_peer(peer, now);
+        let len = payload.len();
+        let Ok(len16) = u16::try_from(len) else {
+            return self.peer_drop(DropReason::Malformed);
+        };
+        let framed = match channel {
+            Some(number) => {
+                let Some(start) = payload.start.checked_sub(CHANNEL_DATA_HEADER_LEN) else {
+                    return self.peer_drop(DropReason::NoHeadroom);
+                };
+                let Some(head) = buf.get_mut(start..payload.start) else {
+                    return self.peer_drop(DropReason::NoHeadroom);
+                };
+                head.copy_from_slice(&write_header(crate::stun::ChannelNumber(number), len16));
+                let mut end = payload.end;
+                if client.is_stream() {
+                    // RFC 8656 §12.5: over streams, pad to a multiple of 4.
+                    let padded = start + crate::stun::channel_data::frame_len(len, true);
+                    match buf.get_mut(end..padded) {
+                        Some(pad) => pad.fill(0),
+                        None => return self.peer_drop(DropReason::NoHeadroom),
+                    }
+                    end = padded;
+                }
+                start..end
+            }
+            None => match self.write_data_indication(buf, &payload, peer) {
+                Some(range) => range,
+                None => return self.peer_drop(DropReason::NoHeadroom),
+            },
+        };
+        self.stats.forwarded_to_clients += 1;
+        PeerOutcome::Forward(Forward {
+            from: client.server,
+            to: client.client,
+            range: framed,
+        })
+    }
+
+    fn peer_drop(&mut self, reason: DropReason) -> PeerOutcome {
+        self.stats.dropped += 1;
+        PeerOutcome::Dropped(reason)
+    }
+
+    /// Writes a Data indication (header, XOR-PEER-ADDRESS, DATA header) in
+    /// front of the payload and its padding after it.
+    fn write_data_indication(
+        &mut self,
+        buf: &mut [u8],
+        payload: &Range<usize>,
+        peer: SocketAddr,
+    ) -> Option<Range<usize>> {
+        let addr_len = if peer.is_ipv4() { 8 } else { 20 };
+        let front = HEADER_LEN + 4 + addr_len + 4;
+        let start = payload.start.checked_sub(front)?;
+        let len = payload.len();
+        let padded = crate::stun::reader::padded_len(len);
+        let end = payload.start + padded;
+        buf.get_mut(payload.end..end)?.fill(0);
+        let mut tid = [0u8; 12];
+        let r = self.rng.next_u64().to_be_bytes();
+        tid.iter_mut()
+            .zip(r.iter().chain(r.iter()))
+            .for_each(|(t, b)| *t = *b);
+        let head = buf.get_mut(start..payload.start)?;
+        let mut w = crate::stun::MessageWriter::new(
+            head,
+            crate::stun::MessageType::new(Method::DATA, Class::Indication),
+            crate::stun::TransactionId(tid),
+        )
+        .ok()?;
+        w.add(&XorPeerAddress(peer)).ok()?;
+        // The DATA attribute header; its value is the payload already in place.
+        let body_len = u16::try_from(4 + addr_len + 4 + padded).ok()?;
+        let len16 = u16::try_from(len).ok()?;
+        let data_head = [
+            (AttributeType::DATA.0 >> 8) as u8,
+            AttributeType::DATA.0 as u8,
+            (len16 >> 8) as u8,
+            len16 as u8,
+        ];
+        head.get_mut(HEADER_LEN + 4 + addr_len..)?
+            .copy_from_slice(&data_head);
+        head.get_mut(2..4)?.copy_from_slice(&body_len.to_be_bytes());
+        Some(start..end)
+    }
+
+    /// The I/O layer's answer to `Command::OpenRelay`.
+    pub fn handle_relay_opened(
+        &mut self,
+        now: Instant,
+        relay: SocketAddr,
+        result: Result<(), std::io::ErrorKind>,
+    ) {
+        let Some(id) = self.by_relay.get(&relay).copied() else {
+            return;
+        };
+        match result {
+            Ok(()) => self.activate_allocation(now, id),
+            Err(_) => self.retry_relay_port(now, id),
+        }
+    }
+
+    /// Expires whatever is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((deadline, key)) = self.timers.pop_due(now) {
+            self.fire_timer(now, deadline, key);
+        }
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ------------------------------------------------------------ allocation table
+
+    pub fn allocation_count(&self) -> usize {
+        self.stats.allocations
+    }
+
+    pub(crate) fn allocation(&self, id: AllocationId) -> Option<&Allocation> {
+        let slot = self.slots.get(usize::try_from(id.index).ok()?)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.allocation.as_ref()
+    }
+
+    pub(crate) fn allocation_mut(&mut self, id: AllocationId) -> Option<&mut Allocation> {
+        let slot = self.slots.get_mut(usize::try_from(id.index).ok()?)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.allocation.as_mut()
+    }
+
+    /// The live allocation of a client 5-tuple.
+    pub fn allocation_for_client(&self, tuple: &ClientTuple) -> Option<&Allocation> {
+        let id = self.by_client.get(tuple)?;
+        self.allocation(*id)
+    }
+
+    pub(crate) fn allocation_id_for_client(&self, tuple: &ClientTuple) -> Option<AllocationId> {
+        self.by_client.get(tuple).copied()
+    }
+
+    /// Relay addresses of live allocations (for the I/O layer's directory).
+    pub fn relay_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.by_relay.keys().copied()
+    }
+
+    pub(crate) fn insert_allocation(
+        &mut self,
+        make: impl FnOnce(AllocationId) -> Allocation,
+    ) -> AllocationId {
+        let index = match self.free_slots.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::default());
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let slot_index = usize::try_from(index).unwrap_or(usize::MAX);
+        let generation = self
+            .slots
+            .get(slot_index)
+            .map(|s| s.generation)
+            .unwrap_or(0);
+        let id = AllocationId { index, generation };
+        let alloc = make(id);
+        self.by_client.insert(alloc.client, id);
+        self.by_relay.insert(alloc.relay, id);
+        if let Some(slot) = self.slots.get_mut(slot_index) {
+            slot.allocation = Some(alloc);
+        }
+        self.stats.allocations += 1;
+        id
+    }
+
+    /// Frees an allocation: its maps, its port, its user's quota, its socket.
+    pub(crate) fn remove_allocation(&mut self, id: AllocationId) -> Option<Allocation> {
+        let slot = self.slots.get_mut(usize::try_from(id.index).ok()?)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let alloc = slot.allocation.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free_slots.push(id.index);
+        self.pending.remove(&id);
+        self.by_client.remove(&alloc.client);
+        self.by_relay.remove(&alloc.relay);
+        self.release_port(alloc.relay);
+        if let Some(owner) = &alloc.owner {
+            if let Some(n) = self.per_user.get_mut(&owner.username) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_user.remove(&owner.username);
+                }
+            }
+        }
+        if alloc.state == AllocationState::Active {
+            self.commands
+                .push_back(Command::CloseRelay { relay: alloc.relay });
+        }
+        self.stats.allocations = self.stats.allocations.saturating_sub(1);
+        Some(alloc)
+    }
+
+    /// Moves an opening allocation to another relay port.
+    pub(crate) fn rebind_relay(
+        &mut self,
+        id: AllocationId,
+        old: SocketAddr,
+        relay: SocketAddr,
+        advertised: SocketAddr,
+        attempts: u8,
+    ) {
+        self.by_relay.remove(&old);
+        self.by_relay.insert(relay, id);
+        if let Some(alloc) = self.allocation_mut(id) {
+            alloc.relay = relay;
+            alloc.advertised = advertised;
+            alloc.state = AllocationState::Opening { attempts };
+        }
+    }
+
+    pub(crate) fn release_port(&mut self, relay: SocketAddr) {
+        if let Some((_, pool)) = self.pools.iter_mut().find(|(ip, _)| *ip == relay.ip()) {
+            pool.release(relay.port());
+        }
+    }
+
+    fn fire_timer(&mut self, now: Instant, deadline: Instant, key: TimerKey) {
+        match key {
+            TimerKey::Allocation(id) => {
+                let Some(alloc) = self.allocation(id) else {
+                    return;
+                };
+                if alloc.expires > deadline {
+                    let at = alloc.expires;
+                    self.timers.schedule(at, key);
+                } else if alloc.expires <= now {
+                    self.remove_allocation(id);
+                    self.stats.allocations_expired += 1;
+                }
+            }
+            TimerKey::Permission(id, ip) => {
+                let Some(alloc) = self.allocation_mut(id) else {
+                    return;
+                };
+                if let Some(p) = alloc.permissions.iter().find(|p| p.ip == ip).copied() {
+                    if p.expires > deadline {
+                        self.timers.schedule(p.expires, key);
+                    } else {
+                        alloc.permissions.retain(|p| p.ip != ip);
+                    }
+                }
+            }
+            TimerKey::Channel(id, number) => {
+                let Some(alloc) = self.allocation_mut(id) else {
+                    return;
+                };
+                if let Some(c) = alloc.channels.iter().find(|c| c.number == number).copied() {
+                    let cooled = c.expires + super::allocation::CHANNEL_COOLDOWN;
+                    if cooled > deadline {
+                        self.timers.schedule(cooled, key);
+                    } else {
+                        alloc.channels.retain(|c| c.number != number);
+                    }
+                }
+            }
+            TimerKey::Transaction(client, tid) => {
+                self.transactions.remove(&(client, tid));
+            }
+            TimerKey::Reservation(token) => {
+                if let Some((relay, expires)) = self.reservations.get(&token).copied() {
+                    if expires <= now {
+                        self.reservations.remove(&token);
+                        self.release_port(relay);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn advertised(&self, relay: SocketAddr) -> SocketAddr {
+        match self.config.external_ips.get(&relay.ip()) {
+            Some(public) => SocketAddr::new(*public, relay.port()),
+            None => relay,
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, at: Instant, key: TimerKey) {
+        self.timers.schedule(at, key);
+    }
+}
