@@ -53,13 +53,13 @@ impl Server {
         // RFC 8489 §6.3.4: a retransmission gets the answer already sent.
         if is_turn_method(method) {
             match self.transactions.get(&(from.client, msg.transaction_id())) {
-                Some(CachedResponse::Done(bytes)) => {
+                Some(CachedResponse::Done(m, bytes)) if *m == method => {
                     let bytes = bytes.clone();
                     self.queue(from, bytes);
                     return;
                 }
                 Some(CachedResponse::InProgress) => return,
-                None => {}
+                Some(CachedResponse::Done(..)) | None => {}
             }
         }
 
@@ -147,7 +147,8 @@ impl Server {
                 TimerKey::Transaction(key.0, key.1),
             );
         }
-        self.transactions.insert(key, CachedResponse::Done(bytes));
+        self.transactions
+            .insert(key, CachedResponse::Done(msg.method(), bytes));
     }
 
     /// RFC 8489 §9.2.4 server side. `None` means an error was sent.
@@ -578,8 +579,10 @@ impl Server {
         self.stats.allocations_created += 1;
         if let Some(bytes) = self.allocate_success(id, &pending.echo, pending.integrity.as_ref()) {
             self.queue(client, bytes.clone());
-            self.transactions
-                .insert((client.client, tid), CachedResponse::Done(bytes));
+            self.transactions.insert(
+                (client.client, tid),
+                CachedResponse::Done(Method::ALLOCATE, bytes),
+            );
         }
         tracing::debug!(relay = %self.allocation(id).map(|a| a.relay.to_string()).unwrap_or_default(), client = %client.client, lifetime_s = expires.saturating_duration_since(now).as_secs(), "allocation created");
     }
@@ -625,7 +628,7 @@ impl Server {
                         if let Some(bytes) = r {
                             self.transactions.insert(
                                 (alloc.client.client, alloc.creating_transaction),
-                                CachedResponse::Done(bytes),
+                                CachedResponse::Done(Method::ALLOCATE, bytes),
                             );
                         }
                     }

@@ -104,7 +104,9 @@ pub struct Stats {
 #[derive(Debug, Clone)]
 pub(crate) enum CachedResponse {
     InProgress,
-    Done(Vec<u8>),
+    /// The answer, and the method it answered (a different request reusing
+    /// the transaction id is not a retransmission).
+    Done(crate::stun::Method, Vec<u8>),
 }
 
 /// An Allocate waiting for its relay socket: what its answer needs.
