@@ -32,7 +32,8 @@ pub struct ServerConfig {
     pub total_quota: u32,
     pub peer_policy: PeerPolicy,
     pub channel_range: ChannelRange,
-    /// Relay addresses this shard allocates on, one per family at most.
+    /// Relay addresses this shard allocates on (`relay-ip`); of several in one
+    /// family, the first with a free port is used.
     pub relay_ips: Vec<IpAddr>,
     /// `external-ip=public/private`: what XOR-RELAYED-ADDRESS reports for a relay IP.
     pub external_ips: HashMap<IpAddr, IpAddr>,

@@ -411,11 +411,14 @@ impl Server {
         // RFC 8656 §7.2: a dual allocation that cannot get its IPv6 half still
         // succeeds for IPv4, with ADDRESS-ERROR-CODE for IPv6.
         let address_error = additional.is_some().then_some(AddressFamily::V6);
-        let Some(pool_index) = self
+        // Several relay addresses of one family: use the first with a free port.
+        let of_family = |ip: &std::net::IpAddr| AddressFamily::of(&SocketAddr::new(*ip, 0)) == family;
+        let pool_index = self
             .pools
             .iter()
-            .position(|(ip, _)| AddressFamily::of(&SocketAddr::new(*ip, 0)) == family)
-        else {
+            .position(|(ip, pool)| of_family(ip) && pool.available() > 0)
+            .or_else(|| self.pools.iter().position(|(ip, _)| of_family(ip)));
+        let Some(pool_index) = pool_index else {
             fail!(
                 ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
                 "No relay address of that family"
