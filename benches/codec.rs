@@ -4,19 +4,25 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringturn::stun::{
-    ChannelData, ChannelNumber, Class, Lifetime, Message, MessageType, MessageWriter, Method, Nonce, Realm,
-    RequestedTransport, Software, TransactionId, TransportProtocol, Username, XorMappedAddress,
+    ChannelData, ChannelNumber, Class, Lifetime, Message, MessageType, MessageWriter, Method,
+    Nonce, Realm, RequestedTransport, Software, TransactionId, TransportProtocol, Username,
+    XorMappedAddress,
 };
 
 fn allocate_request(key: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; 512];
-    let mut w =
-        MessageWriter::new(&mut buf, MessageType::new(Method::ALLOCATE, Class::Request), TransactionId([7; 12])).unwrap();
+    let mut w = MessageWriter::new(
+        &mut buf,
+        MessageType::new(Method::ALLOCATE, Class::Request),
+        TransactionId([7; 12]),
+    )
+    .unwrap();
     w.add(&RequestedTransport(TransportProtocol::UDP)).unwrap();
     w.add(&Lifetime(600)).unwrap();
     w.add(&Username("alice")).unwrap();
     w.add(&Realm("example.org")).unwrap();
-    w.add(&Nonce("obMatJos2AAADAAAAAGlTYXcN7m0cVwG4bqXCHw8x2w")).unwrap();
+    w.add(&Nonce("obMatJos2AAADAAAAAGlTYXcN7m0cVwG4bqXCHw8x2w"))
+        .unwrap();
     w.add_message_integrity(key).unwrap();
     w.add_fingerprint().unwrap();
     let n = w.finish();
@@ -66,7 +72,9 @@ fn codec(c: &mut Criterion) {
     let payload = [0x55u8; 100];
     let mut frame = [0u8; 104];
     ChannelData::encode(ChannelNumber(0x4001), &payload, &mut frame, false).unwrap();
-    g.bench_function("channel_data_parse", |b| b.iter(|| black_box(ChannelData::parse(black_box(&frame)).unwrap())));
+    g.bench_function("channel_data_parse", |b| {
+        b.iter(|| black_box(ChannelData::parse(black_box(&frame)).unwrap()))
+    });
     g.finish();
 }
 

@@ -136,6 +136,7 @@ const NONCE_PREFIX: &str = "obMatJos2AAAD";
 const _: () = assert!(NONCE_COOKIE.len() + FEATURES.len() == NONCE_PREFIX.len());
 
 #[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

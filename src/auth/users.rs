@@ -82,6 +82,7 @@ impl UserDb {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::auth::keys::md5_key;

@@ -661,6 +661,15 @@ fn decode_class_number(class: u8, number: u8) -> Result<ErrorCode, DecodeError> 
     Ok(ErrorCode(class * 100 + number))
 }
 
+/// RFC 8489 §14.8: class 3–6, number 0–99.
+fn encode_class_number(code: ErrorCode, w: &mut ValueWriter<'_>) -> Result<(), EncodeError> {
+    if !(300..=699).contains(&code.0) {
+        return Err(EncodeError::ValueTooLong("error code outside 300-699"));
+    }
+    w.u8((code.0 / 100) as u8)?;
+    w.u8((code.0 % 100) as u8)
+}
+
 fn decode_reason(bytes: &[u8]) -> Result<&str, DecodeError> {
     if bytes.len() > MAX_REASON_BYTES {
         return Err(DecodeError::TooLong("reason phrase"));
@@ -715,8 +724,7 @@ impl EncodeAttribute for ErrorCodeAttr<'_> {
             return Err(EncodeError::ValueTooLong("reason phrase"));
         }
         w.u16(0)?;
-        w.u8((self.code.0 / 100) as u8)?;
-        w.u8((self.code.0 % 100) as u8)?;
+        encode_class_number(self.code, w)?;
         w.bytes(self.reason.as_bytes())
     }
 }
@@ -765,8 +773,7 @@ impl EncodeAttribute for AddressErrorCode<'_> {
         }
         w.u8(self.family.code())?;
         w.u8(0)?;
-        w.u8((self.code.0 / 100) as u8)?;
-        w.u8((self.code.0 % 100) as u8)?;
+        encode_class_number(self.code, w)?;
         w.bytes(self.reason.as_bytes())
     }
 }

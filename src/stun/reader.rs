@@ -83,6 +83,7 @@ pub const fn padded_len(n: usize) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

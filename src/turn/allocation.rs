@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
+
 use crate::auth::{PasswordAlgorithm, UserKeys};
 use crate::stun::TransactionId;
 
@@ -113,8 +115,10 @@ pub struct Allocation {
     pub reservation_token: Option<[u8; 8]>,
     /// RFC 8656 §7.2: the family of a requested dual allocation we could not serve.
     pub address_error: Option<crate::stun::AddressFamily>,
-    pub permissions: Vec<Permission>,
-    pub channels: Vec<ChannelBinding>,
+    /// Inline for the usual few peers, so the hot path touches one cache line
+    /// less per list.
+    pub permissions: SmallVec<[Permission; 4]>,
+    pub channels: SmallVec<[ChannelBinding; 2]>,
 }
 
 impl Allocation {

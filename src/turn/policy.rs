@@ -1,7 +1,7 @@
 //! Which peers an allocation may talk to (RFC 8656 §21.3: a TURN server must
 //! not become a way into the networks behind it).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use thiserror::Error;
@@ -97,15 +97,26 @@ pub struct PeerPolicy {
     pub allowed: Vec<IpRange>,
     /// `denied-peer-ip`
     pub denied: Vec<IpRange>,
-    /// The server's own listening and relay addresses (refused as peers).
-    pub own_addresses: Vec<IpAddr>,
+    /// The server's own listening sockets (refused as peers, so a relay can
+    /// never be pointed back at the TURN port). Relay addresses on the same IP
+    /// stay allowed: both WebRTC peers behind one TURN server is the common case.
+    pub own_listeners: Vec<SocketAddr>,
 }
 
 impl PeerPolicy {
     /// RFC 8656 §21.3 and coturn's defaults: loopback (unless allowed),
     /// 0.0.0.0/8 and ::, multicast, link-local, broadcast and our own addresses
     /// are refused; explicit ranges change that.
-    pub fn permits(&self, ip: IpAddr) -> bool {
+    pub fn permits(&self, peer: SocketAddr) -> bool {
+        let is_listener = self
+            .own_listeners
+            .iter()
+            .any(|l| l.port() == peer.port() && (l.ip() == peer.ip() || l.ip().is_unspecified()));
+        !is_listener && self.permits_ip(peer.ip())
+    }
+
+    /// The address rules alone (no port), as `allowed-peer-ip`/`denied-peer-ip` state them.
+    pub fn permits_ip(&self, ip: IpAddr) -> bool {
         if self.allowed.iter().any(|r| r.contains(ip)) {
             return true;
         }
@@ -117,7 +128,7 @@ impl PeerPolicy {
             v4 => v4,
         };
         if ip.is_loopback() {
-            return self.allow_loopback && !self.own_addresses.contains(&ip);
+            return self.allow_loopback;
         }
         let special = match ip {
             IpAddr::V4(v4) => {
@@ -127,11 +138,12 @@ impl PeerPolicy {
                 v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80
             }
         };
-        !special && !self.own_addresses.contains(&ip)
+        !special
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -171,30 +183,42 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
         ] {
-            assert!(!p.permits(ip(bad)), "{bad} should be refused");
+            assert!(!p.permits_ip(ip(bad)), "{bad} should be refused");
         }
-        assert!(p.permits(ip("203.0.113.7")));
-        assert!(p.permits(ip("2001:db8::1")));
+        assert!(p.permits_ip(ip("203.0.113.7")));
+        assert!(p.permits_ip(ip("2001:db8::1")));
     }
 
     #[test]
     fn options_change_the_defaults() {
+        let listener: SocketAddr = "127.0.0.1:3478".parse().unwrap_or_else(|e| panic!("{e}"));
         let p = PeerPolicy {
             allow_loopback: true,
-            own_addresses: vec![ip("127.0.0.1")],
+            own_listeners: vec![listener],
             ..Default::default()
         };
-        assert!(p.permits(ip("127.0.0.2")));
-        assert!(!p.permits(ip("127.0.0.1")), "own address stays refused");
+        assert!(p.permits(SocketAddr::new(ip("127.0.0.2"), 3478)));
+        assert!(
+            p.permits(SocketAddr::new(ip("127.0.0.1"), 50000)),
+            "a relay port on our IP is a fine peer"
+        );
+        assert!(!p.permits(listener), "our own TURN port stays refused");
+        let any: SocketAddr = "0.0.0.0:3478".parse().unwrap_or_else(|e| panic!("{e}"));
+        let p = PeerPolicy {
+            own_listeners: vec![any],
+            ..Default::default()
+        };
+        assert!(!p.permits(SocketAddr::new(ip("203.0.113.1"), 3478)));
+        assert!(p.permits(SocketAddr::new(ip("203.0.113.1"), 3479)));
 
         let p = PeerPolicy {
             denied: vec![range("203.0.113.0/24")],
             allowed: vec![range("203.0.113.9")],
             ..Default::default()
         };
-        assert!(!p.permits(ip("203.0.113.8")));
+        assert!(!p.permits_ip(ip("203.0.113.8")));
         assert!(
-            p.permits(ip("203.0.113.9")),
+            p.permits_ip(ip("203.0.113.9")),
             "allowed-peer-ip wins over denied-peer-ip"
         );
 
@@ -202,6 +226,6 @@ mod tests {
             allowed: vec![range("127.0.0.0/8")],
             ..Default::default()
         };
-        assert!(p.permits(ip("127.0.0.5")));
+        assert!(p.permits_ip(ip("127.0.0.5")));
     }
 }

@@ -412,7 +412,8 @@ impl Server {
         // succeeds for IPv4, with ADDRESS-ERROR-CODE for IPv6.
         let address_error = additional.is_some().then_some(AddressFamily::V6);
         // Several relay addresses of one family: use the first with a free port.
-        let of_family = |ip: &std::net::IpAddr| AddressFamily::of(&SocketAddr::new(*ip, 0)) == family;
+        let of_family =
+            |ip: &std::net::IpAddr| AddressFamily::of(&SocketAddr::new(*ip, 0)) == family;
         let pool_index = self
             .pools
             .iter()
@@ -512,8 +513,8 @@ impl Server {
             lifetime,
             reservation_token: reservation,
             address_error,
-            permissions: Vec::new(),
-            channels: Vec::new(),
+            permissions: smallvec::SmallVec::new(),
+            channels: smallvec::SmallVec::new(),
         });
         self.pending.insert(
             id,
@@ -716,7 +717,7 @@ impl Server {
                 "Peer Address Family Mismatch",
             ));
         }
-        if !self.config.peer_policy.permits(peer.ip()) {
+        if !self.config.peer_policy.permits(peer) {
             return Err((ErrorCode::FORBIDDEN, "Forbidden peer address"));
         }
         Ok(())
