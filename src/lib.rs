@@ -29,3 +29,7 @@ pub mod auth;
     clippy::panic
 )]
 pub mod turn;
+
+pub mod io;
+
+pub mod worker;

@@ -1,0 +1,301 @@
+//! The portable backend: level-triggered epoll, recvmmsg to take up to
+//! `BATCH` datagrams per syscall, sendmmsg per destination socket. For hosts
+//! where io_uring is disabled (Docker's default seccomp profile,
+//! `kernel.io_uring_disabled`).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
+use super::{close_fd, new_eventfd, Backend, BackendKind, Received, SendQueue, Token, Waker, HEADROOM, MAX_DATAGRAM, RECV_BUF_LEN};
+
+/// Datagrams per recvmmsg / sendmmsg call.
+const BATCH: usize = 32;
+/// recvmmsg rounds per ready socket per loop turn, so one busy socket cannot starve the rest.
+const ROUNDS_PER_SOCKET: usize = 4;
+const EVENTFD_TOKEN: u64 = u64::MAX;
+
+enum Payload {
+    Received { buf_id: u32, range: Range<usize> },
+    Owned(Vec<u8>),
+}
+
+struct PendingSend {
+    fd: RawFd,
+    to: RawAddr,
+    payload: Payload,
+}
+
+pub struct BatchBackend {
+    epoll: RawFd,
+    eventfd: RawFd,
+    tokens: HashMap<RawFd, Token>,
+    bufs: Vec<Vec<u8>>,
+    names: Vec<libc::sockaddr_storage>,
+    /// Per received datagram of the current batch: length (`usize::MAX` if truncated) and name length.
+    lens: Vec<usize>,
+    namelens: Vec<libc::socklen_t>,
+    sends: Vec<PendingSend>,
+    events: Vec<libc::epoll_event>,
+    /// Sends dropped because the socket buffer was full (UDP: loss, not an error).
+    pub dropped_sends: u64,
+}
+
+// SAFETY: the raw pointers inside libc structs are only created transiently
+// during syscalls; the backend is moved into its worker thread once.
+#[allow(unsafe_code)]
+unsafe impl Send for BatchBackend {}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+impl BatchBackend {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall; result checked.
+        #[allow(unsafe_code)]
+        let epoll = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        let eventfd = new_eventfd()?;
+        let mut backend = Self {
+            epoll,
+            eventfd,
+            tokens: HashMap::new(),
+            bufs: (0..BATCH).map(|_| vec![0u8; RECV_BUF_LEN]).collect(),
+            // SAFETY: sockaddr_storage is plain old data; zero is valid.
+            #[allow(unsafe_code)]
+            names: vec![unsafe { std::mem::zeroed() }; BATCH],
+            lens: Vec::with_capacity(BATCH),
+            namelens: Vec::with_capacity(BATCH),
+            sends: Vec::with_capacity(BATCH * 2),
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
+            dropped_sends: 0,
+        };
+        backend.epoll_add(eventfd, EVENTFD_TOKEN)?;
+        Ok(backend)
+    }
+
+    fn epoll_add(&mut self, fd: RawFd, data: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: data };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        #[allow(unsafe_code)]
+        cvt(unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
+    }
+
+    fn drain_eventfd(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reading 8 bytes into a live u64 from our non-blocking eventfd.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::read(self.eventfd, (&mut v as *mut u64).cast(), 8);
+        }
+    }
+
+    /// One recvmmsg into all buffers; returns how many datagrams arrived.
+    fn recv_batch(&mut self, fd: RawFd) -> io::Result<usize> {
+        // SAFETY (for the zeroed structs): iovec/mmsghdr are plain old data.
+        #[allow(unsafe_code)]
+        let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        #[allow(unsafe_code)]
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, (iov, msg)) in iovecs.iter_mut().zip(msgs.iter_mut()).enumerate() {
+            let Some(buf) = self.bufs.get_mut(i) else { break };
+            let Some(name) = self.names.get_mut(i) else { break };
+            // The payload lands after the headroom.
+            iov.iov_base = buf.as_mut_ptr().wrapping_add(HEADROOM).cast();
+            iov.iov_len = MAX_DATAGRAM;
+            msg.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            msg.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every mmsghdr points at a live iovec, buffer and name of the
+        // stated sizes, all owned by `self`/this frame for the whole call.
+        #[allow(unsafe_code)]
+        let n = unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                // ICMP errors (port unreachable) surface here on UDP sockets: not fatal.
+                io::ErrorKind::ConnectionRefused => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        // Record lengths and truncation in the name slots' neighbours.
+        self.lens.clear();
+        self.namelens.clear();
+        for msg in msgs.iter().take(n) {
+            let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.lens.push(if truncated { usize::MAX } else { msg.msg_len as usize });
+            self.namelens.push(msg.msg_hdr.msg_namelen);
+        }
+        Ok(n)
+    }
+}
+
+impl SendQueue for Vec<PendingSend> {
+    fn send_received(&mut self, fd: RawFd, to: SocketAddr, buf_id: u32, range: Range<usize>) {
+        self.push(PendingSend { fd, to: RawAddr::from_std(to), payload: Payload::Received { buf_id, range } });
+    }
+
+    fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
+        self.push(PendingSend { fd, to: RawAddr::from_std(to), payload: Payload::Owned(data) });
+    }
+}
+
+/// Sends `sends` (all on one socket) with as few sendmmsg calls as possible.
+/// Returns how many were dropped because the socket buffer was full.
+fn sendmmsg_all(fd: RawFd, sends: &mut [&mut PendingSend], bufs: &[Vec<u8>]) -> u64 {
+    let mut dropped = 0;
+    for chunk in sends.chunks_mut(BATCH) {
+        // SAFETY: plain old data.
+        #[allow(unsafe_code)]
+        let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        #[allow(unsafe_code)]
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        let mut count = 0;
+        for (send, (iov, msg)) in chunk.iter_mut().zip(iovecs.iter_mut().zip(msgs.iter_mut())) {
+            let bytes: &[u8] = match &send.payload {
+                Payload::Received { buf_id, range } => {
+                    bufs.get(*buf_id as usize).and_then(|b| b.get(range.clone())).unwrap_or(&[])
+                }
+                Payload::Owned(v) => v,
+            };
+            iov.iov_base = bytes.as_ptr() as *mut libc::c_void;
+            iov.iov_len = bytes.len();
+            msg.msg_hdr.msg_name = (&mut send.to.storage as *mut libc::sockaddr_storage).cast();
+            msg.msg_hdr.msg_namelen = send.to.len;
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+            count += 1;
+        }
+        let mut sent = 0;
+        while sent < count {
+            let rest = msgs.get_mut(sent..count).unwrap_or(&mut []);
+            // SAFETY: each mmsghdr points at an iovec, payload and address that
+            // live until this call returns; the kernel only reads them.
+            #[allow(unsafe_code)]
+            let n = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, libc::MSG_DONTWAIT) };
+            if n > 0 {
+                sent += n as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // Buffer full, peer unreachable (ICMP) or a bad address: skip this
+            // datagram, keep the rest.
+            dropped += 1;
+            sent += 1;
+        }
+    }
+    dropped
+}
+
+impl Backend for BatchBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Batch
+    }
+
+    fn register(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.epoll_add(fd, fd as u64)?;
+        self.tokens.insert(fd, token);
+        Ok(())
+    }
+
+    fn deregister(&mut self, fd: RawFd, _token: Token) -> io::Result<()> {
+        self.tokens.remove(&fd);
+        // Drop sends still queued for this socket: it is about to close.
+        self.sends.retain(|s| s.fd != fd);
+        // SAFETY: removing an fd we added; a null event is allowed for DEL.
+        #[allow(unsafe_code)]
+        cvt(unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) }).map(|_| ())
+    }
+
+    fn waker(&self) -> Waker {
+        Waker { fd: self.eventfd }
+    }
+
+    fn poll(&mut self, timeout: Duration, handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>)) -> io::Result<()> {
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `events` is a live buffer of the length we pass.
+        #[allow(unsafe_code)]
+        let n = unsafe { libc::epoll_wait(self.epoll, self.events.as_mut_ptr(), self.events.len() as libc::c_int, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+        }
+        let ready: Vec<u64> = self.events.iter().take(n as usize).map(|e| e.u64).collect();
+        for data in ready {
+            if data == EVENTFD_TOKEN {
+                self.drain_eventfd();
+                continue;
+            }
+            let fd = data as RawFd;
+            let Some(&token) = self.tokens.get(&fd) else { continue };
+            for _ in 0..ROUNDS_PER_SOCKET {
+                let got = self.recv_batch(fd)?;
+                for i in 0..got {
+                    let len = self.lens.get(i).copied().unwrap_or(usize::MAX);
+                    if len == usize::MAX {
+                        continue; // truncated: larger than any datagram we relay
+                    }
+                    let namelen = self.namelens.get(i).copied().unwrap_or(0);
+                    let Some(from) = self.names.get(i).and_then(|n| parse_sockaddr(storage_bytes(n, namelen))) else {
+                        continue;
+                    };
+                    let Some(buf) = self.bufs.get_mut(i) else { continue };
+                    let received = Received { token, from, buf, payload: HEADROOM..HEADROOM + len, buf_id: i as u32 };
+                    handler(&mut self.sends, received);
+                }
+                // In-place sends refer to these buffers: send before reusing them.
+                self.flush()?;
+                if got < BATCH {
+                    break;
+                }
+            }
+        }
+        self.flush()
+    }
+
+    fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
+        SendQueue::send_owned(&mut self.sends, fd, to, data);
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.sends.is_empty() {
+            return Ok(());
+        }
+        let mut sends = std::mem::take(&mut self.sends);
+        // Group by socket, keeping each socket's order.
+        sends.sort_by_key(|s| s.fd);
+        let mut start = 0;
+        while start < sends.len() {
+            let fd = sends.get(start).map(|s| s.fd).unwrap_or(-1);
+            let end = sends.iter().skip(start).position(|s| s.fd != fd).map_or(sends.len(), |p| start + p);
+            let mut group: Vec<&mut PendingSend> = sends.get_mut(start..end).unwrap_or(&mut []).iter_mut().collect();
+            self.dropped_sends += sendmmsg_all(fd, &mut group, &self.bufs);
+            start = end;
+        }
+        sends.clear();
+        self.sends = sends;
+        Ok(())
+    }
+}
+
+impl Drop for BatchBackend {
+    fn drop(&mut self) {
+        close_fd(self.epoll);
+        close_fd(self.eventfd);
+    }
+}

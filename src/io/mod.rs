@@ -1,0 +1,147 @@
+//! The only place with syscalls and `unsafe`: socket setup, and the two
+//! receive/send backends a worker drives.
+//!
+//! A backend owns the receive buffers. It hands each datagram to the worker
+//! with `HEADROOM` free bytes in front of the payload (so TURN framing is
+//! written in place) and takes sends either as a range of a receive buffer
+//! (zero copy) or as owned bytes. Sends queued during one loop turn go out
+//! together at its end.
+
+pub mod affinity;
+pub mod batch;
+pub mod sockaddr;
+pub mod socket;
+pub mod uring;
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// Free bytes before every received payload (≥ `turn::PEER_HEADROOM`).
+pub const HEADROOM: usize = 64;
+/// Largest datagram we receive (UDP payloads larger than this are truncated and dropped).
+pub const MAX_DATAGRAM: usize = 2048;
+/// Room after the payload for padding.
+pub const TAILROOM: usize = 8;
+pub const RECV_BUF_LEN: usize = HEADROOM + MAX_DATAGRAM + TAILROOM;
+
+const _: () = assert!(HEADROOM >= crate::turn::PEER_HEADROOM && TAILROOM >= crate::turn::PEER_TAILROOM);
+
+/// Identifies a registered socket to the worker.
+pub type Token = u64;
+
+/// One received datagram, borrowed from the backend.
+pub struct Received<'a> {
+    pub token: Token,
+    pub from: SocketAddr,
+    /// The whole receive buffer; the payload is `buf[payload]`.
+    pub buf: &'a mut [u8],
+    pub payload: Range<usize>,
+    /// Names the buffer for `SendQueue::send_received`.
+    pub buf_id: u32,
+}
+
+/// Where a worker puts what it wants sent during a loop turn.
+pub trait SendQueue {
+    /// Send `range` of the receive buffer `buf_id` (zero copy).
+    fn send_received(&mut self, fd: RawFd, to: SocketAddr, buf_id: u32, range: Range<usize>);
+    /// Send bytes the worker composed.
+    fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Uring,
+    Batch,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Uring => "uring",
+            BackendKind::Batch => "batch",
+        }
+    }
+}
+
+/// Wakes a worker blocked in `Backend::poll` (an eventfd).
+#[derive(Debug, Clone, Copy)]
+pub struct Waker {
+    fd: RawFd,
+}
+
+impl Waker {
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own; a full
+        // counter (EAGAIN) already means "woken".
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::write(self.fd, (&one as *const u64).cast(), 8);
+        }
+    }
+}
+
+pub trait Backend: Send {
+    fn kind(&self) -> BackendKind;
+
+    /// Starts receiving on `fd`.
+    fn register(&mut self, fd: RawFd, token: Token) -> io::Result<()>;
+
+    /// Stops receiving on `fd` before the caller closes it.
+    fn deregister(&mut self, fd: RawFd, token: Token) -> io::Result<()>;
+
+    fn waker(&self) -> Waker;
+
+    /// Waits up to `timeout` for datagrams (or a wake-up), hands each to
+    /// `handler` with the send queue, then flushes the queued sends.
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>),
+    ) -> io::Result<()>;
+
+    /// Queues bytes outside `poll` (timer output, cross-worker traffic).
+    fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>);
+
+    /// Sends everything queued.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Creates the backend asked for; `auto` tries io_uring and says why it fell back.
+pub fn create_backend(preferred: Option<BackendKind>) -> io::Result<(Box<dyn Backend>, Option<String>)> {
+    match preferred {
+        Some(BackendKind::Batch) => Ok((Box::new(batch::BatchBackend::new()?), None)),
+        Some(BackendKind::Uring) => Ok((Box::new(uring::UringBackend::new()?), None)),
+        None => match uring::UringBackend::new() {
+            Ok(b) => Ok((Box::new(b), None)),
+            Err(e) => {
+                let why = format!("io_uring unavailable ({e}); using the batch backend");
+                Ok((Box::new(batch::BatchBackend::new()?), Some(why)))
+            }
+        },
+    }
+}
+
+/// Creates an eventfd for a `Waker`.
+pub(crate) fn new_eventfd() -> io::Result<RawFd> {
+    // SAFETY: plain syscall with constant flags; the result is checked.
+    #[allow(unsafe_code)]
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(fd)
+    }
+}
+
+pub(crate) fn close_fd(fd: RawFd) {
+    // SAFETY: closing an fd this module created and owns exclusively.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::close(fd);
+    }
+}
+

@@ -1,0 +1,409 @@
+//! The io_uring backend (the `io-uring` crate, used directly).
+//!
+//! Each registered socket has one multishot RecvMsg armed against a provided
+//! buffer ring, so the kernel completes many datagrams per wait with no
+//! per-packet submission. Sends are SendMsg entries queued during a loop turn
+//! and submitted together. A forwarded datagram is sent straight out of its
+//! ring buffer; the buffer returns to the ring when the last send from it
+//! completes.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+
+use super::sockaddr::{parse_sockaddr, RawAddr};
+use super::{close_fd, new_eventfd, Backend, BackendKind, Received, SendQueue, Token, Waker, MAX_DATAGRAM, TAILROOM};
+
+/// Buffers in the provided ring (a power of two).
+const RING_BUFFERS: u16 = 1024;
+const BUFFER_GROUP: u16 = 0;
+/// io_uring_recvmsg_out header + the name area we ask for (a sockaddr_storage).
+const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
+const RECV_PREFIX: usize = 16 + NAME_LEN;
+const BUFFER_LEN: usize = RECV_PREFIX + MAX_DATAGRAM + TAILROOM;
+const SQ_ENTRIES: u32 = 2048;
+
+const KIND_SHIFT: u32 = 60;
+const KIND_RECV: u64 = 1;
+const KIND_SEND: u64 = 2;
+const KIND_WAKE: u64 = 3;
+const KIND_CANCEL: u64 = 4;
+
+fn user_data(kind: u64, value: u64) -> u64 {
+    (kind << KIND_SHIFT) | (value & ((1 << KIND_SHIFT) - 1))
+}
+
+/// One SendMsg in flight: everything the kernel reads lives here, boxed so it
+/// never moves until the completion arrives.
+struct SendSlot {
+    msghdr: libc::msghdr,
+    iov: libc::iovec,
+    to: RawAddr,
+    owned: Vec<u8>,
+    buffer: Option<u16>,
+}
+
+enum PendingPayload {
+    Received { bid: u16, range: Range<usize> },
+    Owned(Vec<u8>),
+}
+
+struct PendingSend {
+    fd: RawFd,
+    to: SocketAddr,
+    payload: PendingPayload,
+}
+
+struct Queue<'a> {
+    sends: &'a mut Vec<PendingSend>,
+}
+
+impl SendQueue for Queue<'_> {
+    fn send_received(&mut self, fd: RawFd, to: SocketAddr, buf_id: u32, range: Range<usize>) {
+        self.sends.push(PendingSend { fd, to, payload: PendingPayload::Received { bid: buf_id as u16, range } });
+    }
+
+    fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
+        self.sends.push(PendingSend { fd, to, payload: PendingPayload::Owned(data) });
+    }
+}
+
+pub struct UringBackend {
+    ring: IoUring,
+    ring_entries: *mut BufRingEntry,
+    ring_layout: Layout,
+    buffers: Vec<u8>,
+    /// Sends still reading each buffer.
+    buffer_refs: Vec<u16>,
+    /// Local copy of the ring's tail.
+    tail: u16,
+    recv_msghdr: Box<libc::msghdr>,
+    registered: HashMap<Token, RawFd>,
+    slots: Vec<Option<Box<SendSlot>>>,
+    free_slots: Vec<usize>,
+    pending: Vec<PendingSend>,
+    eventfd: RawFd,
+    wake_buf: Box<u64>,
+    /// Sends that failed (buffer full, unreachable): UDP loss, counted.
+    pub dropped_sends: u64,
+}
+
+// SAFETY: the raw pointers point into memory this backend owns; it is moved
+// into its worker thread once and used only there.
+#[allow(unsafe_code)]
+unsafe impl Send for UringBackend {}
+
+impl UringBackend {
+    pub fn new() -> io::Result<Self> {
+        let ring = IoUring::builder().build(SQ_ENTRIES)?;
+        let ring_layout = Layout::from_size_align(usize::from(RING_BUFFERS) * std::mem::size_of::<BufRingEntry>(), 4096)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        // SAFETY: non-zero size, valid alignment; checked for null below.
+        #[allow(unsafe_code)]
+        let ring_entries = unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
+        if ring_entries.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        // SAFETY: the ring memory is page aligned, zeroed, sized for RING_BUFFERS
+        // entries, and stays allocated until Drop unregisters it.
+        #[allow(unsafe_code)]
+        let registered = unsafe { ring.submitter().register_buf_ring_with_flags(ring_entries as u64, RING_BUFFERS, BUFFER_GROUP, 0) };
+        if let Err(e) = registered {
+            // SAFETY: allocated just above with this layout, not registered.
+            #[allow(unsafe_code)]
+            unsafe {
+                dealloc(ring_entries.cast(), ring_layout)
+            };
+            return Err(e);
+        }
+        // SAFETY: msghdr is plain old data; zero is valid.
+        #[allow(unsafe_code)]
+        let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msghdr.msg_namelen = NAME_LEN as libc::socklen_t;
+        let eventfd = new_eventfd()?;
+        let mut backend = Self {
+            ring,
+            ring_entries,
+            ring_layout,
+            buffers: vec![0u8; usize::from(RING_BUFFERS) * BUFFER_LEN],
+            buffer_refs: vec![0; usize::from(RING_BUFFERS)],
+            tail: 0,
+            recv_msghdr,
+            registered: HashMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            pending: Vec::new(),
+            eventfd,
+            wake_buf: Box::new(0),
+            dropped_sends: 0,
+        };
+        for bid in 0..RING_BUFFERS {
+            backend.push_buffer(bid);
+        }
+        backend.publish_tail();
+        backend.arm_wake()?;
+        Ok(backend)
+    }
+
+    /// Puts buffer `bid` at the ring's tail (published by `publish_tail`).
+    fn push_buffer(&mut self, bid: u16) {
+        let mask = RING_BUFFERS - 1;
+        let index = usize::from(self.tail & mask);
+        let addr = self.buffers.as_mut_ptr().wrapping_add(usize::from(bid) * BUFFER_LEN);
+        // SAFETY: `index` < RING_BUFFERS, inside the ring allocation; the kernel
+        // only reads entries between its head and the published tail, and this
+        // one is past the tail until `publish_tail`.
+        #[allow(unsafe_code)]
+        unsafe {
+            let entry = &mut *self.ring_entries.add(index);
+            entry.set_addr(addr as u64);
+            entry.set_len(BUFFER_LEN as u32);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish_tail(&mut self) {
+        // SAFETY: the tail field lives in the first ring entry, which we own;
+        // the kernel reads it concurrently, hence the atomic release store.
+        #[allow(unsafe_code)]
+        unsafe {
+            let tail = BufRingEntry::tail(self.ring_entries).cast_mut().cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn push_sqe(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry we push points only at memory that outlives
+            // its completion (boxed slots, the boxed msghdr, the buffer ring).
+            #[allow(unsafe_code)]
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            if pushed.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    fn arm_recv(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        let entry = opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_msghdr, BUFFER_GROUP)
+            .build()
+            .user_data(user_data(KIND_RECV, token));
+        self.push_sqe(entry)
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let ptr = (&mut *self.wake_buf as *mut u64).cast::<u8>();
+        let entry = opcode::Read::new(Fd(self.eventfd), ptr, 8).build().user_data(user_data(KIND_WAKE, 0));
+        self.push_sqe(entry)
+    }
+
+    fn release_buffer(&mut self, bid: u16) {
+        let Some(refs) = self.buffer_refs.get_mut(usize::from(bid)) else { return };
+        *refs = refs.saturating_sub(1);
+        if *refs == 0 {
+            self.push_buffer(bid);
+        }
+    }
+
+    /// Turns queued sends into SendMsg entries.
+    fn submit_pending(&mut self) -> io::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        for send in pending {
+            let (bytes_ptr, len, owned, buffer) = match send.payload {
+                PendingPayload::Received { bid, range } => {
+                    let base = usize::from(bid) * BUFFER_LEN;
+                    if range.end > BUFFER_LEN {
+                        self.release_buffer(bid);
+                        continue;
+                    }
+                    let ptr = self.buffers.as_ptr().wrapping_add(base + range.start);
+                    (ptr, range.len(), Vec::new(), Some(bid))
+                }
+                PendingPayload::Owned(v) => (v.as_ptr(), v.len(), v, None),
+            };
+            // SAFETY: msghdr is plain old data; zero is valid.
+            #[allow(unsafe_code)]
+            let msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            let mut slot = Box::new(SendSlot {
+                msghdr,
+                iov: libc::iovec { iov_base: bytes_ptr as *mut libc::c_void, iov_len: len },
+                to: RawAddr::from_std(send.to),
+                owned,
+                buffer,
+            });
+            // Point the header at the slot's own (boxed, so stable) fields.
+            slot.msghdr.msg_name = (&mut slot.to.storage as *mut libc::sockaddr_storage).cast();
+            slot.msghdr.msg_namelen = slot.to.len;
+            slot.msghdr.msg_iov = &mut slot.iov;
+            slot.msghdr.msg_iovlen = 1;
+            let _ = &slot.owned;
+            let msg_ptr: *const libc::msghdr = &slot.msghdr;
+            let index = match self.free_slots.pop() {
+                Some(i) => {
+                    if let Some(s) = self.slots.get_mut(i) {
+                        *s = Some(slot);
+                    }
+                    i
+                }
+                None => {
+                    self.slots.push(Some(slot));
+                    self.slots.len() - 1
+                }
+            };
+            let entry = opcode::SendMsg::new(Fd(send.fd), msg_ptr).build().user_data(user_data(KIND_SEND, index as u64));
+            self.push_sqe(entry)?;
+        }
+        Ok(())
+    }
+
+    fn complete_send(&mut self, index: usize, result: i32) {
+        if result < 0 {
+            self.dropped_sends += 1;
+        }
+        let slot = self.slots.get_mut(index).and_then(Option::take);
+        self.free_slots.push(index);
+        if let Some(bid) = slot.and_then(|s| s.buffer) {
+            self.release_buffer(bid);
+        }
+    }
+}
+
+impl Backend for UringBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Uring
+    }
+
+    fn register(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.registered.insert(token, fd);
+        self.arm_recv(fd, token)?;
+        self.ring.submit()?;
+        Ok(())
+    }
+
+    fn deregister(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.registered.remove(&token);
+        self.pending.retain(|s| s.fd != fd);
+        let entry = opcode::AsyncCancel::new(user_data(KIND_RECV, token)).build().user_data(user_data(KIND_CANCEL, 0));
+        self.push_sqe(entry)?;
+        // Submit now so the receive is cancelled before the caller closes the fd.
+        self.ring.submit()?;
+        Ok(())
+    }
+
+    fn waker(&self) -> Waker {
+        Waker { fd: self.eventfd }
+    }
+
+    fn poll(&mut self, timeout: Duration, handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>)) -> io::Result<()> {
+        self.submit_pending()?;
+        let ts = Timespec::new().sec(timeout.as_secs()).nsec(timeout.subsec_nanos());
+        let args = SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        let completions: Vec<(u64, i32, u32)> =
+            self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())).collect();
+        let mut rearm: Vec<(RawFd, Token)> = Vec::new();
+        for (data, result, flags) in completions {
+            let kind = data >> KIND_SHIFT;
+            let value = data & ((1 << KIND_SHIFT) - 1);
+            match kind {
+                KIND_RECV => {
+                    let token = value;
+                    if !cqueue::more(flags) {
+                        if let Some(fd) = self.registered.get(&token) {
+                            rearm.push((*fd, token));
+                        }
+                    }
+                    if result < 0 {
+                        continue; // ENOBUFS (re-armed once buffers return), ECANCELED, ...
+                    }
+                    let Some(bid) = cqueue::buffer_select(flags) else { continue };
+                    if let Some(refs) = self.buffer_refs.get_mut(usize::from(bid)) {
+                        *refs = 1; // held while the handler runs
+                    }
+                    if self.registered.contains_key(&token) {
+                        self.deliver(token, bid, result as usize, handler);
+                    }
+                    self.release_buffer(bid);
+                }
+                KIND_SEND => self.complete_send(value as usize, result),
+                KIND_WAKE => self.arm_wake()?,
+                _ => {}
+            }
+        }
+        self.publish_tail();
+        for (fd, token) in rearm {
+            self.arm_recv(fd, token)?;
+        }
+        self.flush()
+    }
+
+    fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
+        self.pending.push(PendingSend { fd, to, payload: PendingPayload::Owned(data) });
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.submit_pending()?;
+        self.ring.submit()?;
+        Ok(())
+    }
+}
+
+impl UringBackend {
+    /// Parses one received buffer and hands it to the worker.
+    fn deliver(&mut self, token: Token, bid: u16, len: usize, handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>)) {
+        let base = usize::from(bid) * BUFFER_LEN;
+        let Some(buf) = self.buffers.get_mut(base..base + BUFFER_LEN) else { return };
+        let len = len.min(BUFFER_LEN);
+        // io_uring_recvmsg_out: namelen, controllen, payloadlen, flags (u32 each).
+        let header = |i: usize| buf.get(i * 4..i * 4 + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
+        let (Some(namelen), Some(payloadlen), Some(msg_flags)) = (header(0), header(2), header(3)) else { return };
+        if msg_flags & libc::MSG_TRUNC as u32 != 0 {
+            return; // larger than any datagram we relay
+        }
+        let name_end = 16 + (namelen as usize).min(NAME_LEN);
+        let Some(from) = buf.get(16..name_end).and_then(parse_sockaddr) else { return };
+        let start = RECV_PREFIX;
+        let end = (start + payloadlen as usize).min(len.max(start));
+        let mut queue = Queue { sends: &mut self.pending };
+        let before = queue.sends.len();
+        handler(&mut queue, Received { token, from, buf, payload: start..end, buf_id: u32::from(bid) });
+        // Every in-place send from this buffer holds a reference until it completes.
+        let added = self
+            .pending
+            .iter()
+            .skip(before)
+            .filter(|s| matches!(s.payload, PendingPayload::Received { bid: b, .. } if b == bid))
+            .count();
+        if let Some(refs) = self.buffer_refs.get_mut(usize::from(bid)) {
+            *refs = refs.saturating_add(added as u16);
+        }
+    }
+}
+
+impl Drop for UringBackend {
+    fn drop(&mut self) {
+        let _ = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP);
+        // SAFETY: allocated in `new` with this layout; the kernel no longer
+        // references it after unregistering (or the ring is being torn down).
+        #[allow(unsafe_code)]
+        unsafe {
+            dealloc(self.ring_entries.cast(), self.ring_layout)
+        };
+        close_fd(self.eventfd);
+    }
+}
