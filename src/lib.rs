@@ -33,3 +33,5 @@ pub mod turn;
 pub mod io;
 
 pub mod worker;
+
+pub mod run;

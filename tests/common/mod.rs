@@ -3,6 +3,8 @@
 //! the public codec. Shared by the scenario, property and bench code.
 #![allow(dead_code)]
 
+pub mod udp_client;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

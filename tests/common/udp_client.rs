@@ -1,0 +1,128 @@
+//! A blocking TURN client over a real UDP socket, for in-process server tests.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use ringturn::auth::keys::md5_key;
+use ringturn::stun::{
+    ChannelData, ChannelNumber, ChannelNumberAttr, Class, EncodeAttribute, ErrorCodeAttr, Lifetime, Message,
+    MessageType, MessageWriter, Method, Nonce, Realm, RequestedTransport, TransactionId, TransportProtocol, Username,
+    XorPeerAddress, XorRelayedAddress,
+};
+
+pub struct UdpTurnClient {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+    pub username: String,
+    pub password: String,
+    pub realm: Option<String>,
+    pub nonce: Option<String>,
+    tid: u64,
+}
+
+impl UdpTurnClient {
+    pub fn new(bind: &str, server: SocketAddr, username: &str, password: &str) -> Self {
+        let sock = UdpSocket::bind(bind).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        Self { sock, server, username: username.into(), password: password.into(), realm: None, nonce: None, tid: 0 }
+    }
+
+    fn request(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> (TransactionId, Vec<u8>) {
+        self.tid += 1;
+        let mut t = [0u8; 12];
+        t[4..].copy_from_slice(&self.tid.to_be_bytes());
+        t[0] = 0x77;
+        let tid = TransactionId(t);
+        let mut buf = vec![0u8; 1500];
+        let mut w = MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid).unwrap();
+        for a in attrs {
+            w.add(*a).unwrap();
+        }
+        if let (Some(realm), Some(nonce)) = (&self.realm, &self.nonce) {
+            w.add(&Username(&self.username)).unwrap();
+            w.add(&Realm(realm)).unwrap();
+            w.add(&Nonce(nonce)).unwrap();
+            w.add_message_integrity(&md5_key(&self.username, realm, &self.password)).unwrap();
+        }
+        let n = w.finish();
+        buf.truncate(n);
+        (tid, buf)
+    }
+
+    /// Sends a request (retransmitting on timeout) and returns the response bytes.
+    pub fn transact_once(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> Vec<u8> {
+        let (tid, req) = self.request(method, attrs);
+        let mut buf = [0u8; 2048];
+        for _ in 0..6 {
+            self.sock.send_to(&req, self.server).unwrap();
+            loop {
+                match self.sock.recv_from(&mut buf) {
+                    Ok((n, _)) => {
+                        if let Ok(m) = Message::parse(&buf[..n]) {
+                            if m.transaction_id() == tid {
+                                return buf[..n].to_vec();
+                            }
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        panic!("no response to {method:?}");
+    }
+
+    /// With the 401/438 dance; returns Ok(response) or Err(error code).
+    pub fn transact(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> Result<Vec<u8>, u16> {
+        for _ in 0..3 {
+            let resp = self.transact_once(method, attrs);
+            let m = Message::parse(&resp).unwrap();
+            match m.get::<ErrorCodeAttr>().map(|e| e.unwrap().code.0) {
+                None => return Ok(resp),
+                Some(code @ (401 | 438)) if self.nonce.is_none() || code == 438 => {
+                    self.nonce = Some(m.get::<Nonce>().unwrap().unwrap().0.to_owned());
+                    self.realm = Some(m.get::<Realm>().unwrap().unwrap().0.to_owned());
+                }
+                Some(code) => return Err(code),
+            }
+        }
+        Err(401)
+    }
+
+    pub fn allocate(&mut self) -> Result<SocketAddr, u16> {
+        let resp = self.transact(Method::ALLOCATE, &[&RequestedTransport(TransportProtocol::UDP)])?;
+        Ok(Message::parse(&resp).unwrap().get::<XorRelayedAddress>().unwrap().unwrap().0)
+    }
+
+    pub fn create_permission(&mut self, peer: SocketAddr) -> Result<(), u16> {
+        self.transact(Method::CREATE_PERMISSION, &[&XorPeerAddress(peer)]).map(|_| ())
+    }
+
+    pub fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Result<(), u16> {
+        self.transact(Method::CHANNEL_BIND, &[&ChannelNumberAttr(channel), &XorPeerAddress(peer)]).map(|_| ())
+    }
+
+    pub fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
+        self.transact(Method::REFRESH, &[&Lifetime(lifetime)]).map(|_| ())
+    }
+
+    pub fn send_channel_data(&self, channel: u16, payload: &[u8]) {
+        let mut out = vec![0u8; payload.len() + 8];
+        let n = ChannelData::encode(ChannelNumber(channel), payload, &mut out, false).unwrap();
+        self.sock.send_to(&out[..n], self.server).unwrap();
+    }
+
+    /// Receives the next ChannelData payload on `channel`.
+    pub fn recv_channel_data(&self, channel: u16) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 2048];
+        for _ in 0..10 {
+            let (n, _) = self.sock.recv_from(&mut buf).ok()?;
+            if let Ok(cd) = ChannelData::parse(&buf[..n]) {
+                if cd.channel.0 == channel {
+                    return Some(cd.data.to_vec());
+                }
+            }
+        }
+        None
+    }
+}
