@@ -34,4 +34,5 @@ pub mod io;
 
 pub mod worker;
 
+pub mod config;
 pub mod run;

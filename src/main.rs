@@ -1,1 +1,159 @@
-fn main() {}
+//! `ringturn`: command line → Config → the sharded server, until SIGINT/SIGTERM.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ringturn::config::{Cli, Config, IoBackend, Verbosity};
+use ringturn::io::socket::BufferSizes;
+use ringturn::io::BackendKind;
+use ringturn::run::{start, RunSettings};
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let level = match config.log.verbosity {
+        Verbosity::Normal => "info",
+        Verbosity::Verbose => "debug",
+        Verbosity::Extra => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ringturn={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match &config.log.file {
+        Some(path) if path.as_os_str() != "stdout" && path.as_os_str() != "-" => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log-file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        _ => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+    }
+    Ok(())
+}
+
+fn settings(config: &Config) -> RunSettings {
+    let workers = config.workers.max(1);
+    RunSettings {
+        listen: config.listening.clone(),
+        workers,
+        cpu_affinity: config.cpu_affinity.clone(),
+        backend: match config.io_backend {
+            IoBackend::Auto => None,
+            IoBackend::Uring => Some(BackendKind::Uring),
+            IoBackend::Batch => Some(BackendKind::Batch),
+        },
+        buffers: BufferSizes {
+            rcvbuf: config.socket_rcvbuf,
+            sndbuf: config.socket_sndbuf,
+        },
+        server_configs: (0..workers)
+            .map(|w| config.server_config(w, workers))
+            .collect(),
+        credentials: config.credentials(),
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse_args();
+    let config = match Config::from_cli(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringturn: {e}");
+            std::process::exit(2);
+        }
+    };
+    for w in &config.warnings {
+        eprintln!("ringturn: warning: {w}");
+    }
+    if cli.check_config {
+        println!("{}", config.summary());
+        return Ok(());
+    }
+    init_logging(&config)?;
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .context("cannot install signal handlers")?;
+    }
+
+    let server = start(settings(&config)).context("cannot start")?;
+    if let Some(note) = &server.backend_note {
+        tracing::warn!("{note}");
+    }
+    let listening: Vec<String> = server.listening.iter().map(ToString::to_string).collect();
+    let auth = if config.no_auth {
+        "none (no-auth)".to_owned()
+    } else if config.static_auth_secrets().is_empty() {
+        format!("long-term credentials, realm {}", config.realm)
+    } else {
+        format!(
+            "long-term credentials and REST API secrets, realm {}",
+            config.realm
+        )
+    };
+    tracing::info!(
+        listening = %listening.join(", "),
+        relay = %config.relay_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        ports = %format!("{}-{}", config.min_port, config.max_port),
+        workers = config.workers.max(1),
+        backend = server.backend.name(),
+        auth = %auth,
+        "ringturn {} started",
+        env!("CARGO_PKG_VERSION"),
+    );
+    if let Some(demo) = &config.demo_user {
+        println!(
+            "ringturn: demo user for trying it out: username={} password={} realm={}",
+            demo.name, demo.password, config.realm
+        );
+        if let Some(addr) = server.listening.first() {
+            println!(
+                "ringturn: e.g. turnutils_uclient -u {} -w {} -p {} {}",
+                demo.name,
+                demo.password,
+                addr.port(),
+                addr.ip()
+            );
+        }
+    }
+    if let Some(pidfile) = &config.pidfile {
+        std::fs::write(pidfile, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write pidfile {}", pidfile.display()))?;
+    }
+
+    // Until a signal arrives or a worker fails.
+    while !shutdown.load(Ordering::Relaxed) && !server.is_finished() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let failed = server.is_finished() && !shutdown.load(Ordering::Relaxed);
+    tracing::info!("stopping");
+    let result = server.stop();
+    if let Some(pidfile) = &config.pidfile {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    result.context("a worker failed")?;
+    if failed {
+        anyhow::bail!("a worker stopped unexpectedly");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringturn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -13,7 +13,9 @@ use crate::auth::{Credentials, NonceKey};
 use crate::io::socket::{bind_listener, BufferSizes};
 use crate::io::{create_backend, BackendKind};
 use crate::turn::ServerConfig;
-use crate::worker::{new_server, CrossPacket, Mailbox, RelayDirectory, Worker, WorkerParts, CROSS_QUEUE_LEN};
+use crate::worker::{
+    new_server, CrossPacket, Mailbox, RelayDirectory, Worker, WorkerParts, CROSS_QUEUE_LEN,
+};
 
 /// Everything `start` needs, already validated.
 #[derive(Debug, Clone)]
@@ -32,11 +34,20 @@ pub struct RunSettings {
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot create the {backend} I/O backend: {source}")]
-    Backend { backend: &'static str, source: std::io::Error },
+    Backend {
+        backend: &'static str,
+        source: std::io::Error,
+    },
     #[error("cannot start worker {index}: {source}")]
-    Worker { index: usize, source: std::io::Error },
+    Worker {
+        index: usize,
+        source: std::io::Error,
+    },
     #[error("no listening address configured")]
     NoListener,
 }
@@ -92,9 +103,12 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         let mut sockets = Vec::new();
         for (i, requested) in settings.listen.iter().enumerate() {
             let addr = listening.get(i).copied().unwrap_or(*requested);
-            let sock = bind_listener(addr, settings.buffers).map_err(|source| StartError::Listen { addr, source })?;
+            let sock = bind_listener(addr, settings.buffers)
+                .map_err(|source| StartError::Listen { addr, source })?;
             if w == 0 {
-                let bound = sock.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+                let bound = sock
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr, source })?;
                 listening.push(bound);
             }
             sockets.push(sock);
@@ -104,36 +118,56 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
 
     let first = settings.server_configs.first().cloned().unwrap_or_default();
     let relay_ips: Vec<IpAddr> = first.relay_ips.clone();
-    let directory =
-        Arc::new(RelayDirectory::new(relay_ips, &first.external_ips, first.min_port, first.max_port, workers));
+    let directory = Arc::new(RelayDirectory::new(
+        relay_ips,
+        &first.external_ips,
+        first.min_port,
+        first.max_port,
+        workers,
+    ));
     let nonce_key = NonceKey::random();
     let shutdown = Arc::new(AtomicBool::new(false));
 
     let mut backends = Vec::with_capacity(workers);
     let mut note = None;
     for _ in 0..workers {
-        let (backend, why) = create_backend(settings.backend).map_err(|source| StartError::Backend {
-            backend: settings.backend.map_or("auto", BackendKind::name),
-            source,
-        })?;
+        let (backend, why) =
+            create_backend(settings.backend).map_err(|source| StartError::Backend {
+                backend: settings.backend.map_or("auto", BackendKind::name),
+                source,
+            })?;
         note = note.or(why);
         backends.push(backend);
     }
     let kind = backends.first().map_or(BackendKind::Batch, |b| b.kind());
 
-    let channels: Vec<(crossbeam_channel::Sender<CrossPacket>, crossbeam_channel::Receiver<CrossPacket>)> =
-        (0..workers).map(|_| crossbeam_channel::bounded(CROSS_QUEUE_LEN)).collect();
+    let channels: Vec<(
+        crossbeam_channel::Sender<CrossPacket>,
+        crossbeam_channel::Receiver<CrossPacket>,
+    )> = (0..workers)
+        .map(|_| crossbeam_channel::bounded(CROSS_QUEUE_LEN))
+        .collect();
     let mailboxes: Vec<Mailbox> = channels
         .iter()
         .zip(backends.iter())
-        .map(|((tx, _), b)| Mailbox { sender: tx.clone(), waker: b.waker() })
+        .map(|((tx, _), b)| Mailbox {
+            sender: tx.clone(),
+            waker: b.waker(),
+        })
         .collect();
 
     let mut threads = Vec::with_capacity(workers);
-    for (index, ((mut backend, listeners), (_, inbox))) in
-        backends.into_iter().zip(sockets_per_worker).zip(channels).enumerate()
+    for (index, ((mut backend, listeners), (_, inbox))) in backends
+        .into_iter()
+        .zip(sockets_per_worker)
+        .zip(channels)
+        .enumerate()
     {
-        let config = settings.server_configs.get(index).cloned().unwrap_or_else(|| first.clone());
+        let config = settings
+            .server_configs
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| first.clone());
         let server = new_server(config, settings.credentials.clone(), nonce_key.clone());
         let parts = WorkerParts {
             index,
@@ -144,7 +178,8 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             inbox,
             buffers: settings.buffers,
         };
-        let worker = Worker::new(parts, backend.as_mut()).map_err(|source| StartError::Worker { index, source })?;
+        let worker = Worker::new(parts, backend.as_mut())
+            .map_err(|source| StartError::Worker { index, source })?;
         let cpu = settings.cpu_affinity.get(index).copied();
         let flag = shutdown.clone();
         let handle = std::thread::Builder::new()
@@ -164,7 +199,13 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             .map_err(|source| StartError::Worker { index, source })?;
         threads.push(handle);
     }
-    Ok(RunningServer { shutdown, threads, backend: kind, backend_note: note, listening })
+    Ok(RunningServer {
+        shutdown,
+        threads,
+        backend: kind,
+        backend_note: note,
+        listening,
+    })
 }
 
 /// Waits until `flag` is set (by a signal handler), polling gently.

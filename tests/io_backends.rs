@@ -19,7 +19,12 @@ fn backends() -> Vec<Box<dyn Backend>> {
     v
 }
 
-fn poll_until(backend: &mut dyn Backend, deadline: Duration, mut f: impl FnMut(&mut dyn ringturn::io::SendQueue, ringturn::io::Received<'_>), mut done: impl FnMut() -> bool) {
+fn poll_until(
+    backend: &mut dyn Backend,
+    deadline: Duration,
+    mut f: impl FnMut(&mut dyn ringturn::io::SendQueue, ringturn::io::Received<'_>),
+    mut done: impl FnMut() -> bool,
+) {
     let end = Instant::now() + deadline;
     while !done() && Instant::now() < end {
         backend.poll(Duration::from_millis(20), &mut f).unwrap();
@@ -34,7 +39,9 @@ fn echoes_in_place_and_owned_on_both_backends() {
         let addr = server.local_addr().unwrap();
         backend.register(server.as_raw_fd(), 7).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         const N: usize = 200;
         for i in 0..N {
             client.send_to(format!("msg-{i}").as_bytes(), addr).unwrap();
@@ -46,7 +53,10 @@ fn echoes_in_place_and_owned_on_both_backends() {
             Duration::from_secs(5),
             |q, rx| {
                 assert_eq!(rx.token, 7);
-                assert!(rx.payload.start >= HEADROOM, "{kind:?}: headroom in front of the payload");
+                assert!(
+                    rx.payload.start >= HEADROOM,
+                    "{kind:?}: headroom in front of the payload"
+                );
                 // Write a 4-byte header in front, in place, and send header+payload back.
                 let start = rx.payload.start - 4;
                 rx.buf[start..rx.payload.start].copy_from_slice(b"ECHO");
@@ -64,7 +74,11 @@ fn echoes_in_place_and_owned_on_both_backends() {
         let mut buf = [0u8; 64];
         for _ in 0..N {
             let (n, _) = client.recv_from(&mut buf).unwrap();
-            assert!(buf[..n].starts_with(b"ECHOmsg-"), "{kind:?}: {:?}", &buf[..n]);
+            assert!(
+                buf[..n].starts_with(b"ECHOmsg-"),
+                "{kind:?}: {:?}",
+                &buf[..n]
+            );
             got.insert(buf[..n].to_vec());
         }
         assert_eq!(got.len(), N, "{kind:?}: every echo distinct and present");
@@ -83,11 +97,16 @@ fn sockets_can_be_registered_and_closed_repeatedly() {
             let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
             peer.send_to(b"ping", addr).unwrap();
             let got = std::cell::Cell::new(false);
-            poll_until(backend.as_mut(), Duration::from_secs(2), |_, rx| {
-                if rx.token == 100 + round {
-                    got.set(true);
-                }
-            }, || got.get());
+            poll_until(
+                backend.as_mut(),
+                Duration::from_secs(2),
+                |_, rx| {
+                    if rx.token == 100 + round {
+                        got.set(true);
+                    }
+                },
+                || got.get(),
+            );
             assert!(got.get(), "{kind:?} round {round}");
             backend.deregister(relay.as_raw_fd(), 100 + round).unwrap();
             drop(relay);
@@ -108,8 +127,14 @@ fn waker_interrupts_a_long_poll() {
             waker.wake();
         });
         let start = Instant::now();
-        backend.poll(Duration::from_secs(5), &mut |_, _| {}).unwrap();
-        assert!(start.elapsed() < Duration::from_secs(4), "{:?} was not woken", backend.kind());
+        backend
+            .poll(Duration::from_secs(5), &mut |_, _| {})
+            .unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{:?} was not woken",
+            backend.kind()
+        );
         t.join().unwrap();
     }
 }

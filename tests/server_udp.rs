@@ -14,6 +14,17 @@ use ringturn::io::BackendKind;
 use ringturn::run::{start, RunSettings, RunningServer};
 use ringturn::turn::{PeerPolicy, ServerConfig};
 
+/// A signal may interrupt a blocking receive (EINTR); real clients retry.
+fn recv_retrying(sock: &UdpSocket, buf: &mut [u8]) -> (usize, std::net::SocketAddr) {
+    loop {
+        match sock.recv_from(buf) {
+            Ok(x) => return x,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("peer receive: {e}"),
+        }
+    }
+}
+
 fn backends() -> Vec<BackendKind> {
     vec![BackendKind::Uring, BackendKind::Batch]
 }
@@ -27,7 +38,10 @@ fn start_server(backend: BackendKind, workers: usize, min_port: u16) -> RunningS
             max_port: min_port + 399,
             port_offset: w as u16,
             port_stride: workers as u16,
-            peer_policy: PeerPolicy { allow_loopback: true, ..Default::default() },
+            peer_policy: PeerPolicy {
+                allow_loopback: true,
+                ..Default::default()
+            },
             rng_seed: 1 + w as u64,
             ..ServerConfig::default()
         })
@@ -60,16 +74,26 @@ fn relays_channel_data_both_ways_on_each_backend() {
         for n in 0..20u8 {
             client.send_channel_data(0x4001, &[n; 100]);
             let mut buf = [0u8; 200];
-            let (len, from) = peer.recv_from(&mut buf).unwrap();
-            assert_eq!(from, relayed, "{backend:?}: data comes from the relayed address");
+            let (len, from) = recv_retrying(&peer, &mut buf);
+            assert_eq!(
+                from, relayed,
+                "{backend:?}: data comes from the relayed address"
+            );
             assert_eq!(&buf[..len], &[n; 100]);
             peer.send_to(&buf[..len], relayed).unwrap();
-            assert_eq!(client.recv_channel_data(0x4001).as_deref(), Some(&[n; 100][..]), "{backend:?}");
+            assert_eq!(
+                client.recv_channel_data(0x4001).as_deref(),
+                Some(&[n; 100][..]),
+                "{backend:?}"
+            );
         }
         client.refresh(0).unwrap();
         let started = Instant::now();
         server.stop().unwrap();
-        assert!(started.elapsed() < Duration::from_secs(1), "stops within a second");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "stops within a second"
+        );
     }
 }
 

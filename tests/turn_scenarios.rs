@@ -112,7 +112,7 @@ fn rfc8656_full_flow_allocate_permission_channel_data_refresh_expiry() {
         other => panic!("expected a forward, got {other:?}"),
     }
     // Peer → client: framed as ChannelData in place.
-    let (to, framed) = h.from_peer(relayed, peer, b"hello client").unwrap();
+    let (to, framed) = h.peer_sends(relayed, peer, b"hello client").unwrap();
     assert_eq!(to, c.tuple.client);
     let parsed = ChannelData::parse(&framed).unwrap();
     assert_eq!(
@@ -130,7 +130,7 @@ fn rfc8656_full_flow_allocate_permission_channel_data_refresh_expiry() {
         }
         other => panic!("expected a forward, got {other:?}"),
     }
-    let (_, framed) = h.from_peer(relayed, other_port, b"data!").unwrap();
+    let (_, framed) = h.peer_sends(relayed, other_port, b"data!").unwrap();
     let m = Message::parse(&framed).unwrap();
     assert_eq!(
         m.message_type(),
@@ -150,7 +150,7 @@ fn rfc8656_full_flow_allocate_permission_channel_data_refresh_expiry() {
     h.advance(Duration::from_secs(601));
     assert_eq!(h.server.allocation_count(), 0);
     assert!(h.open_relays.is_empty());
-    assert_eq!(h.from_peer(relayed, peer, b"late"), None);
+    assert_eq!(h.peer_sends(relayed, peer, b"late"), None);
     assert_eq!(c.refresh(&mut h, 600), Err(437));
 }
 
@@ -161,21 +161,21 @@ fn rfc8656_9_permission_expires_after_300_seconds() {
     let relayed = c.allocate(&mut h).unwrap();
     let peer = addr(PEER);
     c.create_permission(&mut h, &[peer]).unwrap();
-    assert!(h.from_peer(relayed, peer, b"x").is_some());
+    assert!(h.peer_sends(relayed, peer, b"x").is_some());
     // Permissions match the IP only (RFC 8656 §9): another port of the same host gets through.
-    assert!(h.from_peer(relayed, addr("127.0.0.2:1"), b"x").is_some());
-    assert!(h.from_peer(relayed, addr("127.0.0.3:1"), b"x").is_none());
+    assert!(h.peer_sends(relayed, addr("127.0.0.2:1"), b"x").is_some());
+    assert!(h.peer_sends(relayed, addr("127.0.0.3:1"), b"x").is_none());
     h.advance(Duration::from_secs(299));
-    assert!(h.from_peer(relayed, peer, b"x").is_some());
+    assert!(h.peer_sends(relayed, peer, b"x").is_some());
     h.advance(Duration::from_secs(2));
-    assert!(h.from_peer(relayed, peer, b"x").is_none());
+    assert!(h.peer_sends(relayed, peer, b"x").is_none());
     assert!(matches!(
         h.input(c.tuple, &c.send_indication(peer, b"x")),
         ClientOutcome::Dropped(_)
     ));
     // CreatePermission brings it back.
     c.create_permission(&mut h, &[peer]).unwrap();
-    assert!(h.from_peer(relayed, peer, b"x").is_some());
+    assert!(h.peer_sends(relayed, peer, b"x").is_some());
 }
 
 #[test]
@@ -204,7 +204,7 @@ fn rfc8656_12_channel_expires_and_its_number_cools_down() {
         ClientOutcome::Dropped(_)
     ));
     // The peer's data now arrives as a Data indication.
-    let (_, framed) = h.from_peer(relayed, peer, b"x").unwrap();
+    let (_, framed) = h.peer_sends(relayed, peer, b"x").unwrap();
     assert!(Message::parse(&framed).is_ok());
     // Within 5 minutes of expiry the number cannot go to another peer...
     c.create_permission(&mut h, &[other]).unwrap();
@@ -289,7 +289,7 @@ fn rfc8656_21_3_loopback_peer_is_forbidden_unless_allowed() {
         Err(403)
     );
     assert!(h
-        .from_peer(c.relayed.unwrap(), addr("203.0.113.6:1"), b"x")
+        .peer_sends(c.relayed.unwrap(), addr("203.0.113.6:1"), b"x")
         .is_none());
 
     let mut h = Harness::new(loopback_ok());
@@ -683,8 +683,8 @@ fn data_without_allocation_or_channel_is_dropped() {
         h.input(c.tuple, &c.send_indication(addr(PEER), b"x")),
         ClientOutcome::Dropped(_)
     ));
-    assert!(h.from_peer(relayed, addr(PEER), b"x").is_none());
-    assert!(h.from_peer(addr("127.0.0.1:1"), addr(PEER), b"x").is_none());
+    assert!(h.peer_sends(relayed, addr(PEER), b"x").is_none());
+    assert!(h.peer_sends(addr("127.0.0.1:1"), addr(PEER), b"x").is_none());
     assert!(h.drain().is_empty(), "nothing is ever answered to data");
 }
 
@@ -702,7 +702,7 @@ fn responses_are_signed_and_fingerprinted_when_configured() {
         &[&RequestedTransport(TransportProtocol::UDP)],
     );
     let m = resp.msg();
-    assert!(m.is_classic() == false && resp.is_success());
+    assert!(!m.is_classic() && resp.is_success());
     assert_eq!(m.verify_fingerprint(), Some(true));
     assert!(m.verify_message_integrity(&c.key()).is_ok());
     assert!(!m.has(AttributeType::SOFTWARE), "no-software-attribute");

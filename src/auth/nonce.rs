@@ -83,6 +83,23 @@ impl NonceKey {
         out
     }
 
+    /// RFC 8656 §7.2 RESERVATION-TOKEN for a held relay address: the port
+    /// and a 6-byte MAC, so any shard sharing this key can redeem it.
+    pub fn reservation_token(&self, relay: SocketAddr) -> [u8; 8] {
+        let mac = self.mac(u64::MAX, relay);
+        let port = relay.port().to_be_bytes();
+        let mut out = [0u8; 8];
+        out.iter_mut()
+            .zip(port.iter().chain(mac.iter()))
+            .for_each(|(o, b)| *o = *b);
+        out
+    }
+
+    /// The port a reservation token names (unverified).
+    pub fn reservation_port(token: &[u8; 8]) -> Option<u16> {
+        Some(u16::from_be_bytes([*token.first()?, *token.get(1)?]))
+    }
+
     pub fn issue(&self, unix_now: u64, client: SocketAddr) -> NonceText {
         let mut payload = [0u8; 8 + MAC_LEN];
         let (time, mac) = payload.split_at_mut(8);

@@ -11,7 +11,10 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
-use super::{close_fd, new_eventfd, Backend, BackendKind, Received, SendQueue, Token, Waker, HEADROOM, MAX_DATAGRAM, RECV_BUF_LEN};
+use super::{
+    close_fd, new_eventfd, Backend, BackendKind, Received, SendQueue, Token, Waker, HEADROOM,
+    MAX_DATAGRAM, RECV_BUF_LEN,
+};
 
 /// Datagrams per recvmmsg / sendmmsg call.
 const BATCH: usize = 32;
@@ -83,7 +86,10 @@ impl BatchBackend {
     }
 
     fn epoll_add(&mut self, fd: RawFd, data: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: data };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: data,
+        };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
         #[allow(unsafe_code)]
         cvt(unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
@@ -106,20 +112,33 @@ impl BatchBackend {
         #[allow(unsafe_code)]
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for (i, (iov, msg)) in iovecs.iter_mut().zip(msgs.iter_mut()).enumerate() {
-            let Some(buf) = self.bufs.get_mut(i) else { break };
-            let Some(name) = self.names.get_mut(i) else { break };
+            let Some(buf) = self.bufs.get_mut(i) else {
+                break;
+            };
+            let Some(name) = self.names.get_mut(i) else {
+                break;
+            };
             // The payload lands after the headroom.
             iov.iov_base = buf.as_mut_ptr().wrapping_add(HEADROOM).cast();
             iov.iov_len = MAX_DATAGRAM;
             msg.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
-            msg.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            msg.msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
         }
         // SAFETY: every mmsghdr points at a live iovec, buffer and name of the
         // stated sizes, all owned by `self`/this frame for the whole call.
         #[allow(unsafe_code)]
-        let n = unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -135,7 +154,11 @@ impl BatchBackend {
         self.namelens.clear();
         for msg in msgs.iter().take(n) {
             let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.lens.push(if truncated { usize::MAX } else { msg.msg_len as usize });
+            self.lens.push(if truncated {
+                usize::MAX
+            } else {
+                msg.msg_len as usize
+            });
             self.namelens.push(msg.msg_hdr.msg_namelen);
         }
         Ok(n)
@@ -144,11 +167,19 @@ impl BatchBackend {
 
 impl SendQueue for Vec<PendingSend> {
     fn send_received(&mut self, fd: RawFd, to: SocketAddr, buf_id: u32, range: Range<usize>) {
-        self.push(PendingSend { fd, to: RawAddr::from_std(to), payload: Payload::Received { buf_id, range } });
+        self.push(PendingSend {
+            fd,
+            to: RawAddr::from_std(to),
+            payload: Payload::Received { buf_id, range },
+        });
     }
 
     fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
-        self.push(PendingSend { fd, to: RawAddr::from_std(to), payload: Payload::Owned(data) });
+        self.push(PendingSend {
+            fd,
+            to: RawAddr::from_std(to),
+            payload: Payload::Owned(data),
+        });
     }
 }
 
@@ -165,9 +196,10 @@ fn sendmmsg_all(fd: RawFd, sends: &mut [&mut PendingSend], bufs: &[Vec<u8>]) -> 
         let mut count = 0;
         for (send, (iov, msg)) in chunk.iter_mut().zip(iovecs.iter_mut().zip(msgs.iter_mut())) {
             let bytes: &[u8] = match &send.payload {
-                Payload::Received { buf_id, range } => {
-                    bufs.get(*buf_id as usize).and_then(|b| b.get(range.clone())).unwrap_or(&[])
-                }
+                Payload::Received { buf_id, range } => bufs
+                    .get(*buf_id as usize)
+                    .and_then(|b| b.get(range.clone()))
+                    .unwrap_or(&[]),
                 Payload::Owned(v) => v,
             };
             iov.iov_base = bytes.as_ptr() as *mut libc::c_void;
@@ -184,7 +216,14 @@ fn sendmmsg_all(fd: RawFd, sends: &mut [&mut PendingSend], bufs: &[Vec<u8>]) -> 
             // SAFETY: each mmsghdr points at an iovec, payload and address that
             // live until this call returns; the kernel only reads them.
             #[allow(unsafe_code)]
-            let n = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, libc::MSG_DONTWAIT) };
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    rest.as_mut_ptr(),
+                    rest.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
             if n > 0 {
                 sent += n as usize;
                 continue;
@@ -219,21 +258,37 @@ impl Backend for BatchBackend {
         self.sends.retain(|s| s.fd != fd);
         // SAFETY: removing an fd we added; a null event is allowed for DEL.
         #[allow(unsafe_code)]
-        cvt(unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) }).map(|_| ())
+        cvt(unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) })
+            .map(|_| ())
     }
 
     fn waker(&self) -> Waker {
         Waker { fd: self.eventfd }
     }
 
-    fn poll(&mut self, timeout: Duration, handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>)) -> io::Result<()> {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>),
+    ) -> io::Result<()> {
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: `events` is a live buffer of the length we pass.
         #[allow(unsafe_code)]
-        let n = unsafe { libc::epoll_wait(self.epoll, self.events.as_mut_ptr(), self.events.len() as libc::c_int, ms) };
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll,
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                ms,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
         }
         let ready: Vec<u64> = self.events.iter().take(n as usize).map(|e| e.u64).collect();
         for data in ready {
@@ -242,7 +297,9 @@ impl Backend for BatchBackend {
                 continue;
             }
             let fd = data as RawFd;
-            let Some(&token) = self.tokens.get(&fd) else { continue };
+            let Some(&token) = self.tokens.get(&fd) else {
+                continue;
+            };
             for _ in 0..ROUNDS_PER_SOCKET {
                 let got = self.recv_batch(fd)?;
                 for i in 0..got {
@@ -251,11 +308,23 @@ impl Backend for BatchBackend {
                         continue; // truncated: larger than any datagram we relay
                     }
                     let namelen = self.namelens.get(i).copied().unwrap_or(0);
-                    let Some(from) = self.names.get(i).and_then(|n| parse_sockaddr(storage_bytes(n, namelen))) else {
+                    let Some(from) = self
+                        .names
+                        .get(i)
+                        .and_then(|n| parse_sockaddr(storage_bytes(n, namelen)))
+                    else {
                         continue;
                     };
-                    let Some(buf) = self.bufs.get_mut(i) else { continue };
-                    let received = Received { token, from, buf, payload: HEADROOM..HEADROOM + len, buf_id: i as u32 };
+                    let Some(buf) = self.bufs.get_mut(i) else {
+                        continue;
+                    };
+                    let received = Received {
+                        token,
+                        from,
+                        buf,
+                        payload: HEADROOM..HEADROOM + len,
+                        buf_id: i as u32,
+                    };
                     handler(&mut self.sends, received);
                 }
                 // In-place sends refer to these buffers: send before reusing them.
@@ -282,8 +351,16 @@ impl Backend for BatchBackend {
         let mut start = 0;
         while start < sends.len() {
             let fd = sends.get(start).map(|s| s.fd).unwrap_or(-1);
-            let end = sends.iter().skip(start).position(|s| s.fd != fd).map_or(sends.len(), |p| start + p);
-            let mut group: Vec<&mut PendingSend> = sends.get_mut(start..end).unwrap_or(&mut []).iter_mut().collect();
+            let end = sends
+                .iter()
+                .skip(start)
+                .position(|s| s.fd != fd)
+                .map_or(sends.len(), |p| start + p);
+            let mut group: Vec<&mut PendingSend> = sends
+                .get_mut(start..end)
+                .unwrap_or(&mut [])
+                .iter_mut()
+                .collect();
             self.dropped_sends += sendmmsg_all(fd, &mut group, &self.bufs);
             start = end;
         }

@@ -27,7 +27,8 @@ pub const MAX_DATAGRAM: usize = 2048;
 pub const TAILROOM: usize = 8;
 pub const RECV_BUF_LEN: usize = HEADROOM + MAX_DATAGRAM + TAILROOM;
 
-const _: () = assert!(HEADROOM >= crate::turn::PEER_HEADROOM && TAILROOM >= crate::turn::PEER_TAILROOM);
+const _: () =
+    assert!(HEADROOM >= crate::turn::PEER_HEADROOM && TAILROOM >= crate::turn::PEER_TAILROOM);
 
 /// Identifies a registered socket to the worker.
 pub type Token = u64;
@@ -111,7 +112,9 @@ pub trait Backend: Send {
 }
 
 /// Creates the backend asked for; `auto` tries io_uring and says why it fell back.
-pub fn create_backend(preferred: Option<BackendKind>) -> io::Result<(Box<dyn Backend>, Option<String>)> {
+pub fn create_backend(
+    preferred: Option<BackendKind>,
+) -> io::Result<(Box<dyn Backend>, Option<String>)> {
     match preferred {
         Some(BackendKind::Batch) => Ok((Box::new(batch::BatchBackend::new()?), None)),
         Some(BackendKind::Uring) => Ok((Box::new(uring::UringBackend::new()?), None)),
@@ -144,4 +147,3 @@ pub(crate) fn close_fd(fd: RawFd) {
         libc::close(fd);
     }
 }
-

@@ -19,13 +19,18 @@ impl RawAddr {
                 let sin = libc::sockaddr_in {
                     sin_family: libc::AF_INET as libc::sa_family_t,
                     sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*a.ip()).to_be(),
+                    },
                     sin_zero: [0; 8],
                 };
                 // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
                 #[allow(unsafe_code)]
                 unsafe {
-                    std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(), sin)
+                    std::ptr::write(
+                        (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
+                        sin,
+                    )
                 };
                 std::mem::size_of::<libc::sockaddr_in>()
             }
@@ -34,18 +39,26 @@ impl RawAddr {
                     sin6_family: libc::AF_INET6 as libc::sa_family_t,
                     sin6_port: a.port().to_be(),
                     sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
                     sin6_scope_id: a.scope_id(),
                 };
                 // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
                 #[allow(unsafe_code)]
                 unsafe {
-                    std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>(), sin6)
+                    std::ptr::write(
+                        (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>(),
+                        sin6,
+                    )
                 };
                 std::mem::size_of::<libc::sockaddr_in6>()
             }
         };
-        Self { storage, len: len as libc::socklen_t }
+        Self {
+            storage,
+            len: len as libc::socklen_t,
+        }
     }
 }
 
@@ -55,7 +68,12 @@ pub fn parse_sockaddr(bytes: &[u8]) -> Option<SocketAddr> {
     match i32::from(family) {
         libc::AF_INET if bytes.len() >= 8 => {
             let port = u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]);
-            let ip = Ipv4Addr::new(*bytes.get(4)?, *bytes.get(5)?, *bytes.get(6)?, *bytes.get(7)?);
+            let ip = Ipv4Addr::new(
+                *bytes.get(4)?,
+                *bytes.get(5)?,
+                *bytes.get(6)?,
+                *bytes.get(7)?,
+            );
             Some(SocketAddr::V4(SocketAddrV4::new(ip, port)))
         }
         libc::AF_INET6 if bytes.len() >= 28 => {
@@ -93,7 +111,10 @@ mod tests {
         for s in ["127.0.0.1:3478", "[::1]:5349", "[2001:db8::7]:1"] {
             let a: SocketAddr = s.parse().unwrap();
             let raw = RawAddr::from_std(a);
-            assert_eq!(parse_sockaddr(storage_bytes(&raw.storage, raw.len)), Some(a));
+            assert_eq!(
+                parse_sockaddr(storage_bytes(&raw.storage, raw.len)),
+                Some(a)
+            );
         }
         assert_eq!(parse_sockaddr(&[0, 0]), None);
     }

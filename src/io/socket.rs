@@ -49,7 +49,11 @@ fn force_buffer(socket: &Socket, option: libc::c_int, size: usize) -> io::Result
 }
 
 fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -82,7 +86,14 @@ mod tests {
     fn listeners_share_a_port_relays_do_not() {
         let a = bind_listener("127.0.0.1:0".parse().unwrap(), BufferSizes::default()).unwrap();
         let addr = a.local_addr().unwrap();
-        let b = bind_listener(addr, BufferSizes { rcvbuf: Some(1 << 20), sndbuf: Some(1 << 20) }).unwrap();
+        let b = bind_listener(
+            addr,
+            BufferSizes {
+                rcvbuf: Some(1 << 20),
+                sndbuf: Some(1 << 20),
+            },
+        )
+        .unwrap();
         assert_eq!(b.local_addr().unwrap(), addr);
         let r = bind_relay("127.0.0.1:0".parse().unwrap(), BufferSizes::default()).unwrap();
         assert!(bind_relay(r.local_addr().unwrap(), BufferSizes::default()).is_err());

@@ -20,7 +20,10 @@ use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::sockaddr::{parse_sockaddr, RawAddr};
-use super::{close_fd, new_eventfd, Backend, BackendKind, Received, SendQueue, Token, Waker, MAX_DATAGRAM, TAILROOM};
+use super::{
+    close_fd, new_eventfd, Backend, BackendKind, Received, SendQueue, Token, Waker, MAX_DATAGRAM,
+    TAILROOM,
+};
 
 /// Buffers in the provided ring (a power of two).
 const RING_BUFFERS: u16 = 1024;
@@ -68,11 +71,22 @@ struct Queue<'a> {
 
 impl SendQueue for Queue<'_> {
     fn send_received(&mut self, fd: RawFd, to: SocketAddr, buf_id: u32, range: Range<usize>) {
-        self.sends.push(PendingSend { fd, to, payload: PendingPayload::Received { bid: buf_id as u16, range } });
+        self.sends.push(PendingSend {
+            fd,
+            to,
+            payload: PendingPayload::Received {
+                bid: buf_id as u16,
+                range,
+            },
+        });
     }
 
     fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
-        self.sends.push(PendingSend { fd, to, payload: PendingPayload::Owned(data) });
+        self.sends.push(PendingSend {
+            fd,
+            to,
+            payload: PendingPayload::Owned(data),
+        });
     }
 }
 
@@ -104,8 +118,11 @@ unsafe impl Send for UringBackend {}
 impl UringBackend {
     pub fn new() -> io::Result<Self> {
         let ring = IoUring::builder().build(SQ_ENTRIES)?;
-        let ring_layout = Layout::from_size_align(usize::from(RING_BUFFERS) * std::mem::size_of::<BufRingEntry>(), 4096)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let ring_layout = Layout::from_size_align(
+            usize::from(RING_BUFFERS) * std::mem::size_of::<BufRingEntry>(),
+            4096,
+        )
+        .map_err(|e| io::Error::other(e.to_string()))?;
         // SAFETY: non-zero size, valid alignment; checked for null below.
         #[allow(unsafe_code)]
         let ring_entries = unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
@@ -115,7 +132,14 @@ impl UringBackend {
         // SAFETY: the ring memory is page aligned, zeroed, sized for RING_BUFFERS
         // entries, and stays allocated until Drop unregisters it.
         #[allow(unsafe_code)]
-        let registered = unsafe { ring.submitter().register_buf_ring_with_flags(ring_entries as u64, RING_BUFFERS, BUFFER_GROUP, 0) };
+        let registered = unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                ring_entries as u64,
+                RING_BUFFERS,
+                BUFFER_GROUP,
+                0,
+            )
+        };
         if let Err(e) = registered {
             // SAFETY: allocated just above with this layout, not registered.
             #[allow(unsafe_code)]
@@ -157,7 +181,10 @@ impl UringBackend {
     fn push_buffer(&mut self, bid: u16) {
         let mask = RING_BUFFERS - 1;
         let index = usize::from(self.tail & mask);
-        let addr = self.buffers.as_mut_ptr().wrapping_add(usize::from(bid) * BUFFER_LEN);
+        let addr = self
+            .buffers
+            .as_mut_ptr()
+            .wrapping_add(usize::from(bid) * BUFFER_LEN);
         // SAFETY: `index` < RING_BUFFERS, inside the ring allocation; the kernel
         // only reads entries between its head and the published tail, and this
         // one is past the tail until `publish_tail`.
@@ -176,7 +203,9 @@ impl UringBackend {
         // the kernel reads it concurrently, hence the atomic release store.
         #[allow(unsafe_code)]
         unsafe {
-            let tail = BufRingEntry::tail(self.ring_entries).cast_mut().cast::<AtomicU16>();
+            let tail = BufRingEntry::tail(self.ring_entries)
+                .cast_mut()
+                .cast::<AtomicU16>();
             (*tail).store(self.tail, Ordering::Release);
         }
     }
@@ -203,12 +232,16 @@ impl UringBackend {
 
     fn arm_wake(&mut self) -> io::Result<()> {
         let ptr = (&mut *self.wake_buf as *mut u64).cast::<u8>();
-        let entry = opcode::Read::new(Fd(self.eventfd), ptr, 8).build().user_data(user_data(KIND_WAKE, 0));
+        let entry = opcode::Read::new(Fd(self.eventfd), ptr, 8)
+            .build()
+            .user_data(user_data(KIND_WAKE, 0));
         self.push_sqe(entry)
     }
 
     fn release_buffer(&mut self, bid: u16) {
-        let Some(refs) = self.buffer_refs.get_mut(usize::from(bid)) else { return };
+        let Some(refs) = self.buffer_refs.get_mut(usize::from(bid)) else {
+            return;
+        };
         *refs = refs.saturating_sub(1);
         if *refs == 0 {
             self.push_buffer(bid);
@@ -236,7 +269,10 @@ impl UringBackend {
             let msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
             let mut slot = Box::new(SendSlot {
                 msghdr,
-                iov: libc::iovec { iov_base: bytes_ptr as *mut libc::c_void, iov_len: len },
+                iov: libc::iovec {
+                    iov_base: bytes_ptr as *mut libc::c_void,
+                    iov_len: len,
+                },
                 to: RawAddr::from_std(send.to),
                 owned,
                 buffer,
@@ -260,7 +296,9 @@ impl UringBackend {
                     self.slots.len() - 1
                 }
             };
-            let entry = opcode::SendMsg::new(Fd(send.fd), msg_ptr).build().user_data(user_data(KIND_SEND, index as u64));
+            let entry = opcode::SendMsg::new(Fd(send.fd), msg_ptr)
+                .build()
+                .user_data(user_data(KIND_SEND, index as u64));
             self.push_sqe(entry)?;
         }
         Ok(())
@@ -293,7 +331,9 @@ impl Backend for UringBackend {
     fn deregister(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
         self.registered.remove(&token);
         self.pending.retain(|s| s.fd != fd);
-        let entry = opcode::AsyncCancel::new(user_data(KIND_RECV, token)).build().user_data(user_data(KIND_CANCEL, 0));
+        let entry = opcode::AsyncCancel::new(user_data(KIND_RECV, token))
+            .build()
+            .user_data(user_data(KIND_CANCEL, 0));
         self.push_sqe(entry)?;
         // Submit now so the receive is cancelled before the caller closes the fd.
         self.ring.submit()?;
@@ -304,18 +344,29 @@ impl Backend for UringBackend {
         Waker { fd: self.eventfd }
     }
 
-    fn poll(&mut self, timeout: Duration, handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>)) -> io::Result<()> {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>),
+    ) -> io::Result<()> {
         self.submit_pending()?;
-        let ts = Timespec::new().sec(timeout.as_secs()).nsec(timeout.subsec_nanos());
+        let ts = Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
         let args = SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::ETIME)
+                    || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
         }
-        let completions: Vec<(u64, i32, u32)> =
-            self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())).collect();
+        let completions: Vec<(u64, i32, u32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result(), c.flags()))
+            .collect();
         let mut rearm: Vec<(RawFd, Token)> = Vec::new();
         for (data, result, flags) in completions {
             let kind = data >> KIND_SHIFT;
@@ -331,7 +382,9 @@ impl Backend for UringBackend {
                     if result < 0 {
                         continue; // ENOBUFS (re-armed once buffers return), ECANCELED, ...
                     }
-                    let Some(bid) = cqueue::buffer_select(flags) else { continue };
+                    let Some(bid) = cqueue::buffer_select(flags) else {
+                        continue;
+                    };
                     if let Some(refs) = self.buffer_refs.get_mut(usize::from(bid)) {
                         *refs = 1; // held while the handler runs
                     }
@@ -353,7 +406,11 @@ impl Backend for UringBackend {
     }
 
     fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
-        self.pending.push(PendingSend { fd, to, payload: PendingPayload::Owned(data) });
+        self.pending.push(PendingSend {
+            fd,
+            to,
+            payload: PendingPayload::Owned(data),
+        });
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -365,23 +422,51 @@ impl Backend for UringBackend {
 
 impl UringBackend {
     /// Parses one received buffer and hands it to the worker.
-    fn deliver(&mut self, token: Token, bid: u16, len: usize, handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>)) {
+    fn deliver(
+        &mut self,
+        token: Token,
+        bid: u16,
+        len: usize,
+        handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>),
+    ) {
         let base = usize::from(bid) * BUFFER_LEN;
-        let Some(buf) = self.buffers.get_mut(base..base + BUFFER_LEN) else { return };
+        let Some(buf) = self.buffers.get_mut(base..base + BUFFER_LEN) else {
+            return;
+        };
         let len = len.min(BUFFER_LEN);
         // io_uring_recvmsg_out: namelen, controllen, payloadlen, flags (u32 each).
-        let header = |i: usize| buf.get(i * 4..i * 4 + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
-        let (Some(namelen), Some(payloadlen), Some(msg_flags)) = (header(0), header(2), header(3)) else { return };
+        let header = |i: usize| {
+            buf.get(i * 4..i * 4 + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+        };
+        let (Some(namelen), Some(payloadlen), Some(msg_flags)) = (header(0), header(2), header(3))
+        else {
+            return;
+        };
         if msg_flags & libc::MSG_TRUNC as u32 != 0 {
             return; // larger than any datagram we relay
         }
         let name_end = 16 + (namelen as usize).min(NAME_LEN);
-        let Some(from) = buf.get(16..name_end).and_then(parse_sockaddr) else { return };
+        let Some(from) = buf.get(16..name_end).and_then(parse_sockaddr) else {
+            return;
+        };
         let start = RECV_PREFIX;
         let end = (start + payloadlen as usize).min(len.max(start));
-        let mut queue = Queue { sends: &mut self.pending };
+        let mut queue = Queue {
+            sends: &mut self.pending,
+        };
         let before = queue.sends.len();
-        handler(&mut queue, Received { token, from, buf, payload: start..end, buf_id: u32::from(bid) });
+        handler(
+            &mut queue,
+            Received {
+                token,
+                from,
+                buf,
+                payload: start..end,
+                buf_id: u32::from(bid),
+            },
+        );
         // Every in-place send from this buffer holds a reference until it completes.
         let added = self
             .pending

@@ -23,23 +23,35 @@ impl Rng {
     }
 }
 
+/// Which of `shards` owns relay port `port` of a range starting at `min`.
+pub fn shard_of_port(port: u16, min: u16, shards: u16) -> usize {
+    usize::from((port / 2).wrapping_sub(min / 2) % shards.max(1))
+}
+
 #[derive(Debug, Clone)]
 pub struct PortPool {
     free: BTreeSet<u16>,
     min: u16,
     max: u16,
+    shard: u16,
+    shards: u16,
 }
 
 impl PortPool {
-    /// Every `stride`-th port of `min..=max` starting at `min + offset`: each
-    /// shard gets a disjoint share of the range.
+    /// This shard's share of `min..=max`: ports are dealt to shards in
+    /// even/odd pairs (2k, 2k+1), so EVEN-PORT with the R bit can be served
+    /// within one shard. `shard_of_port` is the same rule.
     pub fn new(min: u16, max: u16, offset: u16, stride: u16) -> Self {
-        let stride = usize::from(stride.max(1));
         let free = (min..=max)
-            .skip(usize::from(offset))
-            .step_by(stride)
+            .filter(|p| shard_of_port(*p, min, stride) == usize::from(offset))
             .collect();
-        Self { free, min, max }
+        Self {
+            free,
+            min,
+            max,
+            shard: offset,
+            shards: stride,
+        }
     }
 
     pub fn available(&self) -> usize {
@@ -83,8 +95,20 @@ impl PortPool {
         Some(port)
     }
 
+    /// Whether `port` belongs to this shard's share of the range.
+    pub fn owns(&self, port: u16) -> bool {
+        (self.min..=self.max).contains(&port)
+            && shard_of_port(port, self.min, self.shards) == usize::from(self.shard)
+    }
+
+    /// Takes one given port if it is free.
+    pub fn take_specific(&mut self, port: u16) -> bool {
+        self.free.remove(&port)
+    }
+
+    /// Returns a port; one from another shard's share is not ours to hand out.
     pub fn release(&mut self, port: u16) {
-        if (self.min..=self.max).contains(&port) {
+        if self.owns(port) {
             self.free.insert(port);
         }
     }
@@ -99,8 +123,19 @@ mod tests {
     fn shards_get_disjoint_ports() {
         let a = PortPool::new(50000, 50009, 0, 2);
         let b = PortPool::new(50000, 50009, 1, 2);
-        assert_eq!(a.available(), 5);
+        assert_eq!(a.available() + b.available(), 10);
         assert!(a.free.iter().all(|p| !b.free.contains(p)));
+        // Pairs stay together so EVEN-PORT R=1 works in every shard.
+        assert!(a.free.contains(&50000) && a.free.contains(&50001));
+        assert!(b.free.contains(&50002) && b.free.contains(&50003));
+        for p in 50000..=50009 {
+            let owner = shard_of_port(p, 50000, 2);
+            assert!(if owner == 0 {
+                a.free.contains(&p)
+            } else {
+                b.free.contains(&p)
+            });
+        }
     }
 
     #[test]

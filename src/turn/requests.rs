@@ -453,28 +453,29 @@ impl Server {
             _ => self.config.default_lifetime.min(self.config.max_lifetime),
         };
 
-        // Choose the relay port.
-        let relay_ip = self.pools.get(pool_index).map(|(ip, _)| *ip);
-        let Some(relay_ip) = relay_ip else { return };
-        let mut reservation_token = None;
+        // Choose the relay port. RFC 8656 §7.2: a RESERVATION-TOKEN names the
+        // port an earlier EVEN-PORT R=1 Allocate held back. Tokens carry the
+        // port and a MAC under the shared key, so whichever shard receives the
+        // second Allocate (it comes from another 5-tuple) can redeem it.
+        let Some(mut relay_ip) = self.pools.get(pool_index).map(|(ip, _)| *ip) else {
+            return;
+        };
+        let mut reserve_next = None;
         let port = if let Some(Ok(ReservationToken(t))) = token {
-            match self.reservations.remove(&u64::from_be_bytes(t)) {
-                Some((relay, _)) if relay.ip() == relay_ip => Some(relay.port()),
-                Some((relay, _)) => {
-                    self.release_port(relay);
-                    None
-                }
-                None => None,
+            let redeemed = self.redeem_reservation(&t);
+            if let Some(relay) = redeemed {
+                relay_ip = relay.ip();
             }
+            redeemed.map(|r| r.port())
         } else {
             let Some((_, pool)) = self.pools.get_mut(pool_index) else {
                 return;
             };
             match even {
-                Some(Ok(EvenPort { reserve_next })) => {
-                    let p = pool.take_even(&mut self.rng, reserve_next);
-                    if let (Some(p), true) = (p, reserve_next) {
-                        reservation_token = Some((self.rng.next_u64(), p + 1));
+                Some(Ok(EvenPort { reserve_next: r })) => {
+                    let p = pool.take_even(&mut self.rng, r);
+                    if let (Some(p), true) = (p, r) {
+                        reserve_next = Some(p + 1);
                     }
                     p
                 }
@@ -482,17 +483,19 @@ impl Server {
             }
         };
         let Some(port) = port else {
-            fail!(
-                ErrorCode::INSUFFICIENT_CAPACITY,
+            let reason = if token.is_some() {
+                "Insufficient Capacity (unknown or expired RESERVATION-TOKEN)"
+            } else {
                 "Insufficient Capacity (no relay port free)"
-            )
+            };
+            fail!(ErrorCode::INSUFFICIENT_CAPACITY, reason)
         };
-        let reservation = reservation_token.map(|(t, p)| {
+        let reservation = reserve_next.map(|p| {
             let relay = SocketAddr::new(relay_ip, p);
             let expires = now + std::time::Duration::from_secs(30);
-            self.reservations.insert(t, (relay, expires));
-            self.schedule(expires, TimerKey::Reservation(t));
-            t.to_be_bytes()
+            self.reservations.insert(relay, expires);
+            self.schedule(expires, TimerKey::Reservation(relay));
+            self.nonce_key.reservation_token(relay)
         });
 
         let relay = SocketAddr::new(relay_ip, port);
@@ -530,6 +533,34 @@ impl Server {
             TimerKey::Transaction(from.client, tid),
         );
         self.commands.push_back(Command::OpenRelay { relay });
+    }
+
+    /// Turns a RESERVATION-TOKEN back into the relay address it holds.
+    fn redeem_reservation(&mut self, token: &[u8; 8]) -> Option<SocketAddr> {
+        let ips: Vec<std::net::IpAddr> = self.pools.iter().map(|(ip, _)| *ip).collect();
+        let relay = crate::auth::NonceKey::reservation_port(token).and_then(|port| {
+            ips.into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .find(|r| {
+                    bool::from(subtle::ConstantTimeEq::ct_eq(
+                        &self.nonce_key.reservation_token(*r)[..],
+                        &token[..],
+                    ))
+                })
+        })?;
+        if self.reservations.remove(&relay).is_some() {
+            return Some(relay); // ours, already out of the pool
+        }
+        let pool = self
+            .pools
+            .iter_mut()
+            .find(|(ip, _)| *ip == relay.ip())
+            .map(|(_, p)| p)?;
+        if pool.owns(relay.port()) && !pool.take_specific(relay.port()) {
+            return None; // ours, but expired and handed out since
+        }
+        // Reserved by another shard: use it; that shard keeps it out of its pool until the token expires.
+        Some(relay)
     }
 
     /// The success response to the Allocate that created `id`.

@@ -139,7 +139,7 @@ pub struct Server {
     pub(crate) pools: Vec<(IpAddr, PortPool)>,
     pub(crate) per_user: HashMap<Arc<str>, u32>,
     /// RFC 8656 §7.2: ports held by RESERVATION-TOKEN, with their expiry.
-    pub(crate) reservations: HashMap<u64, (SocketAddr, Instant)>,
+    pub(crate) reservations: HashMap<SocketAddr, Instant>,
     pub(crate) transactions: FastMap<(SocketAddr, crate::stun::TransactionId), CachedResponse>,
     pub(crate) timers: Timers,
     pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
@@ -642,12 +642,14 @@ impl Server {
             TimerKey::Transaction(client, tid) => {
                 self.transactions.remove(&(client, tid));
             }
-            TimerKey::Reservation(token) => {
-                if let Some((relay, expires)) = self.reservations.get(&token).copied() {
-                    if expires <= now {
-                        self.reservations.remove(&token);
-                        self.release_port(relay);
-                    }
+            TimerKey::Reservation(relay) => {
+                if self
+                    .reservations
+                    .get(&relay)
+                    .is_some_and(|expires| *expires <= now)
+                {
+                    self.reservations.remove(&relay);
+                    self.release_port(relay);
                 }
             }
         }

@@ -18,7 +18,7 @@ pub enum TimerKey {
     /// A cached response to a retransmittable request.
     Transaction(SocketAddr, TransactionId),
     /// An EVEN-PORT reservation (RFC 8656 §7.2: about 30 s).
-    Reservation(u64),
+    Reservation(SocketAddr),
 }
 
 #[derive(Debug, Default)]

@@ -23,18 +23,33 @@ impl RelayDirectory {
         max_port: u16,
         workers: usize,
     ) -> Self {
-        let public_to_private = external_ips.iter().map(|(private, public)| (*public, *private)).collect();
-        Self { relay_ips, public_to_private, min_port, max_port, workers: workers.max(1) }
+        let public_to_private = external_ips
+            .iter()
+            .map(|(private, public)| (*public, *private))
+            .collect();
+        Self {
+            relay_ips,
+            public_to_private,
+            min_port,
+            max_port,
+            workers: workers.max(1),
+        }
     }
 
     /// The worker owning `addr` and the local relay address it maps to, if
     /// `addr` is one of this server's relay addresses.
     pub fn owner(&self, addr: SocketAddr) -> Option<(usize, SocketAddr)> {
-        let ip = self.public_to_private.get(&addr.ip()).copied().unwrap_or(addr.ip());
-        if !self.relay_ips.contains(&ip) || !(self.min_port..=self.max_port).contains(&addr.port()) {
+        let ip = self
+            .public_to_private
+            .get(&addr.ip())
+            .copied()
+            .unwrap_or(addr.ip());
+        if !self.relay_ips.contains(&ip) || !(self.min_port..=self.max_port).contains(&addr.port())
+        {
             return None;
         }
-        let worker = usize::from(addr.port() - self.min_port) % self.workers;
+        let workers = u16::try_from(self.workers).unwrap_or(u16::MAX);
+        let worker = crate::turn::ports::shard_of_port(addr.port(), self.min_port, workers);
         Some((worker, SocketAddr::new(ip, addr.port())))
     }
 }
@@ -45,13 +60,36 @@ mod tests {
 
     #[test]
     fn ports_are_dealt_round_robin() {
-        let d = RelayDirectory::new(vec!["10.0.0.1".parse().unwrap()], &HashMap::new(), 50000, 50010, 3);
-        assert_eq!(d.owner("10.0.0.1:50000".parse().unwrap()).map(|o| o.0), Some(0));
-        assert_eq!(d.owner("10.0.0.1:50004".parse().unwrap()).map(|o| o.0), Some(1));
+        let d = RelayDirectory::new(
+            vec!["10.0.0.1".parse().unwrap()],
+            &HashMap::new(),
+            50000,
+            50010,
+            3,
+        );
+        assert_eq!(
+            d.owner("10.0.0.1:50000".parse().unwrap()).map(|o| o.0),
+            Some(0)
+        );
+        assert_eq!(
+            d.owner("10.0.0.1:50001".parse().unwrap()).map(|o| o.0),
+            Some(0)
+        );
+        assert_eq!(
+            d.owner("10.0.0.1:50002".parse().unwrap()).map(|o| o.0),
+            Some(1)
+        );
+        assert_eq!(
+            d.owner("10.0.0.1:50004".parse().unwrap()).map(|o| o.0),
+            Some(2)
+        );
         assert_eq!(d.owner("10.0.0.1:49999".parse().unwrap()), None);
         assert_eq!(d.owner("10.0.0.2:50000".parse().unwrap()), None);
         let ext = HashMap::from([("10.0.0.1".parse().unwrap(), "203.0.113.1".parse().unwrap())]);
         let d = RelayDirectory::new(vec!["10.0.0.1".parse().unwrap()], &ext, 50000, 50010, 1);
-        assert_eq!(d.owner("203.0.113.1:50002".parse().unwrap()), Some((0, "10.0.0.1:50002".parse().unwrap())));
+        assert_eq!(
+            d.owner("203.0.113.1:50002".parse().unwrap()),
+            Some((0, "10.0.0.1:50002".parse().unwrap()))
+        );
     }
 }

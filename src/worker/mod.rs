@@ -32,6 +32,11 @@ pub struct CrossPacket {
     pub to_relay: SocketAddr,
     pub from_peer: SocketAddr,
     pub data: Vec<u8>,
+    /// The worker whose relay sent it.
+    pub from_worker: usize,
+    /// The owner had no allocation there (a port redeemed by another shard
+    /// through a RESERVATION-TOKEN): the sender sends it through the kernel.
+    pub bounced: bool,
 }
 
 /// A handle to send to another worker.
@@ -76,11 +81,18 @@ pub struct WorkerParts {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Builds a `turn::Server` anchored to the real clocks.
-pub fn new_server(config: crate::turn::ServerConfig, credentials: crate::auth::Credentials, nonce_key: crate::auth::NonceKey) -> Server {
+pub fn new_server(
+    config: crate::turn::ServerConfig,
+    credentials: crate::auth::Credentials,
+    nonce_key: crate::auth::NonceKey,
+) -> Server {
     Server::new(config, credentials, nonce_key, Instant::now(), unix_now())
 }
 
@@ -118,14 +130,24 @@ impl Worker {
     }
 
     fn listener_fd(&self, addr: SocketAddr) -> Option<RawFd> {
-        self.listeners.iter().find(|(a, _)| *a == addr).map(|(_, s)| s.as_raw_fd())
+        self.listeners
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, s)| s.as_raw_fd())
     }
 
     /// Runs until `shutdown` is set; then every socket is released.
-    pub fn run(mut self, mut backend: Box<dyn Backend>, shutdown: Arc<AtomicBool>) -> std::io::Result<()> {
+    pub fn run(
+        mut self,
+        mut backend: Box<dyn Backend>,
+        shutdown: Arc<AtomicBool>,
+    ) -> std::io::Result<()> {
         while !shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let wait = self.server.poll_timeout().map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT));
+            let wait = self
+                .server
+                .poll_timeout()
+                .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT));
             backend.poll(wait, &mut |queue, rx| self.on_datagram(queue, rx))?;
             self.drain_inbox(backend.as_mut());
             let now = Instant::now();
@@ -144,10 +166,18 @@ impl Worker {
 
     fn on_datagram(&mut self, queue: &mut dyn SendQueue, rx: Received<'_>) {
         let now = Instant::now();
-        let Received { token, from, buf, payload, buf_id } = rx;
+        let Received {
+            token,
+            from,
+            buf,
+            payload,
+            buf_id,
+        } = rx;
         if let Some((local, _)) = self.listeners.get(token as usize) {
             let tuple = ClientTuple::udp(from, *local);
-            let Some(bytes) = buf.get(payload.clone()) else { return };
+            let Some(bytes) = buf.get(payload.clone()) else {
+                return;
+            };
             match self.server.handle_client_datagram(now, tuple, bytes) {
                 ClientOutcome::Forward(f) => {
                     let range = payload.start + f.range.start..payload.start + f.range.end;
@@ -167,7 +197,10 @@ impl Worker {
                 ClientOutcome::Handled | ClientOutcome::Dropped(_) => {}
             }
         } else if let Some(relay) = self.relay_tokens.get(&token).copied() {
-            if let PeerOutcome::Forward(f) = self.server.handle_peer_datagram(now, relay, from, buf, payload) {
+            if let PeerOutcome::Forward(f) = self
+                .server
+                .handle_peer_datagram(now, relay, from, buf, payload)
+            {
                 if let Some(fd) = self.listener_fd(f.from) {
                     queue.send_received(fd, f.to, buf_id, f.range);
                 }
@@ -188,31 +221,79 @@ impl Worker {
     ) {
         if owner == self.index {
             self.counters.same_worker_relayed += 1;
-            self.deliver_to_relay(queue, now, relay, from_relay, data);
+            if !self.deliver_to_relay(queue, now, relay, from_relay, data) {
+                self.send_via_kernel(queue, from_relay, relay, data);
+            }
             return;
         }
-        let Some(mailbox) = self.mailboxes.get(owner) else { return };
-        let packet = CrossPacket { to_relay: relay, from_peer: from_relay, data: data.to_vec() };
+        let packet = CrossPacket {
+            to_relay: relay,
+            from_peer: from_relay,
+            data: data.to_vec(),
+            from_worker: self.index,
+            bounced: false,
+        };
+        self.post(owner, packet);
+    }
+
+    fn post(&mut self, worker: usize, packet: CrossPacket) {
+        let Some(mailbox) = self.mailboxes.get(worker) else {
+            return;
+        };
         match mailbox.sender.try_send(packet) {
             Ok(()) => {
                 self.counters.cross_worker_sent += 1;
                 mailbox.waker.wake();
             }
             // A full queue drops, as a full socket buffer would.
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.counters.cross_worker_dropped += 1,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.cross_worker_dropped += 1
+            }
         }
     }
 
     /// Runs a datagram through a relay this worker owns, with the permission
-    /// check of a kernel arrival.
-    fn deliver_to_relay(&mut self, queue: &mut dyn SendQueue, now: Instant, relay: SocketAddr, peer: SocketAddr, data: &[u8]) {
+    /// check of a kernel arrival. False if no allocation here has that address.
+    fn deliver_to_relay(
+        &mut self,
+        queue: &mut dyn SendQueue,
+        now: Instant,
+        relay: SocketAddr,
+        peer: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         let end = HEADROOM + data.len();
-        let Some(slot) = self.scratch.get_mut(HEADROOM..end) else { return };
+        let Some(slot) = self.scratch.get_mut(HEADROOM..end) else {
+            return true;
+        };
         slot.copy_from_slice(data);
-        if let PeerOutcome::Forward(f) = self.server.handle_peer_datagram(now, relay, peer, &mut self.scratch, HEADROOM..end) {
-            if let (Some(fd), Some(bytes)) = (self.listener_fd(f.from), self.scratch.get(f.range)) {
-                queue.send_owned(fd, f.to, bytes.to_vec());
+        match self
+            .server
+            .handle_peer_datagram(now, relay, peer, &mut self.scratch, HEADROOM..end)
+        {
+            PeerOutcome::Forward(f) => {
+                if let (Some(fd), Some(bytes)) =
+                    (self.listener_fd(f.from), self.scratch.get(f.range))
+                {
+                    queue.send_owned(fd, f.to, bytes.to_vec());
+                }
+                true
             }
+            PeerOutcome::Dropped(crate::turn::DropReason::NoAllocation) => false,
+            PeerOutcome::Dropped(_) => true,
+        }
+    }
+
+    /// Sends from our relay socket through the kernel, like any other peer.
+    fn send_via_kernel(
+        &mut self,
+        queue: &mut dyn SendQueue,
+        from_relay: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) {
+        if let Some((sock, _)) = self.relays.get(&from_relay) {
+            queue.send_owned(sock.as_raw_fd(), to, data.to_vec());
         }
     }
 
@@ -221,7 +302,12 @@ impl Worker {
         let mut queue: Vec<(RawFd, SocketAddr, Vec<u8>)> = Vec::new();
         while let Ok(p) = self.inbox.try_recv() {
             let mut sink = OwnedSink(&mut queue);
-            self.deliver_to_relay(&mut sink, now, p.to_relay, p.from_peer, &p.data);
+            if p.bounced {
+                self.send_via_kernel(&mut sink, p.from_peer, p.to_relay, &p.data);
+            } else if !self.deliver_to_relay(&mut sink, now, p.to_relay, p.from_peer, &p.data) {
+                let back = p.from_worker;
+                self.post(back, CrossPacket { bounced: true, ..p });
+            }
         }
         for (fd, to, data) in queue {
             backend.send_owned(fd, to, data);
@@ -240,7 +326,8 @@ impl Worker {
                         if result.is_err() {
                             self.counters.relay_open_failures += 1;
                         }
-                        self.server.handle_relay_opened(Instant::now(), relay, result);
+                        self.server
+                            .handle_relay_opened(Instant::now(), relay, result);
                     }
                     Command::CloseRelay { relay } => {
                         if let Some((sock, token)) = self.relays.remove(&relay) {
@@ -263,11 +350,17 @@ impl Worker {
         }
     }
 
-    fn open_relay(&mut self, backend: &mut dyn Backend, relay: SocketAddr) -> Result<(), std::io::ErrorKind> {
+    fn open_relay(
+        &mut self,
+        backend: &mut dyn Backend,
+        relay: SocketAddr,
+    ) -> Result<(), std::io::ErrorKind> {
         let sock = bind_relay(relay, self.buffers).map_err(|e| e.kind())?;
         let token = self.next_token;
         self.next_token += 1;
-        backend.register(sock.as_raw_fd(), token).map_err(|e| e.kind())?;
+        backend
+            .register(sock.as_raw_fd(), token)
+            .map_err(|e| e.kind())?;
         self.relays.insert(relay, (sock, token));
         self.relay_tokens.insert(token, relay);
         Ok(())
@@ -278,7 +371,14 @@ impl Worker {
 struct OwnedSink<'a>(&'a mut Vec<(RawFd, SocketAddr, Vec<u8>)>);
 
 impl SendQueue for OwnedSink<'_> {
-    fn send_received(&mut self, _fd: RawFd, _to: SocketAddr, _buf_id: u32, _range: std::ops::Range<usize>) {}
+    fn send_received(
+        &mut self,
+        _fd: RawFd,
+        _to: SocketAddr,
+        _buf_id: u32,
+        _range: std::ops::Range<usize>,
+    ) {
+    }
 
     fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
         self.0.push((fd, to, data));

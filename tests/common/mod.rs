@@ -120,7 +120,7 @@ impl Harness {
 
     /// Feeds a datagram from a peer into a relay address; returns the framed
     /// bytes the server would send to the client, if any.
-    pub fn from_peer(
+    pub fn peer_sends(
         &mut self,
         relay: SocketAddr,
         peer: SocketAddr,

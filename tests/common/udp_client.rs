@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use ringturn::auth::keys::md5_key;
 use ringturn::stun::{
-    ChannelData, ChannelNumber, ChannelNumberAttr, Class, EncodeAttribute, ErrorCodeAttr, Lifetime, Message,
-    MessageType, MessageWriter, Method, Nonce, Realm, RequestedTransport, TransactionId, TransportProtocol, Username,
-    XorPeerAddress, XorRelayedAddress,
+    ChannelData, ChannelNumber, ChannelNumberAttr, Class, EncodeAttribute, ErrorCodeAttr, Lifetime,
+    Message, MessageType, MessageWriter, Method, Nonce, Realm, RequestedTransport, TransactionId,
+    TransportProtocol, Username, XorPeerAddress, XorRelayedAddress,
 };
 
 pub struct UdpTurnClient {
@@ -24,18 +24,32 @@ pub struct UdpTurnClient {
 impl UdpTurnClient {
     pub fn new(bind: &str, server: SocketAddr, username: &str, password: &str) -> Self {
         let sock = UdpSocket::bind(bind).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-        Self { sock, server, username: username.into(), password: password.into(), realm: None, nonce: None, tid: 0 }
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        Self {
+            sock,
+            server,
+            username: username.into(),
+            password: password.into(),
+            realm: None,
+            nonce: None,
+            tid: 0,
+        }
     }
 
-    fn request(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> (TransactionId, Vec<u8>) {
+    fn request(
+        &mut self,
+        method: Method,
+        attrs: &[&dyn EncodeAttribute],
+    ) -> (TransactionId, Vec<u8>) {
         self.tid += 1;
         let mut t = [0u8; 12];
         t[4..].copy_from_slice(&self.tid.to_be_bytes());
         t[0] = 0x77;
         let tid = TransactionId(t);
         let mut buf = vec![0u8; 1500];
-        let mut w = MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid).unwrap();
+        let mut w =
+            MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid).unwrap();
         for a in attrs {
             w.add(*a).unwrap();
         }
@@ -43,7 +57,8 @@ impl UdpTurnClient {
             w.add(&Username(&self.username)).unwrap();
             w.add(&Realm(realm)).unwrap();
             w.add(&Nonce(nonce)).unwrap();
-            w.add_message_integrity(&md5_key(&self.username, realm, &self.password)).unwrap();
+            w.add_message_integrity(&md5_key(&self.username, realm, &self.password))
+                .unwrap();
         }
         let n = w.finish();
         buf.truncate(n);
@@ -56,16 +71,11 @@ impl UdpTurnClient {
         let mut buf = [0u8; 2048];
         for _ in 0..6 {
             self.sock.send_to(&req, self.server).unwrap();
-            loop {
-                match self.sock.recv_from(&mut buf) {
-                    Ok((n, _)) => {
-                        if let Ok(m) = Message::parse(&buf[..n]) {
-                            if m.transaction_id() == tid {
-                                return buf[..n].to_vec();
-                            }
-                        }
+            while let Some((n, _)) = self.recv(&mut buf) {
+                if let Ok(m) = Message::parse(&buf[..n]) {
+                    if m.transaction_id() == tid {
+                        return buf[..n].to_vec();
                     }
-                    Err(_) => break,
                 }
             }
         }
@@ -73,7 +83,11 @@ impl UdpTurnClient {
     }
 
     /// With the 401/438 dance; returns Ok(response) or Err(error code).
-    pub fn transact(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> Result<Vec<u8>, u16> {
+    pub fn transact(
+        &mut self,
+        method: Method,
+        attrs: &[&dyn EncodeAttribute],
+    ) -> Result<Vec<u8>, u16> {
         for _ in 0..3 {
             let resp = self.transact_once(method, attrs);
             let m = Message::parse(&resp).unwrap();
@@ -90,20 +104,45 @@ impl UdpTurnClient {
     }
 
     pub fn allocate(&mut self) -> Result<SocketAddr, u16> {
-        let resp = self.transact(Method::ALLOCATE, &[&RequestedTransport(TransportProtocol::UDP)])?;
-        Ok(Message::parse(&resp).unwrap().get::<XorRelayedAddress>().unwrap().unwrap().0)
+        let resp = self.transact(
+            Method::ALLOCATE,
+            &[&RequestedTransport(TransportProtocol::UDP)],
+        )?;
+        Ok(Message::parse(&resp)
+            .unwrap()
+            .get::<XorRelayedAddress>()
+            .unwrap()
+            .unwrap()
+            .0)
     }
 
     pub fn create_permission(&mut self, peer: SocketAddr) -> Result<(), u16> {
-        self.transact(Method::CREATE_PERMISSION, &[&XorPeerAddress(peer)]).map(|_| ())
+        self.transact(Method::CREATE_PERMISSION, &[&XorPeerAddress(peer)])
+            .map(|_| ())
     }
 
     pub fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Result<(), u16> {
-        self.transact(Method::CHANNEL_BIND, &[&ChannelNumberAttr(channel), &XorPeerAddress(peer)]).map(|_| ())
+        self.transact(
+            Method::CHANNEL_BIND,
+            &[&ChannelNumberAttr(channel), &XorPeerAddress(peer)],
+        )
+        .map(|_| ())
     }
 
     pub fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
-        self.transact(Method::REFRESH, &[&Lifetime(lifetime)]).map(|_| ())
+        self.transact(Method::REFRESH, &[&Lifetime(lifetime)])
+            .map(|_| ())
+    }
+
+    /// recv_from that retries when a signal interrupts it (EINTR); None on timeout.
+    pub fn recv(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        loop {
+            match self.sock.recv_from(buf) {
+                Ok(x) => return Some(x),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     pub fn send_channel_data(&self, channel: u16, payload: &[u8]) {
@@ -116,7 +155,7 @@ impl UdpTurnClient {
     pub fn recv_channel_data(&self, channel: u16) -> Option<Vec<u8>> {
         let mut buf = [0u8; 2048];
         for _ in 0..10 {
-            let (n, _) = self.sock.recv_from(&mut buf).ok()?;
+            let (n, _) = self.recv(&mut buf)?;
             if let Ok(cd) = ChannelData::parse(&buf[..n]) {
                 if cd.channel.0 == channel {
                     return Some(cd.data.to_vec());

@@ -1,0 +1,574 @@
+//! Applying entries in order, then checking the whole: defaults, cross-key
+//! rules, credentials.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::parse_user;
+use crate::stun::ChannelRange;
+use crate::turn::IpRange;
+
+use super::keys::{self, Key, Lookup};
+use super::source::{Entry, Origin};
+use super::values;
+use super::{
+    Config, ConfigError, ConfigWarning, ExternalIp, IoBackend, LogSettings, PeerRange, Verbosity,
+};
+
+/// A value and where it was set.
+#[derive(Debug, Clone)]
+struct At<T> {
+    value: T,
+    at: Origin,
+    key: &'static str,
+}
+
+impl<T> At<T> {
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(&self.at.source, self.at.line, self.key, message)
+    }
+
+    /// Of two settings, the one written later (the command line counts as
+    /// later than the file).
+    fn later<'a, U>(&'a self, other: &'a At<U>) -> (&'a Origin, &'static str) {
+        if (self.at.source == other.at.source && self.at.line < other.at.line)
+            || (self.at.source != other.at.source && other.at.source == super::COMMAND_LINE)
+        {
+            (&other.at, other.key)
+        } else {
+            (&self.at, self.key)
+        }
+    }
+}
+
+fn ck<T>(e: &Entry, r: Result<T, String>) -> Result<T, ConfigError> {
+    r.map_err(|m| e.error(m))
+}
+
+fn at<T>(e: &Entry, key: &'static str, value: T) -> At<T> {
+    At {
+        value,
+        at: e.origin.clone(),
+        key,
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Builder {
+    source_name: String,
+    listening_port: Option<At<u16>>,
+    listening_ips: Vec<At<IpAddr>>,
+    external_ips: Vec<At<ExternalIp>>,
+    relay_ips: Vec<IpAddr>,
+    min_port: Option<At<u16>>,
+    max_port: Option<At<u16>>,
+    users: Vec<At<String>>,
+    realm: Option<String>,
+    lt_cred_mech: Option<At<bool>>,
+    no_auth: Option<At<bool>>,
+    use_auth_secret: Option<At<bool>>,
+    static_auth_secrets: Vec<At<String>>,
+    rest_api_separator: Option<char>,
+    stale_nonce: Option<u64>,
+    max_allocate_lifetime: Option<u64>,
+    channel_lifetime: Option<u64>,
+    permission_lifetime: Option<u64>,
+    user_quota: u32,
+    total_quota: u32,
+    max_bps: u64,
+    allow_loopback_peers: bool,
+    allowed_peer_ips: Vec<PeerRange>,
+    denied_peer_ips: Vec<PeerRange>,
+    no_multicast_peers: bool,
+    fingerprint: bool,
+    no_software_attribute: bool,
+    no_stun: Option<At<bool>>,
+    stun_only: Option<At<bool>>,
+    log_file: Option<PathBuf>,
+    verbosity: Verbosity,
+    pidfile: Option<PathBuf>,
+    workers: Option<At<usize>>,
+    cpu_affinity: Vec<usize>,
+    io_backend: IoBackend,
+    socket_rcvbuf: Option<usize>,
+    socket_sndbuf: Option<usize>,
+    channel_range: ChannelRange,
+    signaling_listening_port: Option<u16>,
+    signaling_room_size: Option<usize>,
+    warnings: Vec<ConfigWarning>,
+}
+
+const DEFAULT_LISTENING_PORT: u16 = 3478;
+const DEFAULT_MIN_PORT: u16 = 49152;
+const DEFAULT_MAX_PORT: u16 = 65535;
+const DEFAULT_STALE_NONCE: u64 = 600;
+const DEFAULT_MAX_ALLOCATE_LIFETIME: u64 = 3600;
+const DEFAULT_CHANNEL_LIFETIME: u64 = 600;
+const DEFAULT_PERMISSION_LIFETIME: u64 = 300;
+const DEFAULT_ROOM_SIZE: usize = 2;
+const MAX_ROOM_SIZE: usize = 1000;
+
+impl Builder {
+    pub(crate) fn new(source_name: &str) -> Self {
+        Self {
+            source_name: source_name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn apply_all(&mut self, entries: Vec<Entry>) -> Result<(), ConfigError> {
+        entries.into_iter().try_for_each(|e| self.apply(e))
+    }
+
+    fn apply(&mut self, e: Entry) -> Result<(), ConfigError> {
+        let spec = match keys::lookup(&e.key) {
+            Lookup::Supported(s) => s,
+            Lookup::CoturnOnly(_) => {
+                self.warnings.push(ConfigWarning {
+                    source_name: e.origin.source.clone(),
+                    line: e.origin.line,
+                    key: e.key.clone(),
+                    message: "coturn option not implemented by ringturn; ignored".to_owned(),
+                });
+                return Ok(());
+            }
+            Lookup::Unknown if e.key == "help" => {
+                return Err(e.error("put --help first: ringturn --help"));
+            }
+            Lookup::Unknown => {
+                let hint = keys::suggest(&e.key)
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                return Err(e.error(format!(
+                    "unknown option: neither a coturn nor a ringturn option{hint}"
+                )));
+            }
+        };
+        let name = spec.name;
+        let opt = e.value.as_deref();
+        let val = || opt.ok_or_else(|| e.error("missing value"));
+        match spec.key {
+            Key::ListeningPort => {
+                self.listening_port = Some(at(&e, name, ck(&e, values::port(val()?))?));
+            }
+            Key::ListeningIp => {
+                let ip = ck(&e, values::ip(val()?))?;
+                self.listening_ips.push(at(&e, name, ip));
+            }
+            Key::ExternalIp => {
+                let x = ck(&e, values::external_ip(val()?))?;
+                if x.private.is_none() {
+                    if let Some(prev) = self.external_ips.iter().find(|p| {
+                        p.value.private.is_none() && p.value.public.is_ipv4() == x.public.is_ipv4()
+                    }) {
+                        return Err(e.error(format!(
+                            "a second external-ip without /private for one address family \
+                             (the first is {} at {}:{}); map each relay address with \
+                             public/private instead",
+                            prev.value.public, prev.at.source, prev.at.line
+                        )));
+                    }
+                }
+                self.external_ips.push(at(&e, name, x));
+            }
+            Key::RelayIp => {
+                let ip = ck(&e, values::ip(val()?))?;
+                if !self.relay_ips.contains(&ip) {
+                    self.relay_ips.push(ip);
+                }
+            }
+            Key::MinPort => self.min_port = Some(at(&e, name, ck(&e, values::port(val()?))?)),
+            Key::MaxPort => self.max_port = Some(at(&e, name, ck(&e, values::port(val()?))?)),
+            Key::User => self.users.push(at(&e, name, val()?.to_owned())),
+            Key::Realm => self.realm = Some(val()?.to_owned()),
+            Key::LtCredMech => self.lt_cred_mech = Some(at(&e, name, ck(&e, values::flag(opt))?)),
+            Key::NoAuth => self.no_auth = Some(at(&e, name, ck(&e, values::flag(opt))?)),
+            Key::UseAuthSecret => {
+                self.use_auth_secret = Some(at(&e, name, ck(&e, values::flag(opt))?));
+            }
+            Key::StaticAuthSecret => {
+                self.static_auth_secrets
+                    .push(at(&e, name, val()?.to_owned()));
+            }
+            Key::RestApiSeparator => {
+                self.rest_api_separator = Some(ck(&e, values::separator(val()?))?);
+            }
+            Key::StaleNonce => {
+                self.stale_nonce = Some(ck(&e, values::seconds(opt, DEFAULT_STALE_NONCE))?);
+            }
+            Key::MaxAllocateLifetime => {
+                self.max_allocate_lifetime =
+                    Some(ck(&e, values::seconds(opt, DEFAULT_MAX_ALLOCATE_LIFETIME))?);
+            }
+            Key::ChannelLifetime => {
+                self.channel_lifetime =
+                    Some(ck(&e, values::seconds(opt, DEFAULT_CHANNEL_LIFETIME))?);
+            }
+            Key::PermissionLifetime => {
+                self.permission_lifetime =
+                    Some(ck(&e, values::seconds(opt, DEFAULT_PERMISSION_LIFETIME))?);
+            }
+            Key::UserQuota => self.user_quota = ck(&e, values::number(val()?, "quota"))?,
+            Key::TotalQuota => self.total_quota = ck(&e, values::number(val()?, "quota"))?,
+            Key::MaxBps => self.max_bps = ck(&e, values::number(val()?, "rate"))?,
+            Key::AllowLoopbackPeers => self.allow_loopback_peers = ck(&e, values::flag(opt))?,
+            Key::AllowedPeerIp | Key::DeniedPeerIp => {
+                let text = val()?;
+                let range: IpRange = text.parse().map_err(|err| e.error(format!("{err}")))?;
+                let list = if spec.key == Key::AllowedPeerIp {
+                    &mut self.allowed_peer_ips
+                } else {
+                    &mut self.denied_peer_ips
+                };
+                list.push(PeerRange {
+                    text: text.trim().to_owned(),
+                    range,
+                });
+            }
+            Key::NoMulticastPeers => self.no_multicast_peers = ck(&e, values::flag(opt))?,
+            Key::Fingerprint => self.fingerprint = ck(&e, values::flag(opt))?,
+            Key::NoSoftwareAttribute => self.no_software_attribute = ck(&e, values::flag(opt))?,
+            Key::SoftwareAttribute => self.no_software_attribute = !ck(&e, values::flag(opt))?,
+            Key::NoStun => self.no_stun = Some(at(&e, name, ck(&e, values::flag(opt))?)),
+            Key::StunOnly => self.stun_only = Some(at(&e, name, ck(&e, values::flag(opt))?)),
+            Key::LogFile => self.log_file = Some(PathBuf::from(val()?)),
+            Key::Verbose => {
+                self.verbosity = match (ck(&e, values::flag(opt))?, self.verbosity) {
+                    (true, Verbosity::Extra) => Verbosity::Extra,
+                    (true, _) => Verbosity::Verbose,
+                    (false, _) => Verbosity::Normal,
+                };
+            }
+            Key::ExtraVerbose => {
+                self.verbosity = match (ck(&e, values::flag(opt))?, self.verbosity) {
+                    (true, _) => Verbosity::Extra,
+                    (false, Verbosity::Extra) => Verbosity::Verbose,
+                    (false, v) => v,
+                };
+            }
+            Key::Pidfile => self.pidfile = Some(PathBuf::from(val()?)),
+            Key::Workers => {
+                let n: usize = ck(&e, values::number(val()?, "number of workers"))?;
+                if n == 0 || n > usize::from(u16::MAX) {
+                    return Err(e.error(format!("{n} workers is out of range (1-65535)")));
+                }
+                self.workers = Some(at(&e, name, n));
+            }
+            Key::CpuAffinity => {
+                for cpu in ck(&e, values::cpu_list(val()?))? {
+                    if !self.cpu_affinity.contains(&cpu) {
+                        self.cpu_affinity.push(cpu);
+                    }
+                }
+            }
+            Key::IoBackend => {
+                self.io_backend = val()?.parse().map_err(|m: String| e.error(m))?;
+            }
+            Key::SocketRcvbuf => self.socket_rcvbuf = Some(ck(&e, values::size(val()?))?),
+            Key::SocketSndbuf => self.socket_sndbuf = Some(ck(&e, values::size(val()?))?),
+            Key::Rfc5766ChannelNumbers => {
+                self.channel_range = if ck(&e, values::flag(opt))? {
+                    ChannelRange::Rfc5766
+                } else {
+                    ChannelRange::Rfc8656
+                };
+            }
+            Key::Rfc8656ChannelNumbers => {
+                self.channel_range = if ck(&e, values::flag(opt))? {
+                    ChannelRange::Rfc8656
+                } else {
+                    ChannelRange::Rfc5766
+                };
+            }
+            Key::SignalingListeningPort => {
+                self.signaling_listening_port = Some(ck(&e, values::port(val()?))?);
+            }
+            Key::SignalingRoomSize => {
+                let n: usize = ck(&e, values::number(val()?, "room size"))?;
+                if !(2..=MAX_ROOM_SIZE).contains(&n) {
+                    return Err(
+                        e.error(format!("room size {n} is out of range (2-{MAX_ROOM_SIZE})"))
+                    );
+                }
+                self.signaling_room_size = Some(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// A problem of the whole configuration rather than of one line.
+    fn whole(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(&self.source_name, 0, key, message)
+    }
+
+    fn warn(&mut self, at: Option<&Origin>, key: &str, message: impl Into<String>) {
+        let (source_name, line) = match at {
+            Some(o) => (o.source.clone(), o.line),
+            None => (self.source_name.clone(), 0),
+        };
+        self.warnings.push(ConfigWarning {
+            source_name,
+            line,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn finish(mut self, rng_seed: u64) -> Result<Config, ConfigError> {
+        // Ports.
+        let min_port = self.min_port.as_ref().map_or(DEFAULT_MIN_PORT, |a| a.value);
+        let max_port = self.max_port.as_ref().map_or(DEFAULT_MAX_PORT, |a| a.value);
+        if min_port > max_port {
+            let (origin, key) = match (&self.min_port, &self.max_port) {
+                (Some(a), Some(b)) => a.later(b),
+                (Some(a), None) => (&a.at, a.key),
+                (None, Some(b)) => (&b.at, b.key),
+                (None, None) => return Err(self.whole("min-port", "min-port > max-port")),
+            };
+            return Err(ConfigError::new(
+                &origin.source,
+                origin.line,
+                key,
+                format!("min-port {min_port} is above max-port {max_port}"),
+            ));
+        }
+        let port_count = usize::from(max_port - min_port) + 1;
+
+        // Listening addresses.
+        let listening_port = self
+            .listening_port
+            .as_ref()
+            .map_or(DEFAULT_LISTENING_PORT, |a| a.value);
+        let mut listening_ips: Vec<IpAddr> = Vec::new();
+        for a in &self.listening_ips {
+            if !listening_ips.contains(&a.value) {
+                listening_ips.push(a.value);
+            }
+        }
+        if listening_ips.is_empty() {
+            listening_ips.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        }
+        let listening: Vec<SocketAddr> = listening_ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, listening_port))
+            .collect();
+
+        // Relay addresses: relay-ip, else the specific listening addresses,
+        // else the private halves of external-ip, else the wildcard of each
+        // family that has a bare external-ip (the advertised address is then
+        // the external one).
+        let external_ips: Vec<ExternalIp> = self.external_ips.iter().map(|a| a.value).collect();
+        let mut relay_ips = self.relay_ips.clone();
+        if relay_ips.is_empty() {
+            relay_ips = listening_ips
+                .iter()
+                .copied()
+                .filter(|ip| !ip.is_unspecified())
+                .collect();
+        }
+        if relay_ips.is_empty() {
+            for x in &external_ips {
+                if let Some(p) = x.private {
+                    if !relay_ips.contains(&p) {
+                        relay_ips.push(p);
+                    }
+                }
+            }
+        }
+        if relay_ips.is_empty() {
+            for x in external_ips.iter().filter(|x| x.private.is_none()) {
+                relay_ips.push(if x.public.is_ipv4() {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                });
+            }
+        }
+        if relay_ips.is_empty() {
+            return Err(self.whole(
+                "relay-ip",
+                "no relay address: set relay-ip, listening-ip or external-ip \
+                 (ringturn does not scan the network interfaces)",
+            ));
+        }
+        let unmapped: Vec<(Origin, IpAddr)> = self
+            .external_ips
+            .iter()
+            .filter_map(|a| a.value.private.map(|p| (a.at.clone(), p)))
+            .filter(|(_, p)| !relay_ips.contains(p))
+            .collect();
+        for (origin, p) in unmapped {
+            self.warn(
+                Some(&origin),
+                "external-ip",
+                format!("{p} is not a relay address; this mapping is unused"),
+            );
+        }
+
+        // Credentials.
+        let flag = |a: &Option<At<bool>>| a.as_ref().is_some_and(|a| a.value);
+        let no_auth = flag(&self.no_auth);
+        if let (Some(lt), Some(na)) = (&self.lt_cred_mech, &self.no_auth) {
+            if lt.value && na.value {
+                let (origin, key) = lt.later(na);
+                return Err(ConfigError::new(
+                    &origin.source,
+                    origin.line,
+                    key,
+                    "lt-cred-mech and no-auth exclude each other",
+                ));
+            }
+        }
+        if let (Some(us), Some(na)) = (&self.use_auth_secret, &self.no_auth) {
+            if us.value && na.value {
+                let (origin, key) = us.later(na);
+                return Err(ConfigError::new(
+                    &origin.source,
+                    origin.line,
+                    key,
+                    "use-auth-secret and no-auth exclude each other",
+                ));
+            }
+        }
+        if let Some(us) = self.use_auth_secret.as_ref().filter(|a| a.value) {
+            if self.static_auth_secrets.is_empty() {
+                return Err(us.error(
+                    "use-auth-secret needs at least one static-auth-secret \
+                     (ringturn has no user database)",
+                ));
+            }
+        }
+        // coturn: a static-auth-secret turns the REST API on by itself
+        // (unless use-auth-secret=false says otherwise).
+        let use_auth_secret = !self.static_auth_secrets.is_empty()
+            && self.use_auth_secret.as_ref().map_or(true, |a| a.value);
+        let realm = self.realm.clone().unwrap_or_default();
+        let trigger: Option<(&Origin, &str)> = self
+            .lt_cred_mech
+            .as_ref()
+            .filter(|a| a.value)
+            .map(|a| (&a.at, a.key))
+            .or_else(|| {
+                self.use_auth_secret
+                    .as_ref()
+                    .filter(|a| a.value)
+                    .map(|a| (&a.at, a.key))
+            })
+            .or_else(|| self.static_auth_secrets.first().map(|a| (&a.at, a.key)))
+            .or_else(|| self.users.first().map(|a| (&a.at, a.key)));
+        if !no_auth && realm.is_empty() {
+            if let Some((origin, key)) = trigger {
+                return Err(ConfigError::new(
+                    &origin.source,
+                    origin.line,
+                    "realm",
+                    format!("realm is required with {key} (long-term credentials)"),
+                ));
+            }
+        }
+        let mut users = Vec::with_capacity(self.users.len());
+        for u in &self.users {
+            let (name, keys) =
+                parse_user(&u.value, &realm).map_err(|err| u.error(format!("{err}")))?;
+            users.push((name, keys));
+        }
+        let stun_only = flag(&self.stun_only);
+        let no_stun = flag(&self.no_stun);
+        if let (Some(a), Some(b)) = (&self.stun_only, &self.no_stun) {
+            if a.value && b.value {
+                let (origin, key) = a.later(b);
+                return Err(ConfigError::new(
+                    &origin.source,
+                    origin.line,
+                    key,
+                    "stun-only and no-stun together leave nothing to serve",
+                ));
+            }
+        }
+        if no_auth && !users.is_empty() {
+            let origin = self.users.first().map(|a| a.at.clone());
+            self.warn(origin.as_ref(), "user", "users have no effect with no-auth");
+        }
+        if !no_auth && !stun_only && users.is_empty() && !use_auth_secret {
+            self.warn(
+                None,
+                "lt-cred-mech",
+                "no user= and no static-auth-secret: every TURN request will be refused \
+                 (add credentials, or no-auth to relay for anyone)",
+            );
+        }
+
+        // Workers.
+        let workers = match &self.workers {
+            Some(w) if w.value > port_count => {
+                return Err(w.error(format!(
+                    "{} workers cannot share the {port_count} relay ports of {min_port}-{max_port} \
+                     (each needs at least one)",
+                    w.value
+                )));
+            }
+            Some(w) => w.value,
+            None => {
+                let n = if self.cpu_affinity.is_empty() {
+                    std::thread::available_parallelism().map_or(1, usize::from)
+                } else {
+                    self.cpu_affinity.len()
+                };
+                n.min(port_count).min(usize::from(u16::MAX))
+            }
+        };
+
+        let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
+        let static_auth_secrets: Vec<String> = self
+            .static_auth_secrets
+            .iter()
+            .map(|a| a.value.clone())
+            .collect();
+        Ok(Config {
+            source_name: self.source_name,
+            listening,
+            relay_ips,
+            external_ips,
+            min_port,
+            max_port,
+            realm,
+            no_auth,
+            use_auth_secret,
+            rest_api_separator: self.rest_api_separator.unwrap_or(':'),
+            nonce_lifetime: secs(self.stale_nonce, DEFAULT_STALE_NONCE),
+            max_allocate_lifetime: secs(self.max_allocate_lifetime, DEFAULT_MAX_ALLOCATE_LIFETIME),
+            channel_lifetime: secs(self.channel_lifetime, DEFAULT_CHANNEL_LIFETIME),
+            permission_lifetime: secs(self.permission_lifetime, DEFAULT_PERMISSION_LIFETIME),
+            user_quota: self.user_quota,
+            total_quota: self.total_quota,
+            max_bps: self.max_bps,
+            allow_loopback_peers: self.allow_loopback_peers,
+            allowed_peer_ips: self.allowed_peer_ips,
+            denied_peer_ips: self.denied_peer_ips,
+            no_multicast_peers: self.no_multicast_peers,
+            fingerprint: self.fingerprint,
+            software_attribute: !self.no_software_attribute,
+            no_stun,
+            stun_only,
+            channel_range: self.channel_range,
+            log: LogSettings {
+                file: self.log_file,
+                verbosity: self.verbosity,
+            },
+            pidfile: self.pidfile,
+            workers,
+            cpu_affinity: self.cpu_affinity,
+            io_backend: self.io_backend,
+            socket_rcvbuf: self.socket_rcvbuf,
+            socket_sndbuf: self.socket_sndbuf,
+            signaling_listening_port: self.signaling_listening_port,
+            signaling_room_size: self.signaling_room_size.unwrap_or(DEFAULT_ROOM_SIZE),
+            demo_user: None,
+            warnings: self.warnings,
+            rng_seed,
+            users: super::Redacted(users),
+            static_auth_secrets: super::Redacted(static_auth_secrets),
+        })
+    }
+}

@@ -1,0 +1,360 @@
+//! The option names: ringturn's own, the coturn ones it implements, and the
+//! coturn ones it knows but does not implement (a warning, not an error).
+
+/// Whether an option takes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arg {
+    /// A flag: bare means "on" (or the key's default number); a value is optional.
+    Flag,
+    /// A value is required.
+    Value,
+}
+
+/// Every option ringturn implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    ListeningPort,
+    ListeningIp,
+    ExternalIp,
+    RelayIp,
+    MinPort,
+    MaxPort,
+    User,
+    Realm,
+    LtCredMech,
+    NoAuth,
+    UseAuthSecret,
+    StaticAuthSecret,
+    RestApiSeparator,
+    StaleNonce,
+    MaxAllocateLifetime,
+    ChannelLifetime,
+    PermissionLifetime,
+    UserQuota,
+    TotalQuota,
+    MaxBps,
+    AllowLoopbackPeers,
+    AllowedPeerIp,
+    DeniedPeerIp,
+    NoMulticastPeers,
+    Fingerprint,
+    NoSoftwareAttribute,
+    SoftwareAttribute,
+    NoStun,
+    StunOnly,
+    LogFile,
+    Verbose,
+    ExtraVerbose,
+    Pidfile,
+    Workers,
+    CpuAffinity,
+    IoBackend,
+    SocketRcvbuf,
+    SocketSndbuf,
+    Rfc5766ChannelNumbers,
+    Rfc8656ChannelNumbers,
+    SignalingListeningPort,
+    SignalingRoomSize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spec {
+    pub name: &'static str,
+    pub key: Key,
+    pub arg: Arg,
+    /// May be given more than once; every occurrence adds to the list.
+    pub repeatable: bool,
+    /// A ringturn option rather than a coturn one.
+    pub own: bool,
+    pub help: &'static str,
+}
+
+const fn spec(
+    name: &'static str,
+    key: Key,
+    arg: Arg,
+    repeatable: bool,
+    own: bool,
+    help: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        key,
+        arg,
+        repeatable,
+        own,
+        help,
+    }
+}
+
+use Arg::{Flag, Value};
+
+#[rustfmt::skip]
+pub(crate) const SUPPORTED: &[Spec] = &[
+    spec("listening-port", Key::ListeningPort, Value, false, false, "UDP port for STUN/TURN (default 3478)"),
+    spec("listening-ip", Key::ListeningIp, Value, true, false, "address to listen on (repeatable; default 0.0.0.0)"),
+    spec("external-ip", Key::ExternalIp, Value, true, false, "PUBLIC or PUBLIC/PRIVATE: the address advertised for a relay address behind NAT (repeatable)"),
+    spec("relay-ip", Key::RelayIp, Value, true, false, "address relay ports are opened on (repeatable; default: the listening or external-ip private addresses)"),
+    spec("min-port", Key::MinPort, Value, false, false, "lowest relay port (default 49152)"),
+    spec("max-port", Key::MaxPort, Value, false, false, "highest relay port (default 65535)"),
+    spec("user", Key::User, Value, true, false, "NAME:PASSWORD or NAME:0x<md5 key> (repeatable)"),
+    spec("realm", Key::Realm, Value, false, false, "realm of the long-term credentials (required with them)"),
+    spec("lt-cred-mech", Key::LtCredMech, Flag, false, false, "require long-term credentials (ringturn always does unless no-auth)"),
+    spec("no-auth", Key::NoAuth, Flag, false, false, "relay for anyone, without credentials"),
+    spec("use-auth-secret", Key::UseAuthSecret, Flag, false, false, "TURN REST API time-limited credentials (needs static-auth-secret)"),
+    spec("static-auth-secret", Key::StaticAuthSecret, Value, true, false, "REST API shared secret (repeatable, for rotation; implies use-auth-secret)"),
+    spec("rest-api-separator", Key::RestApiSeparator, Value, false, false, "character between expiry and user in REST usernames (default ':')"),
+    spec("stale-nonce", Key::StaleNonce, Flag, false, false, "nonce lifetime in seconds (bare: 600)"),
+    spec("max-allocate-lifetime", Key::MaxAllocateLifetime, Flag, false, false, "longest allocation lifetime in seconds (default 3600)"),
+    spec("channel-lifetime", Key::ChannelLifetime, Flag, false, false, "channel binding lifetime in seconds (default 600)"),
+    spec("permission-lifetime", Key::PermissionLifetime, Flag, false, false, "permission lifetime in seconds (default 300)"),
+    spec("user-quota", Key::UserQuota, Value, false, false, "live allocations per user (0 = unlimited)"),
+    spec("total-quota", Key::TotalQuota, Value, false, false, "live allocations on the server (0 = unlimited)"),
+    spec("max-bps", Key::MaxBps, Value, false, false, "bytes per second per allocation (0 = unlimited; not enforced yet)"),
+    spec("allow-loopback-peers", Key::AllowLoopbackPeers, Flag, false, false, "allow peers on loopback addresses"),
+    spec("allowed-peer-ip", Key::AllowedPeerIp, Value, true, false, "IP, FIRST-LAST or PREFIX/BITS always allowed as peer (repeatable)"),
+    spec("denied-peer-ip", Key::DeniedPeerIp, Value, true, false, "IP, FIRST-LAST or PREFIX/BITS refused as peer (repeatable)"),
+    spec("no-multicast-peers", Key::NoMulticastPeers, Flag, false, false, "refuse multicast peers (ringturn always does)"),
+    spec("fingerprint", Key::Fingerprint, Flag, false, false, "FINGERPRINT on every response"),
+    spec("no-software-attribute", Key::NoSoftwareAttribute, Flag, false, false, "no SOFTWARE attribute in responses"),
+    spec("software-attribute", Key::SoftwareAttribute, Flag, false, false, "SOFTWARE attribute in responses (ringturn's default)"),
+    spec("no-stun", Key::NoStun, Flag, false, false, "ignore STUN Binding requests"),
+    spec("stun-only", Key::StunOnly, Flag, false, false, "answer STUN Binding only, refuse TURN"),
+    spec("log-file", Key::LogFile, Value, false, false, "log file path (stdout or syslog as coturn spells them)"),
+    spec("verbose", Key::Verbose, Flag, false, false, "verbose logging"),
+    spec("Verbose", Key::ExtraVerbose, Flag, false, false, "extra verbose logging"),
+    spec("pidfile", Key::Pidfile, Value, false, false, "write the process id to this file"),
+    spec("workers", Key::Workers, Value, false, true, "worker threads, one per core (default: number of CPUs, or of cpu-affinity cores)"),
+    spec("cpu-affinity", Key::CpuAffinity, Value, true, true, "cores to pin workers to: 0,1 or 0-3 (repeatable)"),
+    spec("io-backend", Key::IoBackend, Value, false, true, "auto, uring or batch (recvmmsg/sendmmsg + epoll)"),
+    spec("socket-rcvbuf", Key::SocketRcvbuf, Value, false, true, "SO_RCVBUF in bytes (suffixes K, M, G)"),
+    spec("socket-sndbuf", Key::SocketSndbuf, Value, false, true, "SO_SNDBUF in bytes (suffixes K, M, G)"),
+    spec("rfc5766-channel-numbers", Key::Rfc5766ChannelNumbers, Flag, false, true, "accept channels 0x4000-0x7FFF (the default)"),
+    spec("rfc8656-channel-numbers", Key::Rfc8656ChannelNumbers, Flag, false, true, "accept channels 0x4000-0x4FFF only"),
+    spec("signaling-listening-port", Key::SignalingListeningPort, Value, false, true, "TCP port of the signaling server (off unless set)"),
+    spec("signaling-room-size", Key::SignalingRoomSize, Value, false, true, "participants per signaling room (default 2)"),
+];
+
+/// coturn options (its `long_options`, plus a few older names) that ringturn
+/// reads without acting on them.
+pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
+    ("listening-device", Value),
+    ("tls-listening-port", Value),
+    ("alt-listening-port", Value),
+    ("alt-tls-listening-port", Value),
+    ("tcp-proxy-port", Value),
+    ("relay-device", Value),
+    ("relay-threads", Value),
+    ("userdb", Value),
+    ("db", Value),
+    ("psql-userdb", Value),
+    ("sql-userdb", Value),
+    ("mysql-userdb", Value),
+    ("mongo-userdb", Value),
+    ("redis-userdb", Value),
+    ("redis-statsdb", Value),
+    ("prometheus", Flag),
+    ("prometheus-port", Flag),
+    ("prometheus-address", Flag),
+    ("prometheus-username-labels", Flag),
+    ("no-auth-pings", Flag),
+    ("no-dynamic-ip-list", Flag),
+    ("no-dynamic-realms", Flag),
+    ("server-name", Value),
+    ("oauth", Flag),
+    ("bps-capacity", Value),
+    ("daemon", Flag),
+    ("check-origin-consistency", Flag),
+    ("no-udp", Flag),
+    ("no-tcp", Flag),
+    ("no-tls", Flag),
+    ("no-dtls", Flag),
+    ("no-udp-relay", Flag),
+    ("no-tcp-relay", Flag),
+    ("cert", Value),
+    ("raw-public-keys", Flag),
+    ("pkey", Value),
+    ("pkey-pwd", Value),
+    ("no-stdout-log", Flag),
+    ("syslog", Flag),
+    ("simple-log", Flag),
+    ("new-log-timestamp", Flag),
+    ("new-log-timestamp-format", Value),
+    ("syslog-facility", Value),
+    ("aux-server", Value),
+    ("udp-self-balance", Flag),
+    ("alternate-server", Value),
+    ("tls-alternate-server", Value),
+    ("max-allocate-timeout", Value),
+    ("cipher-list", Value),
+    ("secure-stun", Flag),
+    ("CA-file", Value),
+    ("dh-file", Value),
+    ("proc-user", Value),
+    ("proc-group", Value),
+    ("mobility", Flag),
+    ("no-cli", Flag),
+    ("cli-ip", Value),
+    ("cli-port", Value),
+    ("cli-password", Value),
+    ("cli-max-output-sessions", Value),
+    ("web-admin", Flag),
+    ("web-admin-ip", Value),
+    ("web-admin-port", Value),
+    ("web-admin-listen-on-workers", Flag),
+    ("server-relay", Flag),
+    ("ec-curve-name", Value),
+    ("dh566", Flag),
+    ("dh1066", Flag),
+    ("dh2066", Flag),
+    ("ne", Value),
+    ("no-sslv2", Flag),
+    ("no-sslv3", Flag),
+    ("no-tlsv1", Flag),
+    ("no-tlsv1_1", Flag),
+    ("no-tlsv1_2", Flag),
+    ("secret-key-file", Value),
+    ("keep-address-family", Flag),
+    ("allocation-default-address-family", Value),
+    ("acme-redirect", Value),
+    ("log-binding", Flag),
+    ("no-rfc5780", Flag),
+    ("no-stun-backward-compatibility", Flag),
+    ("response-origin-only-with-rfc5780", Flag),
+    ("respond-http-unsupported", Flag),
+    ("version", Flag),
+    ("no-loopback-peers", Flag),
+    ("sha256", Flag),
+    ("sha384", Flag),
+    ("sha512", Flag),
+    ("prod", Flag),
+];
+
+pub(crate) enum Lookup {
+    Supported(&'static Spec),
+    CoturnOnly(Arg),
+    Unknown,
+}
+
+/// Names are case-sensitive, as in coturn (`verbose` and `Verbose` differ).
+pub(crate) fn lookup(name: &str) -> Lookup {
+    if let Some(s) = SUPPORTED.iter().find(|s| s.name == name) {
+        return Lookup::Supported(s);
+    }
+    match COTURN_ONLY.iter().find(|(n, _)| *n == name) {
+        Some((_, arg)) => Lookup::CoturnOnly(*arg),
+        None => Lookup::Unknown,
+    }
+}
+
+pub(crate) fn arg_of(name: &str) -> Option<Arg> {
+    match lookup(name) {
+        Lookup::Supported(s) => Some(s.arg),
+        Lookup::CoturnOnly(a) => Some(a),
+        Lookup::Unknown => None,
+    }
+}
+
+pub(crate) fn is_repeatable(name: &str) -> bool {
+    matches!(lookup(name), Lookup::Supported(s) if s.repeatable)
+}
+
+/// The closest known name, for "did you mean".
+pub(crate) fn suggest(name: &str) -> Option<&'static str> {
+    SUPPORTED
+        .iter()
+        .map(|s| s.name)
+        .chain(COTURN_ONLY.iter().map(|(n, _)| *n))
+        .map(|n| {
+            (
+                edit_distance(&name.to_ascii_lowercase(), &n.to_ascii_lowercase()),
+                n,
+            )
+        })
+        .filter(|(d, n)| *d <= 2.max(n.len() / 4) && *d < n.len() / 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+/// The key list for `--help`.
+pub(crate) fn help_text() -> String {
+    let mut out = String::from(
+        "OPTIONS (in the config file as `key=value` or a bare `key`; on the command line \
+         as `--key=value`, `--key value` or `--key`; command-line values override the \
+         file's):\n",
+    );
+    let width = SUPPORTED.iter().map(|s| s.name.len()).max().unwrap_or(0) + 2;
+    for (title, own) in [("coturn options", false), ("ringturn options", true)] {
+        out.push_str(&format!("\n  {title}:\n"));
+        for s in SUPPORTED.iter().filter(|s| s.own == own) {
+            let takes_number = matches!(
+                s.key,
+                Key::StaleNonce
+                    | Key::MaxAllocateLifetime
+                    | Key::ChannelLifetime
+                    | Key::PermissionLifetime
+            );
+            let name = match s.arg {
+                Arg::Flag if takes_number => format!("{}[=..]", s.name),
+                Arg::Flag => s.name.to_owned(),
+                Arg::Value => format!("{}=..", s.name),
+            };
+            out.push_str(&format!("    {name:<w$} {}\n", s.help, w = width + 3));
+        }
+    }
+    out.push_str(
+        "\nOther coturn options (tls-listening-port, cert, no-cli, syslog, ...) are accepted \
+         with a warning and ignored; an unknown option is an error.\n\
+         With neither -c nor options, ringturn runs a demo setup on 127.0.0.1:3478 \
+         (realm ringturn.local, user `demo` with a password printed at start).\n",
+    );
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_across_tables() {
+        let mut all: Vec<&str> = SUPPORTED.iter().map(|s| s.name).collect();
+        all.extend(COTURN_ONLY.iter().map(|(n, _)| *n));
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a name appears twice");
+    }
+
+    #[test]
+    fn help_lists_every_supported_key() {
+        let help = help_text();
+        for s in SUPPORTED {
+            assert!(help.contains(s.name), "{} missing from --help", s.name);
+        }
+    }
+
+    #[test]
+    fn suggests_near_names() {
+        assert_eq!(suggest("listen-port"), Some("listening-port"));
+        assert_eq!(suggest("relay-ips"), Some("relay-ip"));
+        assert_eq!(suggest("completely-different"), None);
+    }
+}

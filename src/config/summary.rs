@@ -1,0 +1,187 @@
+//! `ringturn --check-config`: what it would run with, in words.
+
+use std::fmt::Write as _;
+
+use crate::stun::ChannelRange;
+
+use super::{Config, Verbosity};
+
+fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn limit(n: u64) -> String {
+    if n == 0 {
+        "unlimited".to_owned()
+    } else {
+        n.to_string()
+    }
+}
+
+pub(crate) fn render(c: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "ringturn configuration from {}", c.source_name);
+    let _ = writeln!(s, "  listening:        {} (UDP)", list(&c.listening));
+    let map = c.external_ip_map();
+    let relays = c.relay_ips.iter().map(|ip| match map.get(ip) {
+        Some(public) => format!("{ip} (advertised as {public})"),
+        None => ip.to_string(),
+    });
+    let _ = writeln!(s, "  relay addresses:  {}", list(relays));
+    let ports = usize::from(c.max_port - c.min_port) + 1;
+    let _ = writeln!(
+        s,
+        "  relay ports:      {}-{} ({ports} ports, about {} per worker)",
+        c.min_port,
+        c.max_port,
+        ports / c.workers.max(1)
+    );
+    let pinning = if c.cpu_affinity.is_empty() {
+        "not pinned".to_owned()
+    } else {
+        format!("pinned to cores {}", list(&c.cpu_affinity))
+    };
+    let _ = writeln!(
+        s,
+        "  workers:          {} ({pinning}), io backend {}",
+        c.workers, c.io_backend
+    );
+    let buf = |b: Option<usize>| b.map_or("system default".to_owned(), |n| format!("{n} bytes"));
+    let _ = writeln!(
+        s,
+        "  socket buffers:   receive {}, send {}",
+        buf(c.socket_rcvbuf),
+        buf(c.socket_sndbuf)
+    );
+
+    let auth = if c.no_auth {
+        "none (no-auth: anyone may relay)".to_owned()
+    } else {
+        let users = c.users.0.len();
+        let mut a = format!(
+            "long-term credentials, realm {:?}, {users} static user{}",
+            c.realm,
+            if users == 1 { "" } else { "s" }
+        );
+        if c.use_auth_secret {
+            let n = c.static_auth_secrets.0.len();
+            let _ = write!(
+                a,
+                "; REST API with {n} secret{} (separator {:?})",
+                if n == 1 { "" } else { "s" },
+                c.rest_api_separator
+            );
+        }
+        if let Some(d) = &c.demo_user {
+            let _ = write!(
+                a,
+                "; demo user {:?} with a password generated at start",
+                d.name
+            );
+        }
+        a
+    };
+    let _ = writeln!(s, "  authentication:   {auth}");
+    let _ = writeln!(
+        s,
+        "  lifetimes:        allocation up to {} s, permission {} s, channel {} s, nonce {} s",
+        c.max_allocate_lifetime.as_secs(),
+        c.permission_lifetime.as_secs(),
+        c.channel_lifetime.as_secs(),
+        c.nonce_lifetime.as_secs()
+    );
+    let _ = writeln!(
+        s,
+        "  quotas:           per user {}, total {} (split among workers), max-bps {}{}",
+        limit(u64::from(c.user_quota)),
+        limit(u64::from(c.total_quota)),
+        limit(c.max_bps),
+        if c.max_bps > 0 {
+            " (not enforced yet)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  peers:            loopback {}; multicast, link-local, 0.0.0.0/8 and the listening sockets refused",
+        if c.allow_loopback_peers {
+            "allowed"
+        } else {
+            "refused"
+        }
+    );
+    if !c.allowed_peer_ips.is_empty() {
+        let _ = writeln!(
+            s,
+            "  allowed peers:    {}",
+            list(c.allowed_peer_ips.iter().map(|r| &r.text))
+        );
+    }
+    if !c.denied_peer_ips.is_empty() {
+        let _ = writeln!(
+            s,
+            "  denied peers:     {}",
+            list(c.denied_peer_ips.iter().map(|r| &r.text))
+        );
+    }
+    let service = match (c.stun_only, c.no_stun) {
+        (true, _) => "STUN only",
+        (_, true) => "TURN only (no STUN Binding)",
+        _ => "STUN and TURN",
+    };
+    let channels = match c.channel_range {
+        ChannelRange::Rfc5766 => "RFC 5766 (0x4000-0x7FFF)",
+        ChannelRange::Rfc8656 => "RFC 8656 (0x4000-0x4FFF)",
+    };
+    let _ = writeln!(
+        s,
+        "  service:          {service}; channels {channels}; FINGERPRINT {}; SOFTWARE {}",
+        if c.fingerprint {
+            "always"
+        } else {
+            "when asked"
+        },
+        if c.software_attribute { "on" } else { "off" }
+    );
+    let verbosity = match c.log.verbosity {
+        Verbosity::Normal => "normal",
+        Verbosity::Verbose => "verbose",
+        Verbosity::Extra => "extra verbose",
+    };
+    let _ = writeln!(
+        s,
+        "  logging:          {verbosity}, to {}",
+        c.log
+            .file
+            .as_ref()
+            .map_or("stdout".to_owned(), |p| p.display().to_string())
+    );
+    if let Some(p) = &c.pidfile {
+        let _ = writeln!(s, "  pidfile:          {}", p.display());
+    }
+    match c.signaling_listening_port {
+        Some(port) => {
+            let _ = writeln!(
+                s,
+                "  signaling:        TCP port {port}, rooms of {}",
+                c.signaling_room_size
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  signaling:        off");
+        }
+    }
+    if !c.warnings.is_empty() {
+        let _ = writeln!(s, "  warnings ({}):", c.warnings.len());
+        for w in &c.warnings {
+            let _ = writeln!(s, "    {w}");
+        }
+    }
+    s
+}

@@ -1,0 +1,205 @@
+use super::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse("t.conf", text, &[])
+}
+
+fn ok(text: &str) -> Config {
+    parse(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn error_display_names_file_line_and_key() {
+    let e = ConfigError::new(
+        "turnserver.conf",
+        12,
+        "listening-port",
+        "invalid port \"abc\"",
+    );
+    assert_eq!(
+        e.to_string(),
+        "turnserver.conf:12: listening-port: invalid port \"abc\""
+    );
+    let e = ConfigError::new("t.conf", 0, "relay-ip", "no relay address");
+    assert_eq!(e.to_string(), "t.conf: relay-ip: no relay address");
+}
+
+#[test]
+fn relay_addresses_follow_coturn_fallbacks() {
+    // listening-ip stands in for relay-ip.
+    let c = ok("no-auth\nlistening-ip=192.0.2.10\n");
+    assert_eq!(c.relay_ips, vec![ip("192.0.2.10")]);
+    // external-ip's private half, when listening on everything.
+    let c = ok("no-auth\nexternal-ip=203.0.113.5/10.0.0.5\n");
+    assert_eq!(c.relay_ips, vec![ip("10.0.0.5")]);
+    assert_eq!(c.listening[0].ip(), ip("0.0.0.0"));
+    // A bare external-ip: relay on the wildcard, advertise the public address.
+    let c = ok("no-auth\nexternal-ip=203.0.113.5\n");
+    assert_eq!(c.relay_ips, vec![ip("0.0.0.0")]);
+    assert_eq!(
+        c.external_ip_map().get(&ip("0.0.0.0")),
+        Some(&ip("203.0.113.5"))
+    );
+    // Nothing to go on: an error naming relay-ip.
+    let e = parse("no-auth\n").err().unwrap();
+    assert_eq!((e.line, e.key.as_str()), (0, "relay-ip"));
+}
+
+#[test]
+fn external_ip_maps_each_relay_address() {
+    let c = ok("no-auth\n\
+                relay-ip=10.0.0.5\n\
+                relay-ip=10.0.0.6\n\
+                relay-ip=fd00::5\n\
+                external-ip=203.0.113.6/10.0.0.6\n\
+                external-ip=203.0.113.9\n\
+                external-ip=2001:db8::5/fd00::5\n\
+                external-ip=198.51.100.1/10.9.9.9\n");
+    let map = c.external_ip_map();
+    assert_eq!(
+        map.get(&ip("10.0.0.5")),
+        Some(&ip("203.0.113.9")),
+        "bare one, same family"
+    );
+    assert_eq!(
+        map.get(&ip("10.0.0.6")),
+        Some(&ip("203.0.113.6")),
+        "explicit wins"
+    );
+    assert_eq!(map.get(&ip("fd00::5")), Some(&ip("2001:db8::5")));
+    let unused: Vec<usize> = c
+        .warnings
+        .iter()
+        .filter(|w| w.key == "external-ip")
+        .map(|w| w.line)
+        .collect();
+    assert_eq!(
+        unused,
+        vec![8],
+        "a mapping for a non-relay address is reported"
+    );
+
+    let e = parse("no-auth\nrelay-ip=10.0.0.5\nexternal-ip=1.1.1.1\nexternal-ip=2.2.2.2\n")
+        .err()
+        .unwrap();
+    assert_eq!((e.line, e.key.as_str()), (4, "external-ip"));
+    ok("no-auth\nrelay-ip=10.0.0.5\nexternal-ip=1.1.1.1\nexternal-ip=2001:db8::1\n");
+}
+
+#[test]
+fn static_auth_secret_turns_on_the_rest_api() {
+    let c = ok("relay-ip=10.0.0.1\nrealm=r\nstatic-auth-secret=north\nstatic-auth-secret=south\nrest-api-separator=-\n");
+    assert!(c.use_auth_secret);
+    let creds = c.credentials();
+    let api = creds.rest_api.unwrap();
+    assert_eq!(api.secrets(), &[b"north".to_vec(), b"south".to_vec()]);
+    assert_eq!(api.separator(), '-');
+    // Without a realm it is an error naming realm at the secret's line.
+    let e = parse("relay-ip=10.0.0.1\nstatic-auth-secret=x\n")
+        .err()
+        .unwrap();
+    assert_eq!((e.line, e.key.as_str()), (2, "realm"));
+}
+
+#[test]
+fn warns_when_no_one_could_authenticate() {
+    let c = ok("relay-ip=10.0.0.1\nrealm=r\n");
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.key == "lt-cred-mech" && w.line == 0));
+    let c = ok("relay-ip=10.0.0.1\nstun-only\n");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = ok("relay-ip=10.0.0.1\nno-auth\nuser=a:b\n");
+    assert!(c.warnings.iter().any(|w| w.key == "user" && w.line == 3));
+}
+
+#[test]
+fn later_lines_win_and_flags_take_values() {
+    let c = ok("no-auth\nrelay-ip=10.0.0.1\nlistening-port=1000\nlistening-port=2000\nfingerprint\nfingerprint=0\nrfc8656-channel-numbers\nrfc5766-channel-numbers\n");
+    assert_eq!(c.listening[0].port(), 2000);
+    assert!(!c.fingerprint);
+    assert_eq!(c.channel_range, ChannelRange::Rfc5766);
+}
+
+#[test]
+fn io_backend_names() {
+    assert_eq!("auto".parse(), Ok(IoBackend::Auto));
+    assert_eq!("uring".parse(), Ok(IoBackend::Uring));
+    assert_eq!("batch".parse(), Ok(IoBackend::Batch));
+    assert!("epoll".parse::<IoBackend>().is_err());
+    assert_eq!(IoBackend::Uring.to_string(), "uring");
+}
+
+#[test]
+fn server_config_carries_every_setting() {
+    let c = ok(
+        "relay-ip=10.0.0.1\nlistening-ip=10.0.0.1\nrealm=r\nuser=a:b\n\
+                max-allocate-lifetime=300\nstale-nonce=120\nuser-quota=2\ntotal-quota=7\n\
+                no-stun\nallowed-peer-ip=10.0.0.0/8\n",
+    );
+    let sc = c.server_config(2, 3);
+    assert!(!sc.no_auth);
+    assert!(sc.no_stun);
+    assert!(!sc.stun_only);
+    assert!(sc.software.is_some());
+    assert_eq!(sc.max_lifetime, Duration::from_secs(300));
+    assert_eq!(
+        sc.default_lifetime,
+        Duration::from_secs(300),
+        "capped by the maximum"
+    );
+    assert_eq!(sc.nonce_lifetime, Duration::from_secs(120));
+    assert_eq!((sc.user_quota, sc.total_quota), (2, 3));
+    assert_eq!((sc.port_offset, sc.port_stride), (2, 3));
+    assert_eq!(sc.relay_ips, vec![ip("10.0.0.1")]);
+    assert_eq!(sc.peer_policy.own_listeners, c.listening);
+    assert_eq!(sc.peer_policy.allowed.len(), 1);
+    assert_ne!(sc.rng_seed, c.server_config(1, 3).rng_seed);
+    // Out-of-range worker indices wrap rather than overlap.
+    assert_eq!(c.server_config(5, 3).port_offset, 2);
+    assert_eq!(c.server_config(0, 0).port_stride, 1);
+}
+
+#[test]
+fn random_strings_are_alphanumeric() {
+    let a = random_alphanumeric(16).unwrap();
+    let b = random_alphanumeric(16).unwrap();
+    assert_eq!(a.len(), 16);
+    assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_ne!(a, b);
+}
+
+#[test]
+fn summary_describes_the_setup() {
+    let c =
+        ok("relay-ip=10.0.0.1\nrealm=r\nuser=a:secretpw\nworkers=2\ncpu-affinity=0,1\nno-tls\n");
+    let s = c.summary();
+    for needle in [
+        "ringturn configuration from t.conf",
+        "0.0.0.0:3478",
+        "10.0.0.1",
+        "49152-65535",
+        "2 (pinned to cores 0, 1)",
+        "realm \"r\", 1 static user",
+        "signaling:        off",
+        "t.conf:6: no-tls",
+    ] {
+        assert!(s.contains(needle), "summary lacks {needle:?}:\n{s}");
+    }
+    assert!(!s.contains("secretpw"));
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let c = Config::embedded().unwrap();
+    let password = c.demo_user.clone().unwrap().password;
+    let secret = c.static_auth_secrets()[0].clone();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains(&password));
+    assert!(!shown.contains(&secret));
+}
