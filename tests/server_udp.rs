@@ -132,3 +132,141 @@ fn relay_to_relay_between_two_allocations_on_each_backend() {
         server.stop().unwrap();
     }
 }
+
+fn start_with(
+    backend: BackendKind,
+    config: ServerConfig,
+    credentials: Credentials,
+) -> RunningServer {
+    start(RunSettings {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 2,
+        cpu_affinity: vec![],
+        backend: Some(backend),
+        buffers: BufferSizes::default(),
+        server_configs: vec![
+            ServerConfig {
+                port_offset: 0,
+                port_stride: 2,
+                ..config.clone()
+            },
+            ServerConfig {
+                port_offset: 1,
+                port_stride: 2,
+                rng_seed: 99,
+                ..config
+            },
+        ],
+        credentials,
+    })
+    .unwrap()
+}
+
+#[test]
+fn negative_paths_a_user_would_try_on_each_backend() {
+    for (i, backend) in backends().into_iter().enumerate() {
+        let mut creds = Credentials::new("example.org");
+        creds.add_user("alice", "secret");
+        let api = ringturn::auth::RestApi::new(vec![b"s3cret".to_vec()], ':');
+        creds.rest_api = Some(api.clone());
+        let min_port = 52000 + 1000 * i as u16;
+        // Default peer policy: loopback peers refused.
+        let config = ServerConfig {
+            min_port,
+            max_port: min_port + 99,
+            ..ServerConfig::default()
+        };
+        let server = start_with(backend, config, creds);
+        let addr = server.listening[0];
+
+        // A wrong password gets 401 and no allocation.
+        let mut wrong = UdpTurnClient::new("127.0.0.1:0", addr, "alice", "nope");
+        assert_eq!(wrong.allocate(), Err(401), "{backend:?}");
+
+        // An expired REST-API username is refused; a fresh one works.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (old_user, old_pass) = api.mint("bob", now - 10).unwrap();
+        assert_eq!(
+            UdpTurnClient::new("127.0.0.1:0", addr, &old_user, &old_pass).allocate(),
+            Err(401),
+            "{backend:?}"
+        );
+        let (user, pass) = api.mint("bob", now + 600).unwrap();
+        let mut rest = UdpTurnClient::new("127.0.0.1:0", addr, &user, &pass);
+        assert!(rest.allocate().is_ok(), "{backend:?}");
+
+        // A loopback peer without allow-loopback-peers: 403.
+        assert_eq!(
+            rest.create_permission("127.0.0.1:9".parse().unwrap()),
+            Err(403),
+            "{backend:?}"
+        );
+        assert_eq!(
+            rest.channel_bind(0x4000, "127.0.0.1:9".parse().unwrap()),
+            Err(403),
+            "{backend:?}"
+        );
+        server.stop().unwrap();
+    }
+}
+
+#[test]
+fn garbage_flood_leaves_binding_answered_on_each_backend() {
+    for (i, backend) in backends().into_iter().enumerate() {
+        let min_port = 54000 + 1000 * i as u16;
+        let server = start_with(
+            backend,
+            ServerConfig {
+                min_port,
+                max_port: min_port + 99,
+                ..ServerConfig::default()
+            },
+            Credentials::new("example.org"),
+        );
+        let addr = server.listening[0];
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        // 10,000 malformed datagrams a second, from many source ports, for at most 3 s.
+        let flood = std::thread::spawn(move || {
+            let socks: Vec<UdpSocket> = (0..8)
+                .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let mut sent = 0u64;
+            let start = Instant::now();
+            let mut x: u32 = 12345;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(3)
+            {
+                for _ in 0..100 {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    let len = 1 + (x as usize % 300);
+                    let mut junk = vec![(x >> 8) as u8; len];
+                    // Mix in things that look like STUN and ChannelData.
+                    junk[0] = [0x00, 0x01, 0x40, 0x7f, 0x17][x as usize % 5];
+                    let _ = socks[x as usize % socks.len()].send_to(&junk, addr);
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        });
+        let mut client = UdpTurnClient::new("127.0.0.1:0", addr, "nobody", "x");
+        for _ in 0..20 {
+            let resp = client.transact_once(ringturn::stun::Method::BINDING, &[]);
+            let m = ringturn::stun::Message::parse(&resp).unwrap();
+            assert_eq!(
+                m.class(),
+                ringturn::stun::Class::SuccessResponse,
+                "{backend:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = flood.join().unwrap();
+        assert!(sent > 10_000, "the flood really ran ({sent} datagrams)");
+        server.stop().unwrap();
+    }
+}

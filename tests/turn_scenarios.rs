@@ -684,7 +684,9 @@ fn data_without_allocation_or_channel_is_dropped() {
         ClientOutcome::Dropped(_)
     ));
     assert!(h.peer_sends(relayed, addr(PEER), b"x").is_none());
-    assert!(h.peer_sends(addr("127.0.0.1:1"), addr(PEER), b"x").is_none());
+    assert!(h
+        .peer_sends(addr("127.0.0.1:1"), addr(PEER), b"x")
+        .is_none());
     assert!(h.drain().is_empty(), "nothing is ever answered to data");
 }
 

@@ -111,6 +111,8 @@ pub struct Allocation {
     /// gets the same success response).
     pub creating_transaction: TransactionId,
     pub lifetime: Duration,
+    /// The deadline of this allocation's one live timer entry.
+    pub timer_at: Instant,
     /// RFC 8656 §7.2: the port after an EVEN-PORT R=1 allocation, held for a later Allocate.
     pub reservation_token: Option<[u8; 8]>,
     /// RFC 8656 §7.2: the family of a requested dual allocation we could not serve.

@@ -514,6 +514,7 @@ impl Server {
             state: AllocationState::Opening { attempts: 1 },
             creating_transaction: tid,
             lifetime,
+            timer_at: now + lifetime,
             reservation_token: reservation,
             address_error,
             permissions: smallvec::SmallVec::new(),
@@ -719,10 +720,23 @@ impl Server {
             self.remove_allocation(id);
             0
         } else {
-            let lifetime = requested.min(self.config.max_lifetime);
+            // RFC 8656 §7.3 (as for Allocate): at least the default, at most the maximum.
+            let lifetime = requested
+                .max(self.config.default_lifetime)
+                .min(self.config.max_lifetime);
+            let expires = now + lifetime;
+            let mut rearm = false;
             if let Some(alloc) = self.allocation_mut(id) {
-                alloc.expires = now + lifetime;
+                alloc.expires = expires;
                 alloc.lifetime = lifetime;
+                // A shorter lifetime needs an earlier timer than the one armed.
+                if expires < alloc.timer_at {
+                    alloc.timer_at = expires;
+                    rearm = true;
+                }
+            }
+            if rearm {
+                self.schedule(expires, TimerKey::Allocation(id));
             }
             u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX)
         };
@@ -801,25 +815,34 @@ impl Server {
         }
         let expires = now + self.config.permission_lifetime;
         let max = self.config.max_permissions_per_allocation;
+        // All or nothing (§9.2): check the room before installing any.
+        let mut new_ips: Vec<std::net::IpAddr> = Vec::new();
+        let existing = self
+            .allocation(id)
+            .map(|a| a.permissions.clone())
+            .unwrap_or_default();
+        for peer in &peers {
+            if !existing.iter().any(|p| p.ip == peer.ip()) && !new_ips.contains(&peer.ip()) {
+                new_ips.push(peer.ip());
+            }
+        }
+        if existing.len() + new_ips.len() > max {
+            fail!(
+                ErrorCode::INSUFFICIENT_CAPACITY,
+                "Too many permissions on this allocation"
+            );
+        }
         let mut installed = Vec::new();
-        let mut full = false;
         if let Some(alloc) = self.allocation_mut(id) {
             for peer in &peers {
-                match alloc.refresh_permission(peer.ip(), expires, max) {
-                    PermissionChange::Installed => installed.push(peer.ip()),
-                    PermissionChange::Refreshed => {}
-                    PermissionChange::Full => full = true,
+                if alloc.refresh_permission(peer.ip(), expires, max) == PermissionChange::Installed
+                {
+                    installed.push(peer.ip());
                 }
             }
         }
         for ip in installed {
             self.schedule(expires, TimerKey::Permission(id, ip));
-        }
-        if full {
-            fail!(
-                ErrorCode::INSUFFICIENT_CAPACITY,
-                "Too many permissions on this allocation"
-            );
         }
         let r = self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(()));
         self.remember(now, &from, msg, r);
@@ -889,6 +912,14 @@ impl Server {
             .channels
             .iter()
             .position(|c| c.peer == peer && c.blocks_rebinding(now));
+        // §11.2 needs a permission for the peer: refuse before binding if there is no room.
+        let has_permission_entry = alloc.permissions.iter().any(|p| p.ip == peer.ip());
+        if !has_permission_entry && alloc.permissions.len() >= max_permissions {
+            fail!(
+                ErrorCode::INSUFFICIENT_CAPACITY,
+                "Too many permissions on this allocation"
+            );
+        }
         let mut new_channel = false;
         match (same_number, same_peer) {
             (Some(a), Some(b)) if a == b => {

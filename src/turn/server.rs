@@ -251,7 +251,7 @@ impl Server {
             self.stats.malformed += 1;
             return self.drop_reason(DropReason::Malformed);
         };
-        let Some(alloc) = self.allocation_for_client(from) else {
+        let Some(alloc) = self.allocation_for_client(from).filter(|a| now < a.expires) else {
             return self.drop_reason(DropReason::NoAllocation);
         };
         let Some(binding) = alloc.live_channel(cd.channel.0, now) else {
@@ -313,7 +313,7 @@ impl Server {
         else {
             return self.drop_reason(DropReason::Malformed);
         };
-        let Some(alloc) = self.allocation_for_client(from) else {
+        let Some(alloc) = self.allocation_for_client(from).filter(|a| now < a.expires) else {
             return self.drop_reason(DropReason::NoAllocation);
         };
         if peer.is_ipv4() != alloc.relay.is_ipv4() || !alloc.has_permission(peer.ip(), now) {

@@ -3,6 +3,7 @@
 //! the public codec. Shared by the scenario, property and bench code.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod udp_client;
 
 use std::net::SocketAddr;

@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Headless Chromium calls itself through ringturn (stdlib only).
+
+Meant to run inside a fresh network namespace holding only loopback:
+
+    unshare --net python3 tests/interop/chromium_call.py --ringturn target/debug/ringturn --backend uring
+
+It brings `lo` up, starts ringturn on 127.0.0.1:3478, waits until it answers a
+STUN Binding request, serves call.html on 127.0.0.1:8000, runs headless
+Chromium on it and waits for the page to POST its JSON to /result. It prints
+that JSON as one line `RESULT {...}` and exits 0; on a timeout or a failure to
+start anything it exits non-zero with a message. Ringturn's and Chromium's
+logs go to files in a temporary directory; their tails are printed on stderr
+when the page reports a failure (or always with --show-logs).
+"""
+
+import argparse
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TURN_PORT = 3478
+HTTP_PORT = 8000
+USER = "web"
+PASSWORD = "rtc"
+REALM = "example.org"
+
+
+def log(msg):
+    print(f"[driver {time.monotonic() - START:6.2f}s] {msg}", file=sys.stderr, flush=True)
+
+
+START = time.monotonic()
+
+
+def tail(path, lines=80):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+    text = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def stun_binding_ok(port, timeout=0.2):
+    """Sends a Binding request by hand and checks for a Binding success response."""
+    txid = os.urandom(12)
+    req = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + txid
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(timeout)
+        s.sendto(req, ("127.0.0.1", port))
+        data, _ = s.recvfrom(2048)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    if len(data) < 20:
+        return False
+    mtype, _length, cookie = struct.unpack("!HHI", data[:8])
+    return mtype == 0x0101 and cookie == 0x2112A442 and data[8:20] == txid
+
+
+class Results:
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.body = None
+
+    def put(self, body):
+        with self.cond:
+            self.body = body
+            self.cond.notify_all()
+
+    def wait(self, timeout):
+        with self.cond:
+            self.cond.wait_for(lambda: self.body is not None, timeout)
+            return self.body
+
+
+def make_handler(page, results):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, fmt, *args):  # keep stderr for the interesting parts
+            pass
+
+        def do_GET(self):
+            path = self.path.split("?", 1)[0]
+            if path in ("/", "/call.html"):
+                body = page
+                ctype = "text/html; charset=utf-8"
+                code = 200
+            else:
+                body = b"not found"
+                ctype = "text/plain"
+                code = 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            if self.path != "/result":
+                self.send_error(404)
+                return
+            n = int(self.headers.get("Content-Length", "0"))
+            raw = self.rfile.read(n)
+            self.send_response(204)
+            self.end_headers()
+            results.put(raw)
+
+    return Handler
+
+
+def stop(proc, name):
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log(f"{name} (pid {proc.pid}) did not exit after SIGKILL")
+
+
+def netns_id(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def ancestors():
+    """This process and its ancestors (unshare --fork stays in the namespace)."""
+    out = set()
+    pid = os.getpid()
+    while pid > 0 and pid not in out:
+        out.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
+
+
+def sweep_namespace():
+    """SIGKILLs whatever still runs in this private network namespace: only
+    processes this driver started can be there (Chromium's helpers, e.g. its
+    crash handler, which calls setsid and outlives the browser)."""
+    mine = netns_id("self")
+    if mine is None:
+        return
+    keep = ancestors()
+    killed = 0
+    for _ in range(20):
+        left = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in keep:
+                continue
+            if netns_id(name) == mine:
+                left.append(int(name))
+        if not left:
+            log(f"namespace swept: {killed} left-over processes killed")
+            return
+        killed += len(left)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)
+    log(f"processes left in the namespace: {left}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ringturn", required=True, help="path of the ringturn binary")
+    ap.add_argument("--backend", default="auto", help="io-backend: auto, uring or batch")
+    ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    ap.add_argument("--timeout", type=float, default=60.0, help="bound on the whole run, seconds")
+    ap.add_argument("--page-timeout-ms", type=int, default=20000)
+    ap.add_argument("--count", type=int, default=20, help="messages each way")
+    ap.add_argument("--verbose", action="store_true", help="ringturn --verbose")
+    ap.add_argument("--chromium-log", action="store_true", help="Chromium --enable-logging --v=1")
+    ap.add_argument("--show-logs", action="store_true", help="print log tails even on success")
+    ap.add_argument("--no-netns-check", action="store_true",
+                    help="run even if interfaces other than lo exist (not recommended)")
+    args = ap.parse_args()
+
+    deadline = START + args.timeout
+
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    ifaces = sorted(name for _, name in socket.if_nameindex())  # this namespace's
+    private_netns = ifaces == ["lo"]
+    if not private_netns and not args.no_netns_check:
+        log(f"refusing to run outside a private network namespace (interfaces: {ifaces}); "
+            "start me with `unshare --net`")
+        return 2
+
+    with open(os.path.join(HERE, "call.html"), "rb") as f:
+        page = f.read()
+
+    tmp = tempfile.mkdtemp(prefix="ringturn-chromium-")
+    turn_log = os.path.join(tmp, "ringturn.log")
+    chrome_log = os.path.join(tmp, "chromium.log")
+    turn = chrome = server = None
+    failed = True
+    try:
+        cmd = [
+            args.ringturn,
+            "--listening-ip=127.0.0.1", f"--listening-port={TURN_PORT}",
+            "--relay-ip=127.0.0.1", "--min-port=49152", "--max-port=49999",
+            "--lt-cred-mech", f"--user={USER}:{PASSWORD}", f"--realm={REALM}",
+            "--allow-loopback-peers", f"--io-backend={args.backend}",
+        ]
+        if args.verbose:
+            cmd.append("--verbose")
+        log("starting " + " ".join(cmd))
+        with open(turn_log, "wb") as out:
+            turn = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        ready_by = min(time.monotonic() + 5.0, deadline)
+        while True:
+            if turn.poll() is not None:
+                log(f"ringturn exited early with status {turn.returncode}; log:\n{tail(turn_log)}")
+                return 3
+            if stun_binding_ok(TURN_PORT):
+                break
+            if time.monotonic() > ready_by:
+                log(f"ringturn did not answer a STUN Binding within 5 s; log:\n{tail(turn_log)}")
+                return 3
+            time.sleep(0.05)
+        log("ringturn answers STUN Binding")
+
+        results = Results()
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", HTTP_PORT),
+                                                 make_handler(page, results))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        query = (f"port={TURN_PORT}&user={USER}&pass={PASSWORD}&count={args.count}"
+                 f"&timeout_ms={args.page_timeout_ms}")
+        url = f"http://127.0.0.1:{HTTP_PORT}/call.html?{query}"
+        profile = os.path.join(tmp, "profile")
+        os.mkdir(profile)
+        ccmd = [
+            args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
+            "--disable-dev-shm-usage", "--disable-crash-reporter", "--disable-breakpad",
+        ]
+        if args.chromium_log:
+            ccmd += ["--enable-logging=stderr", "--v=1",
+                     "--vmodule=*/webrtc/*=1,*/p2p/*=2,*turn*=3"]
+        ccmd.append(url)
+        log("starting chromium on " + url)
+        with open(chrome_log, "wb") as out:
+            chrome = subprocess.Popen(ccmd, stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
+
+        body = None
+        while body is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            body = results.wait(min(left, 0.25))
+            if body is None and chrome.poll() is not None:
+                log(f"chromium exited early with status {chrome.returncode}")
+                break
+            if body is None and turn.poll() is not None:
+                log(f"ringturn died with status {turn.returncode}")
+                break
+        if body is None:
+            log(f"no result from the page within {args.timeout:.0f} s of start")
+            log(f"ringturn log tail:\n{tail(turn_log)}")
+            log(f"chromium log tail:\n{tail(chrome_log)}")
+            return 4
+        try:
+            result = json.loads(body)
+        except ValueError as e:
+            log(f"page posted invalid JSON ({e}): {body[:500]!r}")
+            return 5
+        log(f"page reported after {result.get('elapsed_ms')} ms: ok={result.get('ok')}")
+        turn_alive = turn.poll() is None
+        result["ringturn_alive"] = turn_alive
+        result["backend"] = args.backend
+        failed = not result.get("ok") or not turn_alive
+        print("RESULT " + json.dumps(result, separators=(",", ":")), flush=True)
+        return 0
+    finally:
+        stop(chrome, "chromium")
+        stop(turn, "ringturn")
+        if private_netns:
+            sweep_namespace()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if failed or args.show_logs:
+            log(f"ringturn log tail ({turn_log}):\n{tail(turn_log)}")
+            if args.show_logs or args.chromium_log:
+                log(f"chromium log tail ({chrome_log}):\n{tail(chrome_log, 200)}")
+        if args.show_logs or args.chromium_log or failed:
+            log(f"logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    def on_term(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+    sys.exit(main())
