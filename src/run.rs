@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::auth::{Credentials, NonceKey};
 use crate::io::socket::{bind_listener, BufferSizes};
-use crate::io::{create_backend, BackendKind};
+use crate::io::{create_backend, BackendKind, Waker};
 use crate::turn::ServerConfig;
 use crate::worker::{
     new_server, CrossPacket, Mailbox, RelayDirectory, Worker, WorkerParts, CROSS_QUEUE_LEN,
@@ -128,39 +128,124 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
     let nonce_key = NonceKey::random();
     let shutdown = Arc::new(AtomicBool::new(false));
 
-    let mut backends = Vec::with_capacity(workers);
-    let mut note = None;
-    for _ in 0..workers {
-        let (backend, why) =
-            create_backend(settings.backend).map_err(|source| StartError::Backend {
-                backend: settings.backend.map_or("auto", BackendKind::name),
-                source,
-            })?;
-        note = note.or(why);
-        backends.push(backend);
+    // Each worker creates its backend on its own thread: an io_uring set up
+    // with SINGLE_ISSUER/DEFER_TASKRUN belongs to the thread that made it.
+    type Ready = (
+        usize,
+        Result<(Waker, BackendKind, Option<String>), std::io::Error>,
+    );
+    let mut threads = Vec::with_capacity(workers);
+    let mut parts_senders = Vec::with_capacity(workers);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
+    let (started_tx, started_rx) =
+        std::sync::mpsc::channel::<(usize, Result<(), std::io::Error>)>();
+    let preferred = settings.backend;
+    for index in 0..workers {
+        let (parts_tx, parts_rx) = std::sync::mpsc::channel::<WorkerParts>();
+        parts_senders.push(parts_tx);
+        let ready = ready_tx.clone();
+        let started = started_tx.clone();
+        let cpu = settings.cpu_affinity.get(index).copied();
+        let flag = shutdown.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("ringturn-w{index}"))
+            .spawn(move || -> std::io::Result<()> {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = crate::io::affinity::pin_current_thread(cpu) {
+                        tracing::warn!(worker = index, cpu, error = %e, "cannot pin worker to its core");
+                    }
+                }
+                let mut backend = match create_backend(preferred) {
+                    Ok((backend, note)) => {
+                        let _ = ready.send((index, Ok((backend.waker(), backend.kind(), note))));
+                        backend
+                    }
+                    Err(e) => {
+                        let kind = e.kind();
+                        let _ = ready.send((index, Err(e)));
+                        return Err(kind.into());
+                    }
+                };
+                // The rest of the server may still fail to start: then no parts come.
+                let Ok(parts) = parts_rx.recv() else { return Ok(()) };
+                let worker = match Worker::new(parts, backend.as_mut()) {
+                    Ok(w) => {
+                        let _ = started.send((index, Ok(())));
+                        w
+                    }
+                    Err(e) => {
+                        let kind = e.kind();
+                        let _ = started.send((index, Err(e)));
+                        return Err(kind.into());
+                    }
+                };
+                let result = worker.run(backend, flag);
+                if let Err(e) = &result {
+                    tracing::error!(worker = index, error = %e, "worker stopped on an I/O error");
+                }
+                result
+            })
+            .map_err(|source| StartError::Worker { index, source })?;
+        threads.push(handle);
     }
-    let kind = backends.first().map_or(BackendKind::Batch, |b| b.kind());
+    drop(ready_tx);
+    drop(started_tx);
 
-    let channels: Vec<(
+    let abort = |threads: Vec<JoinHandle<std::io::Result<()>>>,
+                 senders: Vec<std::sync::mpsc::Sender<WorkerParts>>| {
+        shutdown.store(true, Ordering::Relaxed);
+        drop(senders);
+        for t in threads {
+            let _ = t.join();
+        }
+    };
+
+    let mut wakers: Vec<Option<Waker>> = vec![None; workers];
+    let mut kind = BackendKind::Batch;
+    let mut note = None;
+    let mut failure = None;
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok((index, Ok((waker, k, n)))) => {
+                if let Some(slot) = wakers.get_mut(index) {
+                    *slot = Some(waker);
+                }
+                kind = k;
+                note = note.or(n);
+            }
+            Ok((_, Err(source))) => {
+                let backend = preferred.map_or("auto", BackendKind::name);
+                failure.get_or_insert(StartError::Backend { backend, source });
+            }
+            Err(_) => break,
+        }
+    }
+    if let Some(err) = failure {
+        abort(threads, parts_senders);
+        return Err(err);
+    }
+
+    type Channel = (
         crossbeam_channel::Sender<CrossPacket>,
         crossbeam_channel::Receiver<CrossPacket>,
-    )> = (0..workers)
+    );
+    let channels: Vec<Channel> = (0..workers)
         .map(|_| crossbeam_channel::bounded(CROSS_QUEUE_LEN))
         .collect();
     let mailboxes: Vec<Mailbox> = channels
         .iter()
-        .zip(backends.iter())
-        .map(|((tx, _), b)| Mailbox {
-            sender: tx.clone(),
-            waker: b.waker(),
+        .zip(wakers.iter())
+        .filter_map(|((tx, _), w)| {
+            w.map(|waker| Mailbox {
+                sender: tx.clone(),
+                waker,
+            })
         })
         .collect();
-
-    let mut threads = Vec::with_capacity(workers);
-    for (index, ((mut backend, listeners), (_, inbox))) in backends
+    for (index, ((listeners, (_, inbox)), sender)) in sockets_per_worker
         .into_iter()
-        .zip(sockets_per_worker)
         .zip(channels)
+        .zip(parts_senders.iter())
         .enumerate()
     {
         let config = settings
@@ -178,26 +263,21 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             inbox,
             buffers: settings.buffers,
         };
-        let worker = Worker::new(parts, backend.as_mut())
-            .map_err(|source| StartError::Worker { index, source })?;
-        let cpu = settings.cpu_affinity.get(index).copied();
-        let flag = shutdown.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("ringturn-w{index}"))
-            .spawn(move || {
-                if let Some(cpu) = cpu {
-                    if let Err(e) = crate::io::affinity::pin_current_thread(cpu) {
-                        tracing::warn!(worker = index, cpu, error = %e, "cannot pin worker to its core");
-                    }
-                }
-                let result = worker.run(backend, flag);
-                if let Err(e) = &result {
-                    tracing::error!(worker = index, error = %e, "worker stopped on an I/O error");
-                }
-                result
-            })
-            .map_err(|source| StartError::Worker { index, source })?;
-        threads.push(handle);
+        let _ = sender.send(parts);
+    }
+    let mut failure = None;
+    for _ in 0..workers {
+        match started_rx.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((index, Err(source))) => {
+                failure.get_or_insert(StartError::Worker { index, source });
+            }
+            Err(_) => break,
+        }
+    }
+    if let Some(err) = failure {
+        abort(threads, parts_senders);
+        return Err(err);
     }
     Ok(RunningServer {
         shutdown,

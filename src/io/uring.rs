@@ -117,7 +117,16 @@ unsafe impl Send for UringBackend {}
 
 impl UringBackend {
     pub fn new() -> io::Result<Self> {
-        let ring = IoUring::builder().build(SQ_ENTRIES)?;
+        // SINGLE_ISSUER + DEFER_TASKRUN (6.1+): completion work runs only when
+        // this thread waits for completions, never as an interrupt of it; the
+        // ring belongs to the thread that creates it. Older kernels get
+        // COOP_TASKRUN (5.19+), then plain.
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(SQ_ENTRIES)
+            .or_else(|_| IoUring::builder().setup_coop_taskrun().build(SQ_ENTRIES))
+            .or_else(|_| IoUring::builder().build(SQ_ENTRIES))?;
         let ring_layout = Layout::from_size_align(
             usize::from(RING_BUFFERS) * std::mem::size_of::<BufRingEntry>(),
             4096,
@@ -335,9 +344,14 @@ impl Backend for UringBackend {
             .build()
             .user_data(user_data(KIND_CANCEL, 0));
         self.push_sqe(entry)?;
-        // Submit now so the receive is cancelled before the caller closes the fd.
-        self.ring.submit()?;
-        Ok(())
+        // Submit and let the cancellation complete now (with DEFER_TASKRUN it
+        // only runs while we wait), so the kernel's reference to the socket is
+        // gone when the caller closes it and its port can be bound again at once.
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn waker(&self) -> Waker {

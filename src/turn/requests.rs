@@ -277,7 +277,8 @@ impl Server {
             Some(owner) if owner.algorithm == algorithm => vec![owner.keys.clone()],
             _ => match self.credentials.candidate_keys(&name, unix_now) {
                 Ok(keys) => keys,
-                Err(LookupError::UnknownUser | LookupError::Expired) => {
+                Err(e @ (LookupError::UnknownUser | LookupError::Expired)) => {
+                    tracing::debug!(client = %from.client, user = %name, "401: {e}");
                     self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
                     return None;
                 }
@@ -303,6 +304,7 @@ impl Server {
                 });
             }
         }
+        tracing::debug!(client = %from.client, user = %name, "401: MESSAGE-INTEGRITY does not match (wrong password?)");
         self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
         None
     }

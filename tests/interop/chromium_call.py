@@ -198,6 +198,8 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="ringturn --verbose")
     ap.add_argument("--chromium-log", action="store_true", help="Chromium --enable-logging --v=1")
     ap.add_argument("--show-logs", action="store_true", help="print log tails even on success")
+    ap.add_argument("--workdir", help="directory for logs and the browser profile, kept "
+                    "afterwards (default: a new temporary one, removed unless something failed)")
     ap.add_argument("--no-netns-check", action="store_true",
                     help="run even if interfaces other than lo exist (not recommended)")
     args = ap.parse_args()
@@ -215,7 +217,11 @@ def main():
     with open(os.path.join(HERE, "call.html"), "rb") as f:
         page = f.read()
 
-    tmp = tempfile.mkdtemp(prefix="ringturn-chromium-")
+    if args.workdir:
+        tmp = args.workdir
+        os.makedirs(tmp, exist_ok=True)
+    else:
+        tmp = tempfile.mkdtemp(prefix="ringturn-chromium-")
     turn_log = os.path.join(tmp, "ringturn.log")
     chrome_log = os.path.join(tmp, "chromium.log")
     turn = chrome = server = None
@@ -251,13 +257,14 @@ def main():
         http.server.ThreadingHTTPServer.allow_reuse_address = True
         server = http.server.ThreadingHTTPServer(("127.0.0.1", HTTP_PORT),
                                                  make_handler(page, results))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
 
         query = (f"port={TURN_PORT}&user={USER}&pass={PASSWORD}&count={args.count}"
                  f"&timeout_ms={args.page_timeout_ms}")
         url = f"http://127.0.0.1:{HTTP_PORT}/call.html?{query}"
         profile = os.path.join(tmp, "profile")
-        os.mkdir(profile)
+        os.makedirs(profile, exist_ok=True)
         ccmd = [
             args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
@@ -315,7 +322,7 @@ def main():
             log(f"ringturn log tail ({turn_log}):\n{tail(turn_log)}")
             if args.show_logs or args.chromium_log:
                 log(f"chromium log tail ({chrome_log}):\n{tail(chrome_log, 200)}")
-        if args.show_logs or args.chromium_log or failed:
+        if args.workdir or args.show_logs or args.chromium_log or failed:
             log(f"logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)

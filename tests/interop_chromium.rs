@@ -1,0 +1,345 @@
+//! A real browser relays through ringturn: headless Chromium opens one page
+//! with two `RTCPeerConnection`s restricted to relay candidates
+//! (`iceTransportPolicy: 'relay'`, TURN over UDP with long-term credentials),
+//! connects them through ringturn, sends 20 DataChannel messages from pc1 to
+//! pc2 and gets each echoed back, then reports `getStats()`' selected
+//! candidate pairs.
+//!
+//! Everything runs in a fresh network namespace holding only loopback
+//! (`unshare --net`), so Chromium cannot gather or send on other interfaces
+//! and the fixed ports (TURN 3478, HTTP 8000) cannot clash with anything.
+//! `tests/interop/chromium_call.py` (python3, stdlib only) starts ringturn,
+//! waits for a STUN Binding answer, serves `tests/interop/call.html`, runs
+//! Chromium and prints the page's JSON as one `RESULT {...}` line.
+//!
+//! Needs root (for `unshare --net`), python3 and Chromium (`/usr/bin/chromium`
+//! or `$CHROMIUM`). Where one is missing the test says so and passes, except
+//! under `CI`, where it fails.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DRIVER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/chromium_call.py"
+);
+/// Messages pc1 sends; pc2 echoes each one.
+const COUNT: u64 = 20;
+/// The driver gives up after this long…
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// …and the test kills it if it somehow has not by then.
+const TEST_TIMEOUT: Duration = Duration::from_secs(75);
+/// ringturn's relay port range as the driver configures it.
+const RELAY_PORTS: std::ops::RangeInclusive<u64> = 49152..=49999;
+
+/// One browser at a time: two Chromiums at once on a 2-core CI machine only
+/// make each other slow.
+static BROWSER: Mutex<()> = Mutex::new(());
+
+/// The driver's process group: killed (SIGKILL to the whole group) and
+/// reaped on drop, whatever path the test leaves by.
+struct GroupGuard {
+    child: Child,
+    reaped: bool,
+}
+
+impl GroupGuard {
+    fn pgid(&self) -> libc::pid_t {
+        // `process_group(0)` made the child the leader of its own group.
+        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
+    }
+
+    /// SIGKILLs the whole group, then reaps the leader. Only while the leader
+    /// is unreaped is its pid, the group id, sure to be still ours.
+    fn kill_and_reap(&mut self) -> std::io::Result<ExitStatus> {
+        // SAFETY: kill(2) with a negative pid only sends a signal to the
+        // process group this test created; it touches no memory.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-self.pgid(), libc::SIGKILL);
+        }
+        let status = self.child.wait();
+        self.reaped = true;
+        status
+    }
+
+    /// Whether the leader has exited, without reaping it: while it stays a
+    /// zombie its pid (and so the group id) cannot be reused, and the group
+    /// kill in `drop` cannot hit anyone else.
+    fn leader_exited(&self) -> bool {
+        // SAFETY: waitid only writes the siginfo_t it is given, which lives
+        // on this stack frame and starts zeroed (a valid bit pattern for it).
+        #[allow(unsafe_code)]
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let id = libc::id_t::try_from(self.pgid()).expect("pid fits id_t");
+            let rc = libc::waitid(
+                libc::P_PID,
+                id,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            assert_eq!(rc, 0, "waitid: {}", std::io::Error::last_os_error());
+            info.si_pid() != 0
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.kill_and_reap();
+        }
+    }
+}
+
+fn ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Skips (returns `None`) where the machine cannot run the test, or fails
+/// under CI.
+fn prerequisites() -> Option<PathBuf> {
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let missing = |what: String| {
+        if ci() {
+            panic!("browser interop test cannot run in CI: {what}");
+        }
+        eprintln!("skipping the Chromium interop test: {what}");
+        None
+    };
+    if !chromium.exists() {
+        return missing(format!("no Chromium at {}", chromium.display()));
+    }
+    let works = |cmd: &mut Command| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !works(Command::new("python3").arg("--version")) {
+        return missing("no python3".into());
+    }
+    if !works(Command::new("unshare").args(["--net", "true"])) {
+        return missing("`unshare --net` does not work here (needs root)".into());
+    }
+    Some(chromium)
+}
+
+fn uring_available() -> bool {
+    match ringturn::io::create_backend(Some(ringturn::io::BackendKind::Uring)) {
+        Ok(_) => true,
+        Err(e) if ci() => panic!("io_uring must work in CI: {e}"),
+        Err(e) => {
+            eprintln!("skipping the uring run: io_uring unavailable here: {e}");
+            false
+        }
+    }
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+struct DriverRun {
+    /// Holds ringturn's and Chromium's logs and the browser profile; removed
+    /// after a passing run, kept for a look after a failing one.
+    workdir: PathBuf,
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl DriverRun {
+    fn transcript(&self) -> String {
+        format!(
+            "driver status: {:?} after {:.1?}; logs in {}\n--- driver stdout ---\n{}\n--- driver stderr (ringturn's log tail on failure) ---\n{}",
+            self.status,
+            self.elapsed,
+            self.workdir.display(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs the driver once, inside its own network namespace and process group.
+fn run_driver(chromium: &Path, backend: &str) -> DriverRun {
+    let started = Instant::now();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let workdir = std::env::temp_dir().join(format!(
+        "ringturn-chromium-{backend}-{}-{nanos}",
+        std::process::id()
+    ));
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "python3", DRIVER])
+        .arg("--ringturn")
+        .arg(env!("CARGO_BIN_EXE_ringturn"))
+        .arg("--backend")
+        .arg(backend)
+        .arg("--chromium")
+        .arg(chromium)
+        .arg("--count")
+        .arg(COUNT.to_string())
+        .arg("--timeout")
+        .arg(DRIVER_TIMEOUT.as_secs().to_string())
+        .arg("--workdir")
+        .arg(&workdir)
+        // ringturn's allocations in its log, for the tail shown on failure.
+        .arg("--verbose")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd.spawn().expect("spawn unshare --net python3 driver");
+    let mut guard = GroupGuard {
+        child,
+        reaped: false,
+    };
+    let out = read_all(guard.child.stdout.take().unwrap());
+    let err = read_all(guard.child.stderr.take().unwrap());
+    let mut exited = false;
+    while started.elapsed() < TEST_TIMEOUT {
+        if guard.leader_exited() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Kills whatever is left of the group (everything, on a timeout) so the
+    // pipes close and the readers finish; then reaps the leader.
+    let status = guard.kill_and_reap().expect("reap the driver");
+    let status = exited.then_some(status);
+    DriverRun {
+        workdir,
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("<missing>")
+}
+
+fn check_result(run: &DriverRun, backend: &str) -> Value {
+    let fail = |why: String| -> ! { panic!("[{backend}] {why}\n{}", run.transcript()) };
+    match run.status {
+        None => fail(format!(
+            "driver still running after {TEST_TIMEOUT:?}; killed"
+        )),
+        Some(s) if !s.success() => fail(format!("driver failed: {s}")),
+        Some(_) => {}
+    }
+    let Some(line) = run.stdout.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+        fail("no RESULT line".into())
+    };
+    let result: Value =
+        serde_json::from_str(line).unwrap_or_else(|e| fail(format!("RESULT is not JSON: {e}")));
+    let has = |ok: bool, what: &str| {
+        if !ok {
+            fail(format!("{what}; page result: {result:#}"))
+        }
+    };
+    has(result["ok"] == Value::Bool(true), "page did not report ok");
+    has(
+        matches!(result.get("error"), None | Some(Value::Null)),
+        "page reported an error",
+    );
+    has(
+        result["received_by_pc2"].as_u64() == Some(COUNT),
+        "pc2 did not receive every message",
+    );
+    has(
+        result["echoed_back_to_pc1"].as_u64() == Some(COUNT),
+        "pc1 did not receive every echo",
+    );
+    has(
+        result["ringturn_alive"] == Value::Bool(true),
+        "ringturn exited during the call",
+    );
+    for pc in ["pc1", "pc2"] {
+        let p = &result[pc];
+        has(
+            str_field(p, "state") == "succeeded",
+            &format!("{pc}: selected pair not succeeded"),
+        );
+        has(
+            str_field(p, "localType") == "relay",
+            &format!("{pc}: local candidate of the selected pair is not relay"),
+        );
+        has(
+            str_field(p, "remoteType") == "relay",
+            &format!("{pc}: remote candidate of the selected pair is not relay"),
+        );
+        has(
+            str_field(p, "localRelayProtocol") == "udp",
+            &format!("{pc}: local relay candidate not allocated over UDP"),
+        );
+        for side in ["localPort", "remotePort"] {
+            has(
+                p[side]
+                    .as_u64()
+                    .is_some_and(|port| RELAY_PORTS.contains(&port)),
+                &format!("{pc}: {side} is not in ringturn's relay range {RELAY_PORTS:?}"),
+            );
+        }
+    }
+    // Each side's relayed address is what the other side sends to.
+    has(
+        result["pc1"]["localPort"] == result["pc2"]["remotePort"]
+            && result["pc2"]["localPort"] == result["pc1"]["remotePort"],
+        "the two selected pairs do not mirror each other",
+    );
+    result
+}
+
+fn browser_call_relays_through(backend: &str) {
+    let Some(chromium) = prerequisites() else {
+        return;
+    };
+    if backend == "uring" && !uring_available() {
+        return;
+    }
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let run = run_driver(&chromium, backend);
+    let result = check_result(&run, backend);
+    let _ = std::fs::remove_dir_all(&run.workdir);
+    eprintln!(
+        "[{backend}] relayed call ok in {:.1?} (page: {} ms): pc1 {}:{} <-> pc2 {}:{}",
+        run.elapsed,
+        result["elapsed_ms"],
+        str_field(&result["pc1"], "localAddress"),
+        result["pc1"]["localPort"],
+        str_field(&result["pc2"], "localAddress"),
+        result["pc2"]["localPort"],
+    );
+}
+
+#[test]
+fn chromium_data_channel_relays_through_ringturn_uring() {
+    browser_call_relays_through("uring");
+}
+
+#[test]
+fn chromium_data_channel_relays_through_ringturn_batch() {
+    browser_call_relays_through("batch");
+}
