@@ -573,6 +573,7 @@ impl Server {
                 .push_back(Command::CloseRelay { relay: alloc.relay });
         }
         self.stats.allocations = self.stats.allocations.saturating_sub(1);
+        tracing::debug!(relay = %alloc.relay, client = %alloc.client.client, "allocation removed");
         Some(alloc)
     }
 
