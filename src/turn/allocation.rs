@@ -3,6 +3,7 @@
 //! WebRTC uses a handful of peers, and a linear scan of a few entries beats a
 //! hash lookup. Their length is capped by `ServerConfig`.
 
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ pub struct AllocationId {
 
 /// How the client reaches us: its address, the local address it sent to,
 /// and the transport (RFC 8656 §2: the 5-tuple).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientTuple {
     pub client: SocketAddr,
     pub server: SocketAddr,
@@ -37,6 +38,41 @@ pub enum ClientTransport {
     Udp,
     /// A stream connection (TCP or TLS), by the I/O layer's connection number.
     Stream(u64),
+}
+
+/// Packs an address into integers for hashing: far cheaper than the derived
+/// `Hash` of `SocketAddr`, which feeds every field separately. This lookup
+/// runs once per relayed packet.
+pub(crate) fn hash_addr<H: Hasher>(addr: &SocketAddr, state: &mut H) {
+    match addr {
+        SocketAddr::V4(a) => {
+            state.write_u64(u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port()))
+        }
+        SocketAddr::V6(a) => {
+            state.write_u128(u128::from(*a.ip()));
+            state.write_u32(u32::from(a.port()) | (a.scope_id() << 16));
+        }
+    }
+}
+
+impl Hash for ClientTuple {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_addr(&self.client, state);
+        hash_addr(&self.server, state);
+        if let ClientTransport::Stream(id) = self.transport {
+            state.write_u64(id);
+        }
+    }
+}
+
+/// A relay address as a map key, with the cheap hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RelayKey(pub SocketAddr);
+
+impl Hash for RelayKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_addr(&self.0, state);
+    }
 }
 
 impl ClientTuple {

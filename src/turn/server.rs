@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::allocation::{Allocation, AllocationId, AllocationState, ClientTuple};
+use super::allocation::{Allocation, AllocationId, AllocationState, ClientTuple, RelayKey};
 use super::config::ServerConfig;
 use super::ports::{PortPool, Rng};
 use super::timers::{TimerKey, Timers};
@@ -135,7 +135,7 @@ pub struct Server {
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     by_client: FastMap<ClientTuple, AllocationId>,
-    by_relay: FastMap<SocketAddr, AllocationId>,
+    by_relay: FastMap<RelayKey, AllocationId>,
     pub(crate) pools: Vec<(IpAddr, PortPool)>,
     pub(crate) per_user: HashMap<Arc<str>, u32>,
     /// RFC 8656 §7.2: ports held by RESERVATION-TOKEN, with their expiry.
@@ -341,7 +341,7 @@ impl Server {
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> PeerOutcome {
-        let Some(id) = self.by_relay.get(&relay).copied() else {
+        let Some(id) = self.by_relay.get(&RelayKey(relay)).copied() else {
             return self.peer_drop(DropReason::NoAllocation);
         };
         let Some(alloc) = self.allocation(id) else {
@@ -449,7 +449,7 @@ impl Server {
         relay: SocketAddr,
         result: Result<(), std::io::ErrorKind>,
     ) {
-        let Some(id) = self.by_relay.get(&relay).copied() else {
+        let Some(id) = self.by_relay.get(&RelayKey(relay)).copied() else {
             return;
         };
         match result {
@@ -516,7 +516,7 @@ impl Server {
 
     /// Relay addresses of live allocations (for the I/O layer's directory).
     pub fn relay_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.by_relay.keys().copied()
+        self.by_relay.keys().map(|k| k.0)
     }
 
     pub(crate) fn insert_allocation(
@@ -539,7 +539,7 @@ impl Server {
         let id = AllocationId { index, generation };
         let alloc = make(id);
         self.by_client.insert(alloc.client, id);
-        self.by_relay.insert(alloc.relay, id);
+        self.by_relay.insert(RelayKey(alloc.relay), id);
         if let Some(slot) = self.slots.get_mut(slot_index) {
             slot.allocation = Some(alloc);
         }
@@ -558,7 +558,7 @@ impl Server {
         self.free_slots.push(id.index);
         self.pending.remove(&id);
         self.by_client.remove(&alloc.client);
-        self.by_relay.remove(&alloc.relay);
+        self.by_relay.remove(&RelayKey(alloc.relay));
         self.release_port(alloc.relay);
         if let Some(owner) = &alloc.owner {
             if let Some(n) = self.per_user.get_mut(&owner.username) {
@@ -586,8 +586,8 @@ impl Server {
         advertised: SocketAddr,
         attempts: u8,
     ) {
-        self.by_relay.remove(&old);
-        self.by_relay.insert(relay, id);
+        self.by_relay.remove(&RelayKey(old));
+        self.by_relay.insert(RelayKey(relay), id);
         if let Some(alloc) = self.allocation_mut(id) {
             alloc.relay = relay;
             alloc.advertised = advertised;
