@@ -109,6 +109,7 @@ impl BatchBackend {
         // SAFETY (for the zeroed structs): iovec/mmsghdr are plain old data.
         #[allow(unsafe_code)]
         let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: mmsghdr is plain old data (null pointers, zero lengths); all-zero is valid.
         #[allow(unsafe_code)]
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for (i, (iov, msg)) in iovecs.iter_mut().zip(msgs.iter_mut()).enumerate() {
@@ -191,6 +192,7 @@ fn sendmmsg_all(fd: RawFd, sends: &mut [&mut PendingSend], bufs: &[Vec<u8>]) -> 
         // SAFETY: plain old data.
         #[allow(unsafe_code)]
         let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: mmsghdr is plain old data (null pointers, zero lengths); all-zero is valid.
         #[allow(unsafe_code)]
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         let mut count = 0;
