@@ -36,3 +36,12 @@ pub mod worker;
 
 pub mod config;
 pub mod run;
+
+#[forbid(unsafe_code)]
+#[deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+pub mod signaling;

@@ -11,6 +11,7 @@ use ringturn::config::{Cli, Config, IoBackend, Verbosity};
 use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
 use ringturn::run::{start, RunSettings};
+use ringturn::signaling::{self, SignalingConfig};
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let level = match config.log.verbosity {
@@ -111,6 +112,24 @@ fn run() -> anyhow::Result<()> {
         "ringturn {} started",
         env!("CARGO_PKG_VERSION"),
     );
+    // The signaling server (call page, rooms, ICE servers) on its own thread
+    // and runtime, pointing pages at the TURN addresses just bound.
+    let signaling = match SignalingConfig::from_config(&config, &server.listening) {
+        Some(sc) => match signaling::spawn(sc) {
+            Ok(s) => {
+                tracing::info!(
+                    "signaling and the call page on http://{}/ (WebSocket /ws, Socket.IO /socket.io/)",
+                    s.local_addr()
+                );
+                Some(s)
+            }
+            Err(e) => {
+                let _ = server.stop();
+                return Err(e).context("cannot start signaling");
+            }
+        },
+        None => None,
+    };
     if let Some(demo) = &config.demo_user {
         println!(
             "ringturn: demo user for trying it out: username={} password={} realm={}",
@@ -126,24 +145,38 @@ fn run() -> anyhow::Result<()> {
             );
         }
     }
+    if let (Some(_), Some(s)) = (&config.demo_user, &signaling) {
+        println!(
+            "ringturn: for a call through it, open http://{}/ in two tabs and join one room",
+            s.local_addr()
+        );
+    }
     if let Some(pidfile) = &config.pidfile {
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pidfile {}", pidfile.display()))?;
     }
 
-    // Until a signal arrives or a worker fails.
-    while !shutdown.load(Ordering::Relaxed) && !server.is_finished() {
+    // Until a signal arrives, a worker fails or the signaling server stops.
+    let signaling_down = |s: &Option<signaling::SignalingServer>| {
+        s.as_ref()
+            .is_some_and(signaling::SignalingServer::is_finished)
+    };
+    while !shutdown.load(Ordering::Relaxed) && !server.is_finished() && !signaling_down(&signaling)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let failed = server.is_finished() && !shutdown.load(Ordering::Relaxed);
+    let failed = !shutdown.load(Ordering::Relaxed);
     tracing::info!("stopping");
+    if let Some(s) = signaling {
+        s.stop();
+    }
     let result = server.stop();
     if let Some(pidfile) = &config.pidfile {
         let _ = std::fs::remove_file(pidfile);
     }
     result.context("a worker failed")?;
     if failed {
-        anyhow::bail!("a worker stopped unexpectedly");
+        anyhow::bail!("a worker or the signaling server stopped unexpectedly");
     }
     Ok(())
 }

@@ -95,7 +95,13 @@ pub(crate) struct Builder {
     socket_sndbuf: Option<usize>,
     channel_range: ChannelRange,
     signaling_listening_port: Option<u16>,
+    signaling_listening_ip: Option<IpAddr>,
     signaling_room_size: Option<usize>,
+    signaling_max_message_bytes: Option<usize>,
+    signaling_credential_ttl: Option<u64>,
+    signaling_max_connections: Option<usize>,
+    signaling_max_rooms: Option<usize>,
+    signaling_max_rooms_per_connection: Option<usize>,
     warnings: Vec<ConfigWarning>,
 }
 
@@ -108,6 +114,19 @@ const DEFAULT_CHANNEL_LIFETIME: u64 = 600;
 const DEFAULT_PERMISSION_LIFETIME: u64 = 300;
 const DEFAULT_ROOM_SIZE: usize = 2;
 const MAX_ROOM_SIZE: usize = 1000;
+/// An SDP offer with many candidates is a few KiB; 64 KiB leaves room.
+const DEFAULT_SIGNALING_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Below this not even an SDP offer fits.
+const MIN_SIGNALING_MAX_MESSAGE_BYTES: usize = 1024;
+const MAX_SIGNALING_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The TURN REST API draft's example lifetime: long enough for a call, whose
+/// allocation refreshes are checked against the same expiry.
+const DEFAULT_SIGNALING_CREDENTIAL_TTL: u64 = 86_400;
+const DEFAULT_SIGNALING_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_SIGNALING_MAX_ROOMS: usize = 10_000;
+const DEFAULT_SIGNALING_MAX_ROOMS_PER_CONNECTION: usize = 4;
+/// Upper bound of the signaling count limits (connections, rooms, rooms per connection).
+const MAX_SIGNALING_COUNT: usize = 1_000_000;
 
 impl Builder {
     pub(crate) fn new(source_name: &str) -> Self {
@@ -292,6 +311,40 @@ impl Builder {
                     );
                 }
                 self.signaling_room_size = Some(n);
+            }
+            Key::SignalingListeningIp => {
+                self.signaling_listening_ip = Some(ck(&e, values::ip(val()?))?);
+            }
+            Key::SignalingMaxMessageBytes => {
+                let n = ck(&e, values::size(val()?))?;
+                if !(MIN_SIGNALING_MAX_MESSAGE_BYTES..=MAX_SIGNALING_MAX_MESSAGE_BYTES).contains(&n)
+                {
+                    return Err(e.error(format!(
+                        "{n} bytes is out of range ({MIN_SIGNALING_MAX_MESSAGE_BYTES}-\
+                         {MAX_SIGNALING_MAX_MESSAGE_BYTES})"
+                    )));
+                }
+                self.signaling_max_message_bytes = Some(n);
+            }
+            Key::SignalingCredentialTtl => {
+                self.signaling_credential_ttl = Some(ck(
+                    &e,
+                    values::seconds(Some(val()?), DEFAULT_SIGNALING_CREDENTIAL_TTL),
+                )?);
+            }
+            Key::SignalingMaxConnections
+            | Key::SignalingMaxRooms
+            | Key::SignalingMaxRoomsPerConnection => {
+                let n: usize = ck(&e, values::number(val()?, "limit"))?;
+                if !(1..=MAX_SIGNALING_COUNT).contains(&n) {
+                    return Err(e.error(format!("{n} is out of range (1-{MAX_SIGNALING_COUNT})")));
+                }
+                let slot = match spec.key {
+                    Key::SignalingMaxConnections => &mut self.signaling_max_connections,
+                    Key::SignalingMaxRooms => &mut self.signaling_max_rooms,
+                    _ => &mut self.signaling_max_rooms_per_connection,
+                };
+                *slot = Some(n);
             }
         }
         Ok(())
@@ -563,7 +616,26 @@ impl Builder {
             socket_rcvbuf: self.socket_rcvbuf,
             socket_sndbuf: self.socket_sndbuf,
             signaling_listening_port: self.signaling_listening_port,
+            signaling_listening_ip: self
+                .signaling_listening_ip
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             signaling_room_size: self.signaling_room_size.unwrap_or(DEFAULT_ROOM_SIZE),
+            signaling_max_message_bytes: self
+                .signaling_max_message_bytes
+                .unwrap_or(DEFAULT_SIGNALING_MAX_MESSAGE_BYTES),
+            signaling_credential_ttl: secs(
+                self.signaling_credential_ttl,
+                DEFAULT_SIGNALING_CREDENTIAL_TTL,
+            ),
+            signaling_max_connections: self
+                .signaling_max_connections
+                .unwrap_or(DEFAULT_SIGNALING_MAX_CONNECTIONS),
+            signaling_max_rooms: self
+                .signaling_max_rooms
+                .unwrap_or(DEFAULT_SIGNALING_MAX_ROOMS),
+            signaling_max_rooms_per_connection: self
+                .signaling_max_rooms_per_connection
+                .unwrap_or(DEFAULT_SIGNALING_MAX_ROOMS_PER_CONNECTION),
             demo_user: None,
             warnings: self.warnings,
             rng_seed,

@@ -54,7 +54,13 @@ pub(crate) enum Key {
     Rfc5766ChannelNumbers,
     Rfc8656ChannelNumbers,
     SignalingListeningPort,
+    SignalingListeningIp,
     SignalingRoomSize,
+    SignalingMaxMessageBytes,
+    SignalingCredentialTtl,
+    SignalingMaxConnections,
+    SignalingMaxRooms,
+    SignalingMaxRoomsPerConnection,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -132,7 +138,13 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("rfc5766-channel-numbers", Key::Rfc5766ChannelNumbers, Flag, false, true, "accept channels 0x4000-0x7FFF (the default)"),
     spec("rfc8656-channel-numbers", Key::Rfc8656ChannelNumbers, Flag, false, true, "accept channels 0x4000-0x4FFF only"),
     spec("signaling-listening-port", Key::SignalingListeningPort, Value, false, true, "TCP port of the signaling server (off unless set)"),
+    spec("signaling-listening-ip", Key::SignalingListeningIp, Value, false, true, "address of the signaling server (default 0.0.0.0; 127.0.0.1 in the embedded defaults)"),
     spec("signaling-room-size", Key::SignalingRoomSize, Value, false, true, "participants per signaling room (default 2)"),
+    spec("signaling-max-message-bytes", Key::SignalingMaxMessageBytes, Value, false, true, "largest signaling message accepted, bytes with optional K/M suffix (default 64K)"),
+    spec("signaling-credential-ttl", Key::SignalingCredentialTtl, Value, false, true, "seconds the TURN credentials handed to pages stay valid (default 86400)"),
+    spec("signaling-max-connections", Key::SignalingMaxConnections, Value, false, true, "signaling connections at once, WebSocket and Socket.IO together (default 10000)"),
+    spec("signaling-max-rooms", Key::SignalingMaxRooms, Value, false, true, "signaling rooms at once (default 10000)"),
+    spec("signaling-max-rooms-per-connection", Key::SignalingMaxRoomsPerConnection, Value, false, true, "rooms one signaling connection may be in at once (default 4)"),
 ];
 
 /// coturn options (its `long_options`, plus a few older names) that ringturn
@@ -323,7 +335,8 @@ pub(crate) fn help_text() -> String {
         "\nOther coturn options (tls-listening-port, cert, no-cli, syslog, ...) are accepted \
          with a warning and ignored; an unknown option is an error.\n\
          With neither -c nor options, ringturn runs a demo setup on 127.0.0.1:3478 \
-         (realm ringturn.local, user `demo` with a password printed at start).\n",
+         (realm ringturn.local, user `demo` with a password printed at start) and serves \
+         the 1-to-1 call page on http://127.0.0.1:8080/.\n",
     );
     out
 }

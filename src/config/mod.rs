@@ -249,7 +249,19 @@ pub struct Config {
     pub socket_sndbuf: Option<usize>,
     /// The signaling server's TCP port; `None`: signaling off.
     pub signaling_listening_port: Option<u16>,
+    /// `signaling-listening-ip` (default 0.0.0.0).
+    pub signaling_listening_ip: IpAddr,
     pub signaling_room_size: usize,
+    /// The largest signaling message accepted (default 64 KiB).
+    pub signaling_max_message_bytes: usize,
+    /// How long the TURN credentials `/api/ice-servers` mints stay valid (default 24 h).
+    pub signaling_credential_ttl: Duration,
+    /// Signaling connections at once, both transports together.
+    pub signaling_max_connections: usize,
+    /// Signaling rooms at once.
+    pub signaling_max_rooms: usize,
+    /// Rooms one connection may be in at once.
+    pub signaling_max_rooms_per_connection: usize,
     /// Set by [`Config::embedded`] only.
     pub demo_user: Option<DemoUser>,
     pub warnings: Vec<ConfigWarning>,
@@ -322,6 +334,7 @@ realm=ringturn.local
 lt-cred-mech
 user=demo:{password}
 static-auth-secret={secret}
+signaling-listening-ip=127.0.0.1
 signaling-listening-port=8080
 ";
 
@@ -331,7 +344,7 @@ impl Config {
     /// `ringturn.local`, loopback peers allowed, long-term credentials with the
     /// user `demo` and a random 16-character password ([`Config::demo_user`]), a random
     /// `static-auth-secret` (REST API, for the signaling module), and
-    /// signaling on port 8080.
+    /// signaling (the call page) on 127.0.0.1:8080.
     pub fn embedded() -> Result<Self, ConfigError> {
         let random = |len| {
             random_alphanumeric(len).map_err(|e| {

@@ -169,8 +169,19 @@ pub(crate) fn render(c: &Config) -> String {
         Some(port) => {
             let _ = writeln!(
                 s,
-                "  signaling:        TCP port {port}, rooms of {}",
-                c.signaling_room_size
+                "  signaling:        http://{} (TCP), rooms of {}, messages up to {} bytes, \
+                 TURN credentials valid {} s",
+                std::net::SocketAddr::new(c.signaling_listening_ip, port),
+                c.signaling_room_size,
+                c.signaling_max_message_bytes,
+                c.signaling_credential_ttl.as_secs()
+            );
+            let _ = writeln!(
+                s,
+                "  signaling limits: {} connections, {} rooms, {} rooms per connection",
+                c.signaling_max_connections,
+                c.signaling_max_rooms,
+                c.signaling_max_rooms_per_connection
             );
         }
         None => {

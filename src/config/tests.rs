@@ -203,3 +203,67 @@ fn debug_output_hides_secrets() {
     assert!(!shown.contains(&password));
     assert!(!shown.contains(&secret));
 }
+
+#[test]
+fn signaling_keys_parse_with_defaults_and_ranges() {
+    let c = ok("no-auth\nlistening-ip=127.0.0.1\n");
+    assert_eq!(c.signaling_listening_port, None);
+    assert_eq!(c.signaling_listening_ip, ip("0.0.0.0"));
+    assert_eq!(c.signaling_max_message_bytes, 64 * 1024);
+    assert_eq!(c.signaling_credential_ttl, Duration::from_secs(86_400));
+    assert_eq!(c.signaling_max_connections, 10_000);
+    assert_eq!(c.signaling_max_rooms, 10_000);
+    assert_eq!(c.signaling_max_rooms_per_connection, 4);
+
+    let c = ok(
+        "no-auth\nlistening-ip=127.0.0.1\nsignaling-listening-port=8443\n\
+                signaling-listening-ip=[::1]\nsignaling-max-message-bytes=16K\n\
+                signaling-credential-ttl=600\nsignaling-max-connections=50\n\
+                signaling-max-rooms=20\nsignaling-max-rooms-per-connection=1\n",
+    );
+    assert_eq!(c.signaling_listening_port, Some(8443));
+    assert_eq!(c.signaling_listening_ip, ip("::1"));
+    assert_eq!(c.signaling_max_message_bytes, 16 * 1024);
+    assert_eq!(c.signaling_credential_ttl, Duration::from_secs(600));
+    assert_eq!(
+        (
+            c.signaling_max_connections,
+            c.signaling_max_rooms,
+            c.signaling_max_rooms_per_connection
+        ),
+        (50, 20, 1)
+    );
+    let s = c.summary();
+    assert!(s.contains("http://[::1]:8443"), "{s}");
+    assert!(
+        s.contains("50 connections, 20 rooms, 1 rooms per connection"),
+        "{s}"
+    );
+
+    for (line, key) in [
+        (
+            "signaling-max-message-bytes=100",
+            "signaling-max-message-bytes",
+        ),
+        (
+            "signaling-max-message-bytes=1G",
+            "signaling-max-message-bytes",
+        ),
+        ("signaling-credential-ttl=0", "signaling-credential-ttl"),
+        ("signaling-max-connections=0", "signaling-max-connections"),
+        ("signaling-max-rooms=x", "signaling-max-rooms"),
+        ("signaling-listening-ip=nope", "signaling-listening-ip"),
+    ] {
+        let e = parse(&format!("no-auth\nlistening-ip=127.0.0.1\n{line}\n"))
+            .err()
+            .unwrap_or_else(|| panic!("{line} accepted"));
+        assert_eq!((e.line, e.key.as_str()), (3, key), "{e}");
+    }
+}
+
+#[test]
+fn embedded_defaults_put_signaling_on_loopback() {
+    let c = Config::embedded().unwrap();
+    assert_eq!(c.signaling_listening_ip, ip("127.0.0.1"));
+    assert_eq!(c.signaling_listening_port, Some(8080));
+}
