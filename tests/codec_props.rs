@@ -1089,7 +1089,7 @@ fn valid_binding() -> Vec<u8> {
 fn rfc8489_6_3_length_not_multiple_of_4_is_rejected() {
     for extra in 1..4 {
         let mut m = valid_binding();
-        m.extend(std::iter::repeat(0).take(extra));
+        m.extend(std::iter::repeat_n(0, extra));
         let len = m.len() - HEADER_LEN;
         set_length(&mut m, len);
         assert_eq!(

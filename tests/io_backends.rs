@@ -60,7 +60,7 @@ fn echoes_in_place_and_owned_on_both_backends() {
                 // Write a 4-byte header in front, in place, and send header+payload back.
                 let start = rx.payload.start - 4;
                 rx.buf[start..rx.payload.start].copy_from_slice(b"ECHO");
-                if seen.get() % 2 == 0 {
+                if seen.get().is_multiple_of(2) {
                     q.send_received(fd, rx.from, rx.buf_id, start..rx.payload.end);
                 } else {
                     q.send_owned(fd, rx.from, rx.buf[start..rx.payload.end].to_vec());

@@ -290,7 +290,7 @@ fn channel_data_like() -> impl Strategy<Value = Vec<u8>> {
             out.extend_from_slice(&ch.to_be_bytes());
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(&payload);
-            out.extend(std::iter::repeat(0).take(pad));
+            out.extend(std::iter::repeat_n(0, pad));
             out
         })
 }

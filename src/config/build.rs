@@ -495,7 +495,7 @@ impl Builder {
         // coturn: a static-auth-secret turns the REST API on by itself
         // (unless use-auth-secret=false says otherwise).
         let use_auth_secret = !self.static_auth_secrets.is_empty()
-            && self.use_auth_secret.as_ref().map_or(true, |a| a.value);
+            && self.use_auth_secret.as_ref().is_none_or(|a| a.value);
         let realm = self.realm.clone().unwrap_or_default();
         let trigger: Option<(&Origin, &str)> = self
             .lt_cred_mech

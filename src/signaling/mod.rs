@@ -118,7 +118,7 @@ impl SignalingServer {
     /// Whether the server thread has ended (it only does when stopped, or
     /// on a fatal error).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, JoinHandle::is_finished)
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Closes every connection (WebSocket 1001, Socket.IO disconnect) and

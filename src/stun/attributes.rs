@@ -338,7 +338,7 @@ pub struct MessageIntegritySha256<'a>(pub &'a [u8]);
 impl<'a> DecodeAttribute<'a> for MessageIntegritySha256<'a> {
     const TYPE: AttributeType = AttributeType::MESSAGE_INTEGRITY_SHA256;
     fn decode(value: &'a [u8], _tid: &TransactionId) -> Result<Self, DecodeError> {
-        if (16..=32).contains(&value.len()) && value.len() % 4 == 0 {
+        if (16..=32).contains(&value.len()) && value.len().is_multiple_of(4) {
             Ok(Self(value))
         } else {
             Err(DecodeError::InvalidValue("MESSAGE-INTEGRITY-SHA256 length"))
@@ -844,7 +844,7 @@ impl<'a> UnknownAttributes<'a> {
 impl<'a> DecodeAttribute<'a> for UnknownAttributes<'a> {
     const TYPE: AttributeType = AttributeType::UNKNOWN_ATTRIBUTES;
     fn decode(value: &'a [u8], _tid: &TransactionId) -> Result<Self, DecodeError> {
-        if value.len() % 2 != 0 {
+        if !value.len().is_multiple_of(2) {
             return Err(DecodeError::InvalidValue("UNKNOWN-ATTRIBUTES length"));
         }
         Ok(Self(value))

@@ -81,7 +81,7 @@ impl PortPool {
     pub fn take_even(&mut self, rng: &mut Rng, with_next: bool) -> Option<u16> {
         let start = self.random_start(rng);
         let ok =
-            |p: &u16| p % 2 == 0 && (!with_next || (*p < u16::MAX && self.free.contains(&(p + 1))));
+            |p: &u16| p.is_multiple_of(2) && (!with_next || (*p < u16::MAX && self.free.contains(&(p + 1))));
         let port = self
             .free
             .range(start..)
