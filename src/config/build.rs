@@ -16,6 +16,9 @@ use super::{
     Config, ConfigError, ConfigWarning, ExternalIp, IoBackend, LogSettings, PeerRange, Verbosity,
 };
 
+/// Socket buffer size used when `socket-rcvbuf` / `socket-sndbuf` are not set.
+pub const DEFAULT_SOCKET_BUFFER: usize = 4 << 20;
+
 /// A value and where it was set.
 #[derive(Debug, Clone)]
 struct At<T> {
@@ -613,8 +616,10 @@ impl Builder {
             workers,
             cpu_affinity: self.cpu_affinity,
             io_backend: self.io_backend,
-            socket_rcvbuf: self.socket_rcvbuf,
-            socket_sndbuf: self.socket_sndbuf,
+            // Unset: 4 MiB each, so a burst (or a stalled moment) does not
+            // overflow the kernel's ~208 KiB default; coturn enlarges its buffers too.
+            socket_rcvbuf: self.socket_rcvbuf.or(Some(DEFAULT_SOCKET_BUFFER)),
+            socket_sndbuf: self.socket_sndbuf.or(Some(DEFAULT_SOCKET_BUFFER)),
             signaling_listening_port: self.signaling_listening_port,
             signaling_listening_ip: self
                 .signaling_listening_ip

@@ -80,8 +80,9 @@ impl PortPool {
     /// is taken as well (RFC 8656 §7.2, EVEN-PORT with the R bit).
     pub fn take_even(&mut self, rng: &mut Rng, with_next: bool) -> Option<u16> {
         let start = self.random_start(rng);
-        let ok =
-            |p: &u16| p.is_multiple_of(2) && (!with_next || (*p < u16::MAX && self.free.contains(&(p + 1))));
+        let ok = |p: &u16| {
+            p.is_multiple_of(2) && (!with_next || (*p < u16::MAX && self.free.contains(&(p + 1))))
+        };
         let port = self
             .free
             .range(start..)

@@ -53,7 +53,9 @@ impl Server {
         integrity: Option<&ReplyIntegrity>,
         fill: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
     ) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; RESPONSE_BUF];
+        // Encode on the stack and keep only the bytes: a cached response must
+        // not pin a whole scratch buffer for its 40 s in the transaction cache.
+        let mut buf = [0u8; RESPONSE_BUF];
         let message_type = MessageType::new(echo.message_type.method, class);
         let mut w =
             MessageWriter::with_cookie(&mut buf, message_type, echo.cookie, echo.transaction_id)
@@ -73,8 +75,7 @@ impl Server {
             w.add_fingerprint().ok()?;
         }
         let len = w.finish();
-        buf.truncate(len);
-        Some(buf)
+        buf.get(..len).map(<[u8]>::to_vec)
     }
 
     pub(crate) fn queue(&mut self, to: ClientTuple, payload: Vec<u8>) {

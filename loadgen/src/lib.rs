@@ -1,0 +1,24 @@
+//! ringturn-loadgen: a TURN load generator that measures any TURN server
+//! (ringturn, coturn, …) on loopback, and the side-by-side comparison.
+//!
+//! - `config`: one validated description of a run; `cli` builds it from flags.
+//! - `engine`: a worker thread (its clients' sockets, its echo peers, one epoll loop).
+//! - `run`: phases by the clock, server CPU sampling, progress line, the report.
+//! - `report`: table, JSON, HTML/SVG. `compare`: ringturn vs coturn.
+//! - `net`: the only `unsafe` (epoll, recvmmsg/sendmmsg, clocks, rlimits, signals).
+
+pub mod cli;
+pub mod compare;
+pub mod config;
+pub mod engine;
+pub mod net;
+pub mod payload;
+pub mod procstat;
+pub mod report;
+pub mod run;
+pub mod servers;
+pub mod track;
+
+pub use config::{LoadConfig, Mode, Rate, SizeMix};
+pub use report::Report;
+pub use run::run;
