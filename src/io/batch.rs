@@ -10,10 +10,11 @@ use std::ops::Range;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use super::gso::{send_all, Datagram};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
-    close_fd, new_eventfd, Backend, BackendKind, Received, SendQueue, Token, Waker, HEADROOM,
-    MAX_DATAGRAM, RECV_BUF_LEN,
+    close_fd, new_eventfd, Backend, BackendCounters, BackendKind, Received, SendQueue, Token,
+    Waker, HEADROOM, MAX_DATAGRAM, RECV_BUF_LEN,
 };
 
 /// Datagrams per recvmmsg / sendmmsg call.
@@ -44,8 +45,9 @@ pub struct BatchBackend {
     namelens: Vec<libc::socklen_t>,
     sends: Vec<PendingSend>,
     events: Vec<libc::epoll_event>,
-    /// Sends dropped because the socket buffer was full (UDP: loss, not an error).
-    pub dropped_sends: u64,
+    /// Cleared for good when the kernel refuses UDP_SEGMENT.
+    gso_enabled: bool,
+    counters: BackendCounters,
 }
 
 // SAFETY: the raw pointers inside libc structs are only created transiently
@@ -79,7 +81,8 @@ impl BatchBackend {
             namelens: Vec::with_capacity(BATCH),
             sends: Vec::with_capacity(BATCH * 2),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
-            dropped_sends: 0,
+            gso_enabled: true,
+            counters: BackendCounters::default(),
         };
         backend.epoll_add(eventfd, EVENTFD_TOKEN)?;
         Ok(backend)
@@ -182,65 +185,6 @@ impl SendQueue for Vec<PendingSend> {
             payload: Payload::Owned(data),
         });
     }
-}
-
-/// Sends `sends` (all on one socket) with as few sendmmsg calls as possible.
-/// Returns how many were dropped because the socket buffer was full.
-fn sendmmsg_all(fd: RawFd, sends: &mut [&mut PendingSend], bufs: &[Vec<u8>]) -> u64 {
-    let mut dropped = 0;
-    for chunk in sends.chunks_mut(BATCH) {
-        // SAFETY: plain old data.
-        #[allow(unsafe_code)]
-        let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-        // SAFETY: mmsghdr is plain old data (null pointers, zero lengths); all-zero is valid.
-        #[allow(unsafe_code)]
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        let mut count = 0;
-        for (send, (iov, msg)) in chunk.iter_mut().zip(iovecs.iter_mut().zip(msgs.iter_mut())) {
-            let bytes: &[u8] = match &send.payload {
-                Payload::Received { buf_id, range } => bufs
-                    .get(*buf_id as usize)
-                    .and_then(|b| b.get(range.clone()))
-                    .unwrap_or(&[]),
-                Payload::Owned(v) => v,
-            };
-            iov.iov_base = bytes.as_ptr() as *mut libc::c_void;
-            iov.iov_len = bytes.len();
-            msg.msg_hdr.msg_name = (&mut send.to.storage as *mut libc::sockaddr_storage).cast();
-            msg.msg_hdr.msg_namelen = send.to.len;
-            msg.msg_hdr.msg_iov = iov;
-            msg.msg_hdr.msg_iovlen = 1;
-            count += 1;
-        }
-        let mut sent = 0;
-        while sent < count {
-            let rest = msgs.get_mut(sent..count).unwrap_or(&mut []);
-            // SAFETY: each mmsghdr points at an iovec, payload and address that
-            // live until this call returns; the kernel only reads them.
-            #[allow(unsafe_code)]
-            let n = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    rest.as_mut_ptr(),
-                    rest.len() as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n > 0 {
-                sent += n as usize;
-                continue;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            // Buffer full, peer unreachable (ICMP) or a bad address: skip this
-            // datagram, keep the rest.
-            dropped += 1;
-            sent += 1;
-        }
-    }
-    dropped
 }
 
 impl Backend for BatchBackend {
@@ -348,7 +292,7 @@ impl Backend for BatchBackend {
             return Ok(());
         }
         let mut sends = std::mem::take(&mut self.sends);
-        // Group by socket, keeping each socket's order.
+        // Group by socket (stable: each socket keeps its order).
         sends.sort_by_key(|s| s.fd);
         let mut start = 0;
         while start < sends.len() {
@@ -358,17 +302,33 @@ impl Backend for BatchBackend {
                 .skip(start)
                 .position(|s| s.fd != fd)
                 .map_or(sends.len(), |p| start + p);
-            let mut group: Vec<&mut PendingSend> = sends
-                .get_mut(start..end)
-                .unwrap_or(&mut [])
-                .iter_mut()
+            let bufs = &self.bufs;
+            let mut group: Vec<Datagram<'_>> = sends
+                .get(start..end)
+                .unwrap_or(&[])
+                .iter()
+                .map(|s| Datagram {
+                    to: s.to,
+                    bytes: match &s.payload {
+                        Payload::Received { buf_id, range } => bufs
+                            .get(*buf_id as usize)
+                            .and_then(|b| b.get(range.clone()))
+                            .unwrap_or(&[]),
+                        Payload::Owned(v) => v,
+                    },
+                })
                 .collect();
-            self.dropped_sends += sendmmsg_all(fd, &mut group, &self.bufs);
+            let report = send_all(fd, &mut group, &mut self.gso_enabled);
+            self.counters.add(&report);
             start = end;
         }
         sends.clear();
         self.sends = sends;
         Ok(())
+    }
+
+    fn counters(&self) -> BackendCounters {
+        self.counters
     }
 }
 

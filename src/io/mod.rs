@@ -9,6 +9,7 @@
 
 pub mod affinity;
 pub mod batch;
+pub mod gso;
 pub mod sockaddr;
 pub mod socket;
 pub mod uring;
@@ -85,6 +86,27 @@ impl Waker {
     }
 }
 
+/// What a backend counted about its sends (monotonic).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BackendCounters {
+    /// Datagrams lost on send (buffer full, unreachable): UDP loss.
+    pub dropped_sends: u64,
+    /// GSO sends and the datagrams they carried.
+    pub gso_sends: u64,
+    pub gso_segments: u64,
+    /// Times the kernel refused GSO (it is then off for good).
+    pub gso_fallbacks: u64,
+}
+
+impl BackendCounters {
+    pub(crate) fn add(&mut self, r: &gso::SendReport) {
+        self.dropped_sends += r.dropped;
+        self.gso_sends += r.gso_sends;
+        self.gso_segments += r.gso_segments;
+        self.gso_fallbacks += r.gso_fallbacks;
+    }
+}
+
 pub trait Backend: Send {
     fn kind(&self) -> BackendKind;
 
@@ -109,6 +131,8 @@ pub trait Backend: Send {
 
     /// Sends everything queued.
     fn flush(&mut self) -> io::Result<()>;
+
+    fn counters(&self) -> BackendCounters;
 }
 
 /// Creates the backend asked for; `auto` tries io_uring and says why it fell back.

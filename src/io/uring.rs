@@ -21,8 +21,8 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::sockaddr::{parse_sockaddr, RawAddr};
 use super::{
-    close_fd, new_eventfd, Backend, BackendKind, Received, SendQueue, Token, Waker, MAX_DATAGRAM,
-    TAILROOM,
+    close_fd, new_eventfd, Backend, BackendCounters, BackendKind, Received, SendQueue, Token,
+    Waker, MAX_DATAGRAM, TAILROOM,
 };
 
 /// Buffers in the provided ring (a power of two).
@@ -431,6 +431,13 @@ impl Backend for UringBackend {
         self.submit_pending()?;
         self.ring.submit()?;
         Ok(())
+    }
+
+    fn counters(&self) -> BackendCounters {
+        BackendCounters {
+            dropped_sends: self.dropped_sends,
+            ..BackendCounters::default()
+        }
     }
 }
 

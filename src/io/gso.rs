@@ -1,0 +1,254 @@
+//! Batched UDP sends with generic segmentation offload (UDP_SEGMENT, Linux 4.18+).
+//!
+//! Within one flush, datagrams for the same socket and destination whose
+//! sizes match are sent as one GSO "super-datagram": the kernel's send path
+//! runs once and splits it into segments at the end. That path is what costs
+//! most per packet here, so fewer trips through it is the win. The rest go out
+//! as plain messages, all in as few sendmmsg calls as possible. When the
+//! kernel or device refuses GSO (EIO, EINVAL, EOPNOTSUPP) the backend stops
+//! trying for good (sticky) and resends that run segment by segment.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::sockaddr::{storage_bytes, RawAddr};
+
+/// Linux `UDP_SEGMENT` (include/uapi/linux/udp.h); not exported by libc for glibc targets.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Segments per GSO send (the kernel's UDP_MAX_SEGMENTS is 64 or 128).
+const MAX_SEGMENTS: usize = 64;
+/// A GSO send is one IP datagram before segmentation.
+const MAX_GSO_BYTES: usize = 65_000;
+/// Messages per sendmmsg call.
+const MMSG_BATCH: usize = 64;
+/// Room for one cmsghdr carrying a u16, 8-byte aligned (CMSG_SPACE(2) is 24 on 64-bit Linux).
+const CMSG_BUF: usize = 32;
+
+/// What a flush did, for counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    /// Datagrams that could not be sent (buffer full, unreachable): UDP loss.
+    pub dropped: u64,
+    /// GSO sends made, and the datagrams they carried.
+    pub gso_sends: u64,
+    pub gso_segments: u64,
+    /// Times the kernel refused GSO (each also turns it off).
+    pub gso_fallbacks: u64,
+}
+
+/// One datagram to send: where, and its bytes.
+pub struct Datagram<'a> {
+    pub to: RawAddr,
+    pub bytes: &'a [u8],
+}
+
+/// A message: a run of `count` datagrams starting at `first`, all to one destination.
+struct Message {
+    first: usize,
+    count: usize,
+    segment: usize,
+}
+
+fn same_destination(a: &RawAddr, b: &RawAddr) -> bool {
+    storage_bytes(&a.storage, a.len) == storage_bytes(&b.storage, b.len)
+}
+
+/// Splits `datagrams` (all for one socket, in order) into messages: runs to
+/// one destination with equal sizes (the last of a run may be shorter).
+fn plan(datagrams: &[Datagram<'_>], gso: bool) -> Vec<Message> {
+    let mut messages = Vec::new();
+    let mut i = 0;
+    while i < datagrams.len() {
+        let Some(first) = datagrams.get(i) else { break };
+        let segment = first.bytes.len();
+        let mut count = 1;
+        let mut total = segment;
+        if gso && segment > 0 {
+            while let Some(next) = datagrams.get(i + count) {
+                let fits = count < MAX_SEGMENTS && total + next.bytes.len() <= MAX_GSO_BYTES;
+                if !fits
+                    || !same_destination(&first.to, &next.to)
+                    || next.bytes.len() > segment
+                    || next.bytes.is_empty()
+                {
+                    break;
+                }
+                count += 1;
+                total += next.bytes.len();
+                if next.bytes.len() < segment {
+                    break; // a shorter segment can only be the last
+                }
+            }
+        }
+        messages.push(Message {
+            first: i,
+            count,
+            segment,
+        });
+        i += count;
+    }
+    messages
+}
+
+/// Sends `datagrams` on `fd`. `gso_enabled` is cleared for good if the kernel refuses GSO.
+pub fn send_all(fd: RawFd, datagrams: &mut [Datagram<'_>], gso_enabled: &mut bool) -> SendReport {
+    let mut report = SendReport::default();
+    // Keep each destination's order, bring its datagrams together.
+    datagrams.sort_by(|a, b| {
+        storage_bytes(&a.to.storage, a.to.len).cmp(storage_bytes(&b.to.storage, b.to.len))
+    });
+    let messages = plan(datagrams, *gso_enabled);
+    for chunk in messages.chunks(MMSG_BATCH) {
+        send_chunk(fd, datagrams, chunk, gso_enabled, &mut report);
+    }
+    report
+}
+
+fn send_chunk(
+    fd: RawFd,
+    datagrams: &mut [Datagram<'_>],
+    chunk: &[Message],
+    gso_enabled: &mut bool,
+    report: &mut SendReport,
+) {
+    let iov_count: usize = chunk.iter().map(|m| m.count).sum();
+    let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(iov_count);
+    let mut cmsgs: Vec<[u64; CMSG_BUF / 8]> = vec![[0u64; CMSG_BUF / 8]; chunk.len()];
+    // SAFETY: mmsghdr is plain old data (null pointers, zero lengths); all-zero is valid.
+    #[allow(unsafe_code)]
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; chunk.len()];
+    for m in chunk {
+        for d in datagrams.iter().skip(m.first).take(m.count) {
+            iovecs.push(libc::iovec {
+                iov_base: d.bytes.as_ptr() as *mut libc::c_void,
+                iov_len: d.bytes.len(),
+            });
+        }
+    }
+    let mut iov_at = 0;
+    for ((m, msg), cmsg) in chunk.iter().zip(msgs.iter_mut()).zip(cmsgs.iter_mut()) {
+        let Some(d) = datagrams.get_mut(m.first) else {
+            continue;
+        };
+        msg.msg_hdr.msg_name = (&mut d.to.storage as *mut libc::sockaddr_storage).cast();
+        msg.msg_hdr.msg_namelen = d.to.len;
+        msg.msg_hdr.msg_iov = iovecs.as_mut_ptr().wrapping_add(iov_at);
+        msg.msg_hdr.msg_iovlen = m.count;
+        iov_at += m.count;
+        if m.count > 1 {
+            write_segment_cmsg(cmsg, m.segment as u16);
+            msg.msg_hdr.msg_control = cmsg.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE only computes a size.
+            #[allow(unsafe_code)]
+            let space = unsafe { libc::CMSG_SPACE(2) } as usize;
+            msg.msg_hdr.msg_controllen = space;
+        }
+    }
+    let mut sent = 0;
+    while sent < msgs.len() {
+        let rest = msgs.get_mut(sent..).unwrap_or(&mut []);
+        // SAFETY: every mmsghdr points at iovecs, payloads, addresses and control
+        // buffers owned by this frame or `datagrams`, alive for the whole call;
+        // the kernel only reads them.
+        #[allow(unsafe_code)]
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                rest.as_mut_ptr(),
+                rest.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            for m in chunk.iter().skip(sent).take(n as usize) {
+                if m.count > 1 {
+                    report.gso_sends += 1;
+                    report.gso_segments += m.count as u64;
+                }
+            }
+            sent += n as usize;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        let Some(m) = chunk.get(sent) else { break };
+        let refused = matches!(
+            e.raw_os_error(),
+            Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
+        );
+        if m.count > 1 && refused {
+            // The kernel or device cannot segment: stop using GSO, send this run one by one.
+            *gso_enabled = false;
+            report.gso_fallbacks += 1;
+            for d in datagrams.iter_mut().skip(m.first).take(m.count) {
+                if !send_one(fd, d) {
+                    report.dropped += 1;
+                }
+            }
+        } else {
+            // Buffer full, unreachable peer (ICMP), bad address: this message is lost.
+            report.dropped += m.count as u64;
+        }
+        sent += 1;
+    }
+}
+
+fn write_segment_cmsg(buf: &mut [u64; CMSG_BUF / 8], segment: u16) {
+    let base = buf.as_mut_ptr().cast::<libc::cmsghdr>();
+    // SAFETY: `buf` is 32 bytes, 8-byte aligned: room for a cmsghdr (16 bytes)
+    // and its u16 payload at CMSG_DATA; CMSG_LEN only computes a size.
+    #[allow(unsafe_code)]
+    unsafe {
+        (*base).cmsg_level = libc::SOL_UDP;
+        (*base).cmsg_type = UDP_SEGMENT;
+        (*base).cmsg_len = libc::CMSG_LEN(2) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(base).cast::<u16>(), segment);
+    }
+}
+
+fn send_one(fd: RawFd, d: &mut Datagram<'_>) -> bool {
+    // SAFETY: a valid buffer and sockaddr of the stated lengths for the call.
+    #[allow(unsafe_code)]
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            d.bytes.as_ptr().cast(),
+            d.bytes.len(),
+            libc::MSG_DONTWAIT,
+            (&d.to.storage as *const libc::sockaddr_storage).cast(),
+            d.to.len,
+        )
+    };
+    n >= 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(to: &str, len: usize) -> (RawAddr, Vec<u8>) {
+        (RawAddr::from_std(to.parse().unwrap()), vec![7u8; len])
+    }
+
+    #[test]
+    fn runs_group_equal_sizes_to_one_destination() {
+        let owned = [
+            d("127.0.0.1:1", 100),
+            d("127.0.0.1:1", 100),
+            d("127.0.0.1:1", 60),
+            d("127.0.0.1:1", 100),
+            d("127.0.0.1:2", 100),
+        ];
+        let list: Vec<Datagram<'_>> = owned
+            .iter()
+            .map(|(to, b)| Datagram { to: *to, bytes: b })
+            .collect();
+        let m = plan(&list, true);
+        let shape: Vec<(usize, usize)> = m.iter().map(|m| (m.count, m.segment)).collect();
+        // 100,100,60 (a shorter last segment ends a run), then 100, then the other destination.
+        assert_eq!(shape, vec![(3, 100), (1, 100), (1, 100)]);
+        assert!(plan(&list, false).iter().all(|m| m.count == 1));
+    }
+}
