@@ -141,48 +141,54 @@ fn waker_interrupts_a_long_poll() {
 
 #[test]
 fn gso_runs_arrive_as_separate_datagrams_with_their_own_bytes() {
-    // Batch backend: one flush of same-size datagrams to one destination goes
-    // out as GSO sends; the receiver must still see each datagram on its own.
-    let (mut backend, _) = create_backend(Some(BackendKind::Batch)).unwrap();
-    let sender = bind_relay("127.0.0.1:0".parse().unwrap(), BufferSizes::default()).unwrap();
-    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
-    receiver
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let to = receiver.local_addr().unwrap();
-    // 150 datagrams of 100 bytes, then one of 37 (a shorter last segment), then 20 of 1200.
-    let mut expected = Vec::new();
-    for i in 0..150u32 {
-        let mut d = vec![(i % 251) as u8; 100];
-        d[..4].copy_from_slice(&i.to_be_bytes());
-        expected.push(d);
+    // One flush of same-size datagrams to one destination goes out as GSO
+    // sends; the receiver must still see each datagram on its own.
+    for mut backend in backends() {
+        let kind = backend.kind();
+        let sender = bind_relay("127.0.0.1:0".parse().unwrap(), BufferSizes::default()).unwrap();
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let to = receiver.local_addr().unwrap();
+        // 150 datagrams of 100 bytes, then one of 37 (a shorter last segment), then 20 of 1200.
+        let mut expected = Vec::new();
+        for i in 0..150u32 {
+            let mut d = vec![(i % 251) as u8; 100];
+            d[..4].copy_from_slice(&i.to_be_bytes());
+            expected.push(d);
+        }
+        expected.push(vec![0xEE; 37]);
+        for i in 0..20u32 {
+            let mut d = vec![0x5A; 1200];
+            d[..4].copy_from_slice(&(1000 + i).to_be_bytes());
+            expected.push(d);
+        }
+        for d in &expected {
+            backend.send_owned(sender.as_raw_fd(), to, d.clone());
+        }
+        backend.flush().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..expected.len() {
+            let (n, from) = receiver.recv_from(&mut buf).unwrap();
+            assert_eq!(from, sender.local_addr().unwrap());
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(
+            got, expected,
+            "{kind:?}: every datagram arrives whole, in order, with its own boundaries"
+        );
+        // io_uring reports send completions on the next poll.
+        backend
+            .poll(Duration::from_millis(10), &mut |_, _| {})
+            .unwrap();
+        let c = backend.counters();
+        assert!(c.gso_sends >= 3, "{kind:?}: GSO was used: {c:?}");
+        assert!(
+            c.gso_segments >= 150,
+            "{kind:?}: the equal-size runs went out segmented: {c:?}"
+        );
+        assert_eq!(c.dropped_sends, 0, "{kind:?}");
     }
-    expected.push(vec![0xEE; 37]);
-    for i in 0..20u32 {
-        let mut d = vec![0x5A; 1200];
-        d[..4].copy_from_slice(&(1000 + i).to_be_bytes());
-        expected.push(d);
-    }
-    for d in &expected {
-        backend.send_owned(sender.as_raw_fd(), to, d.clone());
-    }
-    backend.flush().unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
-    for _ in 0..expected.len() {
-        let (n, from) = receiver.recv_from(&mut buf).unwrap();
-        assert_eq!(from, sender.local_addr().unwrap());
-        got.push(buf[..n].to_vec());
-    }
-    assert_eq!(
-        got, expected,
-        "every datagram arrives whole, in order, with its own boundaries"
-    );
-    let c = backend.counters();
-    assert!(c.gso_sends >= 3, "GSO was used: {c:?}");
-    assert!(
-        c.gso_segments >= 150,
-        "the equal-size runs went out segmented: {c:?}"
-    );
-    assert_eq!(c.dropped_sends, 0);
 }

@@ -42,52 +42,72 @@ pub struct Datagram<'a> {
     pub bytes: &'a [u8],
 }
 
-/// A message: a run of `count` datagrams starting at `first`, all to one destination.
-struct Message {
-    first: usize,
-    count: usize,
-    segment: usize,
+/// A run of `count` datagrams starting at `first`, all to one destination.
+pub(crate) struct Run {
+    pub first: usize,
+    pub count: usize,
+    pub segment: usize,
 }
+
+/// 8-byte words of a control buffer for one UDP_SEGMENT cmsg.
+pub(crate) const CMSG_WORDS: usize = CMSG_BUF / 8;
 
 fn same_destination(a: &RawAddr, b: &RawAddr) -> bool {
     storage_bytes(&a.storage, a.len) == storage_bytes(&b.storage, b.len)
 }
 
-/// Splits `datagrams` (all for one socket, in order) into messages: runs to
-/// one destination with equal sizes (the last of a run may be shorter).
-fn plan(datagrams: &[Datagram<'_>], gso: bool) -> Vec<Message> {
-    let mut messages = Vec::new();
+/// Splits datagrams (all for one socket, sorted so each destination's are
+/// together, in order) into runs: one destination, equal sizes (the last of a
+/// run may be shorter), at most MAX_SEGMENTS and MAX_GSO_BYTES.
+pub(crate) fn plan_runs<'a>(
+    entries: impl Iterator<Item = (&'a RawAddr, usize)> + Clone,
+    gso: bool,
+) -> Vec<Run> {
+    let entries: Vec<(&RawAddr, usize)> = entries.collect();
+    let mut runs = Vec::new();
     let mut i = 0;
-    while i < datagrams.len() {
-        let Some(first) = datagrams.get(i) else { break };
-        let segment = first.bytes.len();
+    while let Some(&(to, segment)) = entries.get(i) {
         let mut count = 1;
         let mut total = segment;
         if gso && segment > 0 {
-            while let Some(next) = datagrams.get(i + count) {
-                let fits = count < MAX_SEGMENTS && total + next.bytes.len() <= MAX_GSO_BYTES;
-                if !fits
-                    || !same_destination(&first.to, &next.to)
-                    || next.bytes.len() > segment
-                    || next.bytes.is_empty()
-                {
+            while let Some(&(next_to, len)) = entries.get(i + count) {
+                let fits = count < MAX_SEGMENTS && total + len <= MAX_GSO_BYTES;
+                if !fits || !same_destination(to, next_to) || len > segment || len == 0 {
                     break;
                 }
                 count += 1;
-                total += next.bytes.len();
-                if next.bytes.len() < segment {
+                total += len;
+                if len < segment {
                     break; // a shorter segment can only be the last
                 }
             }
         }
-        messages.push(Message {
+        runs.push(Run {
             first: i,
             count,
             segment,
         });
         i += count;
     }
-    messages
+    runs
+}
+
+fn plan(datagrams: &[Datagram<'_>], gso: bool) -> Vec<Run> {
+    plan_runs(datagrams.iter().map(|d| (&d.to, d.bytes.len())), gso)
+}
+
+/// The cmsg that asks for segmentation into `segment`-byte datagrams, and its length.
+pub(crate) fn segment_cmsg(buf: &mut [u64; CMSG_WORDS], segment: u16) -> usize {
+    write_segment_cmsg(buf, segment);
+    // SAFETY: CMSG_SPACE only computes a size.
+    #[allow(unsafe_code)]
+    let space = unsafe { libc::CMSG_SPACE(2) } as usize;
+    space
+}
+
+/// Whether a failed GSO send means the kernel or device cannot segment.
+pub(crate) fn is_gso_refusal(errno: i32) -> bool {
+    matches!(errno, libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
 }
 
 /// Sends `datagrams` on `fd`. `gso_enabled` is cleared for good if the kernel refuses GSO.
@@ -107,13 +127,13 @@ pub fn send_all(fd: RawFd, datagrams: &mut [Datagram<'_>], gso_enabled: &mut boo
 fn send_chunk(
     fd: RawFd,
     datagrams: &mut [Datagram<'_>],
-    chunk: &[Message],
+    chunk: &[Run],
     gso_enabled: &mut bool,
     report: &mut SendReport,
 ) {
     let iov_count: usize = chunk.iter().map(|m| m.count).sum();
     let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(iov_count);
-    let mut cmsgs: Vec<[u64; CMSG_BUF / 8]> = vec![[0u64; CMSG_BUF / 8]; chunk.len()];
+    let mut cmsgs: Vec<[u64; CMSG_WORDS]> = vec![[0u64; CMSG_WORDS]; chunk.len()];
     // SAFETY: mmsghdr is plain old data (null pointers, zero lengths); all-zero is valid.
     #[allow(unsafe_code)]
     let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; chunk.len()];
@@ -136,12 +156,8 @@ fn send_chunk(
         msg.msg_hdr.msg_iovlen = m.count;
         iov_at += m.count;
         if m.count > 1 {
-            write_segment_cmsg(cmsg, m.segment as u16);
+            msg.msg_hdr.msg_controllen = segment_cmsg(cmsg, m.segment as u16);
             msg.msg_hdr.msg_control = cmsg.as_mut_ptr().cast();
-            // SAFETY: CMSG_SPACE only computes a size.
-            #[allow(unsafe_code)]
-            let space = unsafe { libc::CMSG_SPACE(2) } as usize;
-            msg.msg_hdr.msg_controllen = space;
         }
     }
     let mut sent = 0;
@@ -195,7 +211,7 @@ fn send_chunk(
     }
 }
 
-fn write_segment_cmsg(buf: &mut [u64; CMSG_BUF / 8], segment: u16) {
+fn write_segment_cmsg(buf: &mut [u64; CMSG_WORDS], segment: u16) {
     let base = buf.as_mut_ptr().cast::<libc::cmsghdr>();
     // SAFETY: `buf` is 32 bytes, 8-byte aligned: room for a cmsghdr (16 bytes)
     // and its u16 payload at CMSG_DATA; CMSG_LEN only computes a size.

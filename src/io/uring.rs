@@ -19,7 +19,8 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::sockaddr::{parse_sockaddr, RawAddr};
+use super::gso::{is_gso_refusal, plan_runs, segment_cmsg, CMSG_WORDS};
+use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
     close_fd, new_eventfd, Backend, BackendCounters, BackendKind, Received, SendQueue, Token,
     Waker, MAX_DATAGRAM, TAILROOM,
@@ -48,11 +49,41 @@ fn user_data(kind: u64, value: u64) -> u64 {
 /// never moves until the completion arrives.
 struct SendSlot {
     msghdr: libc::msghdr,
-    iov: libc::iovec,
+    /// One iovec per datagram; several make a GSO send.
+    iovs: Vec<libc::iovec>,
     to: RawAddr,
-    owned: Vec<u8>,
-    buffer: Option<u16>,
+    cmsg: [u64; CMSG_WORDS],
+    /// Composed datagrams this send reads.
+    owned: Vec<Vec<u8>>,
+    /// Ring buffers this send reads, returned when it completes.
+    buffers: Vec<u16>,
 }
+
+impl SendSlot {
+    fn empty() -> Self {
+        Self {
+            // SAFETY: msghdr is plain old data; zero is valid.
+            #[allow(unsafe_code)]
+            msghdr: unsafe { std::mem::zeroed() },
+            iovs: Vec::new(),
+            to: RawAddr::from_std(SocketAddr::from(([0, 0, 0, 0], 0))),
+            cmsg: [0; CMSG_WORDS],
+            owned: Vec::new(),
+            buffers: Vec::new(),
+        }
+    }
+}
+
+/// A queued send with its bytes located: socket, destination, data pointer and
+/// length, the composed bytes it owns, the ring buffer it reads.
+type ResolvedSend = (
+    RawFd,
+    RawAddr,
+    *const u8,
+    usize,
+    Option<Vec<u8>>,
+    Option<u16>,
+);
 
 enum PendingPayload {
     Received { bid: u16, range: Range<usize> },
@@ -103,11 +134,16 @@ pub struct UringBackend {
     registered: HashMap<Token, RawFd>,
     slots: Vec<Option<Box<SendSlot>>>,
     free_slots: Vec<usize>,
+    /// Completed slots kept for reuse, so a send allocates nothing once warm.
+    /// Boxed because they move into `slots`, where the kernel holds pointers into them.
+    #[allow(clippy::vec_box)]
+    spare_slots: Vec<Box<SendSlot>>,
+    /// Cleared for good when the kernel refuses UDP_SEGMENT.
+    gso_enabled: bool,
+    counters: BackendCounters,
     pending: Vec<PendingSend>,
     eventfd: RawFd,
     wake_buf: Box<u64>,
-    /// Sends that failed (buffer full, unreachable): UDP loss, counted.
-    pub dropped_sends: u64,
 }
 
 // SAFETY: the raw pointers point into memory this backend owns; it is moved
@@ -173,10 +209,12 @@ impl UringBackend {
             registered: HashMap::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
+            spare_slots: Vec::new(),
+            gso_enabled: true,
+            counters: BackendCounters::default(),
             pending: Vec::new(),
             eventfd,
             wake_buf: Box::new(0),
-            dropped_sends: 0,
         };
         for bid in 0..RING_BUFFERS {
             backend.push_buffer(bid);
@@ -257,71 +295,145 @@ impl UringBackend {
         }
     }
 
-    /// Turns queued sends into SendMsg entries.
+    /// Turns queued sends into SendMsg entries: per socket and destination,
+    /// equal-size runs become one GSO send (UDP_SEGMENT), as in the batch backend.
     fn submit_pending(&mut self) -> io::Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        for send in pending {
-            let (bytes_ptr, len, owned, buffer) = match send.payload {
+        let mut pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            self.pending = pending;
+            return Ok(());
+        }
+        let mut items: Vec<ResolvedSend> = Vec::with_capacity(pending.len());
+        for send in pending.drain(..) {
+            match send.payload {
                 PendingPayload::Received { bid, range } => {
-                    let base = usize::from(bid) * BUFFER_LEN;
-                    if range.end > BUFFER_LEN {
+                    if range.end > BUFFER_LEN || range.start > range.end {
                         self.release_buffer(bid);
                         continue;
                     }
-                    let ptr = self.buffers.as_ptr().wrapping_add(base + range.start);
-                    (ptr, range.len(), Vec::new(), Some(bid))
+                    let ptr = self
+                        .buffers
+                        .as_ptr()
+                        .wrapping_add(usize::from(bid) * BUFFER_LEN + range.start);
+                    items.push((
+                        send.fd,
+                        RawAddr::from_std(send.to),
+                        ptr,
+                        range.len(),
+                        None,
+                        Some(bid),
+                    ));
                 }
-                PendingPayload::Owned(v) => (v.as_ptr(), v.len(), v, None),
-            };
-            // SAFETY: msghdr is plain old data; zero is valid.
-            #[allow(unsafe_code)]
-            let msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            let mut slot = Box::new(SendSlot {
-                msghdr,
-                iov: libc::iovec {
-                    iov_base: bytes_ptr as *mut libc::c_void,
-                    iov_len: len,
-                },
-                to: RawAddr::from_std(send.to),
-                owned,
-                buffer,
-            });
-            // Point the header at the slot's own (boxed, so stable) fields.
-            slot.msghdr.msg_name = (&mut slot.to.storage as *mut libc::sockaddr_storage).cast();
-            slot.msghdr.msg_namelen = slot.to.len;
-            slot.msghdr.msg_iov = &mut slot.iov;
-            slot.msghdr.msg_iovlen = 1;
-            let _ = &slot.owned;
-            let msg_ptr: *const libc::msghdr = &slot.msghdr;
-            let index = match self.free_slots.pop() {
-                Some(i) => {
-                    if let Some(s) = self.slots.get_mut(i) {
-                        *s = Some(slot);
+                PendingPayload::Owned(v) => {
+                    let (ptr, len) = (v.as_ptr(), v.len());
+                    items.push((send.fd, RawAddr::from_std(send.to), ptr, len, Some(v), None));
+                }
+            }
+        }
+        self.pending = pending;
+        // Bring each socket's and destination's datagrams together, keeping their order.
+        items.sort_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                storage_bytes(&a.1.storage, a.1.len).cmp(storage_bytes(&b.1.storage, b.1.len))
+            })
+        });
+        let mut start = 0;
+        while start < items.len() {
+            let fd = items.get(start).map_or(-1, |i| i.0);
+            let end = items
+                .iter()
+                .skip(start)
+                .position(|i| i.0 != fd)
+                .map_or(items.len(), |p| start + p);
+            let group = items.get_mut(start..end).unwrap_or(&mut []);
+            let runs = plan_runs(group.iter().map(|i| (&i.1, i.3)), self.gso_enabled);
+            for run in runs {
+                let mut slot = self
+                    .spare_slots
+                    .pop()
+                    .unwrap_or_else(|| Box::new(SendSlot::empty()));
+                slot.iovs.clear();
+                slot.owned.clear();
+                slot.buffers.clear();
+                for item in group.iter_mut().skip(run.first).take(run.count) {
+                    slot.iovs.push(libc::iovec {
+                        iov_base: item.2 as *mut libc::c_void,
+                        iov_len: item.3,
+                    });
+                    if let Some(v) = item.4.take() {
+                        slot.owned.push(v);
                     }
-                    i
+                    if let Some(bid) = item.5 {
+                        slot.buffers.push(bid);
+                    }
                 }
-                None => {
-                    self.slots.push(Some(slot));
-                    self.slots.len() - 1
+                if let Some(first) = group.get(run.first) {
+                    slot.to = first.1;
                 }
-            };
-            let entry = opcode::SendMsg::new(Fd(send.fd), msg_ptr)
-                .build()
-                .user_data(user_data(KIND_SEND, index as u64));
-            self.push_sqe(entry)?;
+                // Point the header at the slot's own (boxed, so stable) fields; the
+                // iovec Vec is not touched again until the send completes.
+                // SAFETY: msghdr is plain old data; zero is valid.
+                #[allow(unsafe_code)]
+                let zeroed: libc::msghdr = unsafe { std::mem::zeroed() };
+                slot.msghdr = zeroed;
+                slot.msghdr.msg_name = (&mut slot.to.storage as *mut libc::sockaddr_storage).cast();
+                slot.msghdr.msg_namelen = slot.to.len;
+                slot.msghdr.msg_iov = slot.iovs.as_mut_ptr();
+                slot.msghdr.msg_iovlen = slot.iovs.len();
+                if run.count > 1 {
+                    let len = segment_cmsg(&mut slot.cmsg, run.segment as u16);
+                    slot.msghdr.msg_control = slot.cmsg.as_mut_ptr().cast();
+                    slot.msghdr.msg_controllen = len;
+                }
+                let msg_ptr: *const libc::msghdr = &slot.msghdr;
+                let index = match self.free_slots.pop() {
+                    Some(i) => {
+                        if let Some(s) = self.slots.get_mut(i) {
+                            *s = Some(slot);
+                        }
+                        i
+                    }
+                    None => {
+                        self.slots.push(Some(slot));
+                        self.slots.len() - 1
+                    }
+                };
+                let entry = opcode::SendMsg::new(Fd(fd), msg_ptr)
+                    .build()
+                    .user_data(user_data(KIND_SEND, index as u64));
+                self.push_sqe(entry)?;
+            }
+            start = end;
         }
         Ok(())
     }
 
     fn complete_send(&mut self, index: usize, result: i32) {
-        if result < 0 {
-            self.dropped_sends += 1;
-        }
-        let slot = self.slots.get_mut(index).and_then(Option::take);
+        let Some(mut slot) = self.slots.get_mut(index).and_then(Option::take) else {
+            return;
+        };
         self.free_slots.push(index);
-        if let Some(bid) = slot.and_then(|s| s.buffer) {
-            self.release_buffer(bid);
+        let segments = slot.iovs.len() as u64;
+        if result < 0 {
+            if segments > 1 && is_gso_refusal(-result) {
+                // The kernel or device cannot segment: plain sends from now on.
+                // This run is lost (UDP); the counter says so.
+                self.gso_enabled = false;
+                self.counters.gso_fallbacks += 1;
+            }
+            self.counters.dropped_sends += segments;
+        } else if segments > 1 {
+            self.counters.gso_sends += 1;
+            self.counters.gso_segments += segments;
         }
+        let buffers = std::mem::take(&mut slot.buffers);
+        for bid in &buffers {
+            self.release_buffer(*bid);
+        }
+        slot.buffers = buffers;
+        slot.buffers.clear();
+        slot.owned.clear();
+        self.spare_slots.push(slot);
     }
 }
 
@@ -434,10 +546,7 @@ impl Backend for UringBackend {
     }
 
     fn counters(&self) -> BackendCounters {
-        BackendCounters {
-            dropped_sends: self.dropped_sends,
-            ..BackendCounters::default()
-        }
+        self.counters
     }
 }
 
