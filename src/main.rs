@@ -190,3 +190,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// mimalloc: per-thread free lists suit one-thread-per-core workers (the hot
+/// paths allocate nothing; the control paths allocate small, short-lived buffers).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::gso::{send_all, Datagram};
+use super::gso::{send_all, Datagram, Scratch};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
     close_fd, new_eventfd, Backend, BackendCounters, BackendKind, Received, SendQueue, Token,
@@ -48,6 +48,10 @@ pub struct BatchBackend {
     /// Cleared for good when the kernel refuses UDP_SEGMENT.
     gso_enabled: bool,
     counters: BackendCounters,
+    /// Reused every flush and poll, so the send path allocates nothing once warm.
+    datagrams: Vec<Datagram>,
+    scratch: Scratch,
+    ready: Vec<u64>,
 }
 
 // SAFETY: the raw pointers inside libc structs are only created transiently
@@ -83,6 +87,9 @@ impl BatchBackend {
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
             gso_enabled: true,
             counters: BackendCounters::default(),
+            datagrams: Vec::new(),
+            scratch: Scratch::default(),
+            ready: Vec::with_capacity(64),
         };
         backend.epoll_add(eventfd, EVENTFD_TOKEN)?;
         Ok(backend)
@@ -236,8 +243,10 @@ impl Backend for BatchBackend {
                 Err(e)
             };
         }
-        let ready: Vec<u64> = self.events.iter().take(n as usize).map(|e| e.u64).collect();
-        for data in ready {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().take(n as usize).map(|e| e.u64));
+        for &data in &ready {
             if data == EVENTFD_TOKEN {
                 self.drain_eventfd();
                 continue;
@@ -280,6 +289,7 @@ impl Backend for BatchBackend {
                 }
             }
         }
+        self.ready = ready;
         self.flush()
     }
 
@@ -303,22 +313,21 @@ impl Backend for BatchBackend {
                 .position(|s| s.fd != fd)
                 .map_or(sends.len(), |p| start + p);
             let bufs = &self.bufs;
-            let mut group: Vec<Datagram<'_>> = sends
-                .get(start..end)
-                .unwrap_or(&[])
-                .iter()
-                .map(|s| Datagram {
-                    to: s.to,
-                    bytes: match &s.payload {
-                        Payload::Received { buf_id, range } => bufs
-                            .get(*buf_id as usize)
-                            .and_then(|b| b.get(range.clone()))
-                            .unwrap_or(&[]),
-                        Payload::Owned(v) => v,
-                    },
-                })
-                .collect();
-            let report = send_all(fd, &mut group, &mut self.gso_enabled);
+            let mut group = std::mem::take(&mut self.datagrams);
+            group.clear();
+            group.extend(sends.get(start..end).unwrap_or(&[]).iter().map(|s| {
+                let bytes: &[u8] = match &s.payload {
+                    Payload::Received { buf_id, range } => bufs
+                        .get(*buf_id as usize)
+                        .and_then(|b| b.get(range.clone()))
+                        .unwrap_or(&[]),
+                    Payload::Owned(v) => v,
+                };
+                Datagram::new(s.to, bytes)
+            }));
+            let report = send_all(fd, &mut group, &mut self.gso_enabled, &mut self.scratch);
+            group.clear();
+            self.datagrams = group;
             self.counters.add(&report);
             start = end;
         }

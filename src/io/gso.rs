@@ -36,13 +36,28 @@ pub struct SendReport {
     pub gso_fallbacks: u64,
 }
 
-/// One datagram to send: where, and its bytes.
-pub struct Datagram<'a> {
+/// One datagram to send: where, and where its bytes are. The bytes must stay
+/// put until `send_all` returns (they are receive buffers or owned payloads of
+/// the caller's queue).
+#[derive(Clone, Copy)]
+pub struct Datagram {
     pub to: RawAddr,
-    pub bytes: &'a [u8],
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+impl Datagram {
+    pub fn new(to: RawAddr, bytes: &[u8]) -> Self {
+        Self {
+            to,
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
 }
 
 /// A run of `count` datagrams starting at `first`, all to one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Run {
     pub first: usize,
     pub count: usize,
@@ -52,30 +67,42 @@ pub(crate) struct Run {
 /// 8-byte words of a control buffer for one UDP_SEGMENT cmsg.
 pub(crate) const CMSG_WORDS: usize = CMSG_BUF / 8;
 
+/// Buffers reused from flush to flush, so sending allocates nothing once warm.
+#[derive(Default)]
+pub struct Scratch {
+    runs: Vec<Run>,
+    iovecs: Vec<libc::iovec>,
+    cmsgs: Vec<[u64; CMSG_WORDS]>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
 fn same_destination(a: &RawAddr, b: &RawAddr) -> bool {
     storage_bytes(&a.storage, a.len) == storage_bytes(&b.storage, b.len)
 }
 
-/// Splits datagrams (all for one socket, sorted so each destination's are
-/// together, in order) into runs: one destination, equal sizes (the last of a
-/// run may be shorter), at most MAX_SEGMENTS and MAX_GSO_BYTES.
+/// Splits `count` datagrams (all for one socket, sorted so each destination's
+/// are together, in order; `entry(i)` gives the i-th destination and length)
+/// into runs: one destination, equal sizes (the last of a run may be
+/// shorter), at most MAX_SEGMENTS and MAX_GSO_BYTES. Appends to `runs`.
 pub(crate) fn plan_runs<'a>(
-    entries: impl Iterator<Item = (&'a RawAddr, usize)> + Clone,
+    count: usize,
+    entry: impl Fn(usize) -> (&'a RawAddr, usize),
     gso: bool,
-) -> Vec<Run> {
-    let entries: Vec<(&RawAddr, usize)> = entries.collect();
-    let mut runs = Vec::new();
+    runs: &mut Vec<Run>,
+) {
     let mut i = 0;
-    while let Some(&(to, segment)) = entries.get(i) {
-        let mut count = 1;
+    while i < count {
+        let (to, segment) = entry(i);
+        let mut n = 1;
         let mut total = segment;
         if gso && segment > 0 {
-            while let Some(&(next_to, len)) = entries.get(i + count) {
-                let fits = count < MAX_SEGMENTS && total + len <= MAX_GSO_BYTES;
+            while i + n < count {
+                let (next_to, len) = entry(i + n);
+                let fits = n < MAX_SEGMENTS && total + len <= MAX_GSO_BYTES;
                 if !fits || !same_destination(to, next_to) || len > segment || len == 0 {
                     break;
                 }
-                count += 1;
+                n += 1;
                 total += len;
                 if len < segment {
                     break; // a shorter segment can only be the last
@@ -84,16 +111,11 @@ pub(crate) fn plan_runs<'a>(
         }
         runs.push(Run {
             first: i,
-            count,
+            count: n,
             segment,
         });
-        i += count;
+        i += n;
     }
-    runs
-}
-
-fn plan(datagrams: &[Datagram<'_>], gso: bool) -> Vec<Run> {
-    plan_runs(datagrams.iter().map(|d| (&d.to, d.bytes.len())), gso)
 }
 
 /// The cmsg that asks for segmentation into `segment`-byte datagrams, and its length.
@@ -111,40 +133,65 @@ pub(crate) fn is_gso_refusal(errno: i32) -> bool {
 }
 
 /// Sends `datagrams` on `fd`. `gso_enabled` is cleared for good if the kernel refuses GSO.
-pub fn send_all(fd: RawFd, datagrams: &mut [Datagram<'_>], gso_enabled: &mut bool) -> SendReport {
+pub fn send_all(
+    fd: RawFd,
+    datagrams: &mut [Datagram],
+    gso_enabled: &mut bool,
+    scratch: &mut Scratch,
+) -> SendReport {
     let mut report = SendReport::default();
-    // Keep each destination's order, bring its datagrams together.
+    // Keep each destination's order, bring its datagrams together (stable sort).
     datagrams.sort_by(|a, b| {
         storage_bytes(&a.to.storage, a.to.len).cmp(storage_bytes(&b.to.storage, b.to.len))
     });
-    let messages = plan(datagrams, *gso_enabled);
-    for chunk in messages.chunks(MMSG_BATCH) {
-        send_chunk(fd, datagrams, chunk, gso_enabled, &mut report);
+    let mut runs = std::mem::take(&mut scratch.runs);
+    runs.clear();
+    plan_runs(
+        datagrams.len(),
+        |i| datagrams.get(i).map_or((&EMPTY, 0), |d| (&d.to, d.len)),
+        *gso_enabled,
+        &mut runs,
+    );
+    for chunk in runs.chunks(MMSG_BATCH) {
+        send_chunk(fd, datagrams, chunk, gso_enabled, &mut report, scratch);
     }
+    scratch.runs = runs;
     report
 }
 
+/// A placeholder for out-of-range lookups (never sent).
+static EMPTY: RawAddr = RawAddr::zeroed();
+
 fn send_chunk(
     fd: RawFd,
-    datagrams: &mut [Datagram<'_>],
+    datagrams: &mut [Datagram],
     chunk: &[Run],
     gso_enabled: &mut bool,
     report: &mut SendReport,
+    scratch: &mut Scratch,
 ) {
-    let iov_count: usize = chunk.iter().map(|m| m.count).sum();
-    let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(iov_count);
-    let mut cmsgs: Vec<[u64; CMSG_WORDS]> = vec![[0u64; CMSG_WORDS]; chunk.len()];
-    // SAFETY: mmsghdr is plain old data (null pointers, zero lengths); all-zero is valid.
-    #[allow(unsafe_code)]
-    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; chunk.len()];
+    let Scratch {
+        iovecs,
+        cmsgs,
+        msgs,
+        ..
+    } = scratch;
+    iovecs.clear();
+    cmsgs.clear();
+    msgs.clear();
     for m in chunk {
         for d in datagrams.iter().skip(m.first).take(m.count) {
             iovecs.push(libc::iovec {
-                iov_base: d.bytes.as_ptr() as *mut libc::c_void,
-                iov_len: d.bytes.len(),
+                iov_base: d.ptr as *mut libc::c_void,
+                iov_len: d.len,
             });
         }
+        cmsgs.push([0u64; CMSG_WORDS]);
+        // SAFETY: mmsghdr is plain old data (null pointers, zero lengths); all-zero is valid.
+        #[allow(unsafe_code)]
+        msgs.push(unsafe { std::mem::zeroed() });
     }
+    // The vectors are complete: pointers into them stay valid until the next clear.
     let mut iov_at = 0;
     for ((m, msg), cmsg) in chunk.iter().zip(msgs.iter_mut()).zip(cmsgs.iter_mut()) {
         let Some(d) = datagrams.get_mut(m.first) else {
@@ -164,8 +211,8 @@ fn send_chunk(
     while sent < msgs.len() {
         let rest = msgs.get_mut(sent..).unwrap_or(&mut []);
         // SAFETY: every mmsghdr points at iovecs, payloads, addresses and control
-        // buffers owned by this frame or `datagrams`, alive for the whole call;
-        // the kernel only reads them.
+        // buffers owned by `scratch` or `datagrams` (whose bytes the caller keeps
+        // in place), alive for the whole call; the kernel only reads them.
         #[allow(unsafe_code)]
         let n = unsafe {
             libc::sendmmsg(
@@ -190,11 +237,7 @@ fn send_chunk(
             continue;
         }
         let Some(m) = chunk.get(sent) else { break };
-        let refused = matches!(
-            e.raw_os_error(),
-            Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
-        );
-        if m.count > 1 && refused {
+        if m.count > 1 && e.raw_os_error().is_some_and(is_gso_refusal) {
             // The kernel or device cannot segment: stop using GSO, send this run one by one.
             *gso_enabled = false;
             report.gso_fallbacks += 1;
@@ -224,14 +267,14 @@ fn write_segment_cmsg(buf: &mut [u64; CMSG_WORDS], segment: u16) {
     }
 }
 
-fn send_one(fd: RawFd, d: &mut Datagram<'_>) -> bool {
+fn send_one(fd: RawFd, d: &mut Datagram) -> bool {
     // SAFETY: a valid buffer and sockaddr of the stated lengths for the call.
     #[allow(unsafe_code)]
     let n = unsafe {
         libc::sendto(
             fd,
-            d.bytes.as_ptr().cast(),
-            d.bytes.len(),
+            d.ptr.cast(),
+            d.len,
             libc::MSG_DONTWAIT,
             (&d.to.storage as *const libc::sockaddr_storage).cast(),
             d.to.len,
@@ -257,14 +300,15 @@ mod tests {
             d("127.0.0.1:1", 100),
             d("127.0.0.1:2", 100),
         ];
-        let list: Vec<Datagram<'_>> = owned
-            .iter()
-            .map(|(to, b)| Datagram { to: *to, bytes: b })
-            .collect();
-        let m = plan(&list, true);
-        let shape: Vec<(usize, usize)> = m.iter().map(|m| (m.count, m.segment)).collect();
+        let list: Vec<Datagram> = owned.iter().map(|(to, b)| Datagram::new(*to, b)).collect();
+        let plan = |gso| {
+            let mut runs = Vec::new();
+            plan_runs(list.len(), |i| (&list[i].to, list[i].len), gso, &mut runs);
+            runs
+        };
+        let shape: Vec<(usize, usize)> = plan(true).iter().map(|m| (m.count, m.segment)).collect();
         // 100,100,60 (a shorter last segment ends a run), then 100, then the other destination.
         assert_eq!(shape, vec![(3, 100), (1, 100), (1, 100)]);
-        assert!(plan(&list, false).iter().all(|m| m.count == 1));
+        assert!(plan(false).iter().all(|m| m.count == 1));
     }
 }

@@ -10,6 +10,14 @@ pub struct RawAddr {
 }
 
 impl RawAddr {
+    /// An empty address (length 0).
+    pub const fn zeroed() -> Self {
+        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+        #[allow(unsafe_code)]
+        let storage = unsafe { std::mem::zeroed() };
+        Self { storage, len: 0 }
+    }
+
     pub fn from_std(addr: SocketAddr) -> Self {
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
         #[allow(unsafe_code)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::gso::{is_gso_refusal, plan_runs, segment_cmsg, CMSG_WORDS};
+use super::gso::{is_gso_refusal, plan_runs, segment_cmsg, Run, CMSG_WORDS};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
     close_fd, new_eventfd, Backend, BackendCounters, BackendKind, Received, SendQueue, Token,
@@ -73,6 +73,9 @@ impl SendSlot {
         }
     }
 }
+
+/// A placeholder for out-of-range lookups (never sent).
+static EMPTY_ADDR: RawAddr = RawAddr::zeroed();
 
 /// A queued send with its bytes located: socket, destination, data pointer and
 /// length, the composed bytes it owns, the ring buffer it reads.
@@ -141,6 +144,10 @@ pub struct UringBackend {
     /// Cleared for good when the kernel refuses UDP_SEGMENT.
     gso_enabled: bool,
     counters: BackendCounters,
+    /// Reused every flush, so the send path allocates nothing once warm.
+    resolved: Vec<ResolvedSend>,
+    runs: Vec<Run>,
+    completions: Vec<(u64, i32, u32)>,
     pending: Vec<PendingSend>,
     eventfd: RawFd,
     wake_buf: Box<u64>,
@@ -212,6 +219,9 @@ impl UringBackend {
             spare_slots: Vec::new(),
             gso_enabled: true,
             counters: BackendCounters::default(),
+            resolved: Vec::new(),
+            runs: Vec::new(),
+            completions: Vec::with_capacity(256),
             pending: Vec::new(),
             eventfd,
             wake_buf: Box::new(0),
@@ -303,7 +313,8 @@ impl UringBackend {
             self.pending = pending;
             return Ok(());
         }
-        let mut items: Vec<ResolvedSend> = Vec::with_capacity(pending.len());
+        let mut items = std::mem::take(&mut self.resolved);
+        items.clear();
         for send in pending.drain(..) {
             match send.payload {
                 PendingPayload::Received { bid, range } => {
@@ -346,8 +357,15 @@ impl UringBackend {
                 .position(|i| i.0 != fd)
                 .map_or(items.len(), |p| start + p);
             let group = items.get_mut(start..end).unwrap_or(&mut []);
-            let runs = plan_runs(group.iter().map(|i| (&i.1, i.3)), self.gso_enabled);
-            for run in runs {
+            let mut runs = std::mem::take(&mut self.runs);
+            runs.clear();
+            plan_runs(
+                group.len(),
+                |i| group.get(i).map_or((&EMPTY_ADDR, 0), |g| (&g.1, g.3)),
+                self.gso_enabled,
+                &mut runs,
+            );
+            for run in runs.iter().copied() {
                 let mut slot = self
                     .spare_slots
                     .pop()
@@ -403,8 +421,11 @@ impl UringBackend {
                     .user_data(user_data(KIND_SEND, index as u64));
                 self.push_sqe(entry)?;
             }
+            self.runs = runs;
             start = end;
         }
+        items.clear();
+        self.resolved = items;
         Ok(())
     }
 
@@ -488,13 +509,16 @@ impl Backend for UringBackend {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
         }
-        let completions: Vec<(u64, i32, u32)> = self
-            .ring
-            .completion()
-            .map(|c| (c.user_data(), c.result(), c.flags()))
-            .collect();
+        let mut completions = std::mem::take(&mut self.completions);
+        completions.clear();
+        completions.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+
         let mut rearm: Vec<(RawFd, Token)> = Vec::new();
-        for (data, result, flags) in completions {
+        for &(data, result, flags) in &completions {
             let kind = data >> KIND_SHIFT;
             let value = data & ((1 << KIND_SHIFT) - 1);
             match kind {
@@ -524,6 +548,7 @@ impl Backend for UringBackend {
                 _ => {}
             }
         }
+        self.completions = completions;
         self.publish_tail();
         for (fd, token) in rearm {
             self.arm_recv(fd, token)?;

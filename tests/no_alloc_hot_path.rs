@@ -1,0 +1,161 @@
+//! The relay hot paths allocate nothing: ChannelData both ways, Send and Data
+//! indications through `turn::Server`, counted with a counting global allocator.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use common::*;
+use ringturn::turn::{
+    ClientOutcome, PeerOutcome, PeerPolicy, ServerConfig, PEER_HEADROOM, PEER_TAILROOM,
+};
+
+struct Counting;
+
+thread_local! {
+    /// Per thread, so tests running side by side do not count each other.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[test]
+fn the_counter_counts() {
+    let n = allocations_during(|| {
+        std::hint::black_box(vec![1u8; 64]);
+    });
+    assert!(n >= 1, "a Vec allocation must be seen");
+}
+
+#[test]
+fn channel_data_and_indications_allocate_nothing_in_either_direction() {
+    let mut h = Harness::new(ServerConfig {
+        peer_policy: PeerPolicy {
+            allow_loopback: true,
+            ..Default::default()
+        },
+        ..test_config()
+    });
+    let mut c = Client::new("192.0.2.10:5555", "alice", "secret");
+    let relayed = c.allocate(&mut h).unwrap();
+    let peer = addr("127.0.0.2:40000");
+    let other = addr("127.0.0.2:40001"); // permitted (same IP), no channel: Data indications
+    c.channel_bind(&mut h, 0x4001, peer).unwrap();
+    let channel_data = Client::channel_data(0x4001, &[0x42; 160]);
+    let send_indication = c.send_indication(other, &[0x43; 160]);
+    let mut buf = vec![0u8; PEER_HEADROOM + 160 + PEER_TAILROOM];
+    let payload = PEER_HEADROOM..PEER_HEADROOM + 160;
+    let now = h.now;
+    let tuple = c.tuple;
+
+    // Warm up once (lazily sized internals), then count.
+    let _ = h.server.handle_client_datagram(now, tuple, &channel_data);
+    let n = allocations_during(|| {
+        for _ in 0..10_000 {
+            assert!(matches!(
+                h.server.handle_client_datagram(now, tuple, &channel_data),
+                ClientOutcome::Forward(_)
+            ));
+            assert!(matches!(
+                h.server
+                    .handle_client_datagram(now, tuple, &send_indication),
+                ClientOutcome::Forward(_)
+            ));
+            assert!(matches!(
+                h.server
+                    .handle_peer_datagram(now, relayed, peer, &mut buf, payload.clone()),
+                PeerOutcome::Forward(_)
+            ));
+            assert!(matches!(
+                h.server
+                    .handle_peer_datagram(now, relayed, other, &mut buf, payload.clone()),
+                PeerOutcome::Forward(_)
+            ));
+        }
+    });
+    assert_eq!(n, 0, "40,000 relayed datagrams made {n} heap allocations");
+}
+
+#[test]
+fn backends_receive_and_send_in_place_without_allocating() {
+    use ringturn::io::socket::{bind_listener, BufferSizes};
+    use ringturn::io::{create_backend, BackendKind};
+    for kind in [BackendKind::Batch, BackendKind::Uring] {
+        let Ok((mut backend, _)) = create_backend(Some(kind)) else {
+            assert!(std::env::var_os("CI").is_none(), "io_uring must work in CI");
+            continue;
+        };
+        let server = bind_listener("127.0.0.1:0".parse().unwrap(), BufferSizes::default()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let fd = server.as_raw_fd();
+        backend.register(fd, 1).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let mut round_trips = |backend: &mut Box<dyn ringturn::io::Backend>, n: usize| {
+            for i in 0..n {
+                client.send_to(&[i as u8; 100], addr).unwrap();
+                let mut echoed = 0;
+                for _ in 0..100 {
+                    backend
+                        .poll(Duration::from_millis(20), &mut |q, rx| {
+                            // Frame in place and send back from the receive buffer.
+                            let start = rx.payload.start - 4;
+                            rx.buf[start..rx.payload.start].copy_from_slice(&[0x40, 0, 0, 100]);
+                            q.send_received(fd, rx.from, rx.buf_id, start..rx.payload.end);
+                            echoed += 1;
+                        })
+                        .unwrap();
+                    if echoed > 0 {
+                        break;
+                    }
+                }
+                let (len, _) = client.recv_from(&mut buf).unwrap();
+                assert_eq!(len, 104);
+            }
+        };
+        round_trips(&mut backend, 200); // warm up: buffers and slots reach their working size
+        let n = allocations_during(|| round_trips(&mut backend, 1000));
+        assert_eq!(
+            n, 0,
+            "{kind:?}: 1000 received-and-forwarded datagrams made {n} heap allocations"
+        );
+        backend.deregister(fd, 1).unwrap();
+    }
+}
