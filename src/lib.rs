@@ -35,6 +35,7 @@ pub mod io;
 pub mod worker;
 
 pub mod config;
+pub mod metrics;
 pub mod run;
 
 #[forbid(unsafe_code)]
@@ -45,3 +46,12 @@ pub mod run;
     clippy::panic
 )]
 pub mod signaling;
+
+#[forbid(unsafe_code)]
+#[deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+pub mod hostcheck;

@@ -79,6 +79,14 @@ fn run() -> anyhow::Result<()> {
         println!("{}", config.summary());
         return Ok(());
     }
+    if cli.check_host {
+        let wanted = ringturn::hostcheck::Wanted::from_config(&config);
+        let findings = ringturn::hostcheck::check(&ringturn::hostcheck::read_host(), &wanted);
+        for f in &findings {
+            println!("{f}");
+        }
+        std::process::exit(i32::from(ringturn::hostcheck::exit_code(&findings)));
+    }
     init_logging(&config)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -130,6 +138,25 @@ fn run() -> anyhow::Result<()> {
         },
         None => None,
     };
+    // Prometheus `/metrics` on its own small thread, never on a relay worker.
+    let metrics = if config.prometheus {
+        let addr = std::net::SocketAddr::new(config.prometheus_address, config.prometheus_port);
+        match ringturn::metrics::spawn(addr, server.metrics_source()) {
+            Ok(m) => {
+                tracing::info!("Prometheus metrics on http://{}/metrics", m.local_addr());
+                Some(m)
+            }
+            Err(e) => {
+                if let Some(s) = signaling {
+                    s.stop();
+                }
+                let _ = server.stop();
+                return Err(e).context(format!("cannot serve metrics on {addr}"));
+            }
+        }
+    } else {
+        None
+    };
     if let Some(demo) = &config.demo_user {
         println!(
             "ringturn: demo user for trying it out: username={} password={} realm={}",
@@ -167,6 +194,9 @@ fn run() -> anyhow::Result<()> {
     }
     let failed = !shutdown.load(Ordering::Relaxed);
     tracing::info!("stopping");
+    if let Some(m) = metrics {
+        m.stop();
+    }
     if let Some(s) = signaling {
         s.stop();
     }

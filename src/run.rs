@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::auth::{Credentials, NonceKey};
 use crate::io::socket::{bind_listener, BufferSizes};
 use crate::io::{create_backend, BackendKind, Waker};
+use crate::metrics::{MetricsSource, WorkerMetrics};
 use crate::turn::ServerConfig;
 use crate::worker::{
     new_server, CrossPacket, Mailbox, RelayDirectory, Worker, WorkerParts, CROSS_QUEUE_LEN,
@@ -60,6 +61,8 @@ pub struct RunningServer {
     pub backend_note: Option<String>,
     /// The bound listening addresses (ports resolved when 0 was asked).
     pub listening: Vec<SocketAddr>,
+    /// Each worker's live counters, in worker order.
+    pub metrics: Vec<Arc<WorkerMetrics>>,
 }
 
 impl RunningServer {
@@ -84,6 +87,14 @@ impl RunningServer {
             }
         }
         result
+    }
+
+    /// What a `/metrics` endpoint reads: every worker's counters and the backend.
+    pub fn metrics_source(&self) -> MetricsSource {
+        MetricsSource {
+            workers: self.metrics.clone(),
+            backend: self.backend,
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -242,6 +253,9 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             })
         })
         .collect();
+    let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
+        .map(|_| Arc::new(WorkerMetrics::new()))
+        .collect();
     for (index, ((listeners, (_, inbox)), sender)) in sockets_per_worker
         .into_iter()
         .zip(channels)
@@ -262,6 +276,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             mailboxes: mailboxes.clone(),
             inbox,
             buffers: settings.buffers,
+            metrics: metrics.get(index).cloned().unwrap_or_default(),
         };
         let _ = sender.send(parts);
     }
@@ -285,6 +300,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         backend: kind,
         backend_note: note,
         listening,
+        metrics,
     })
 }
 

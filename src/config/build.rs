@@ -105,10 +105,15 @@ pub(crate) struct Builder {
     signaling_max_connections: Option<usize>,
     signaling_max_rooms: Option<usize>,
     signaling_max_rooms_per_connection: Option<usize>,
+    prometheus: bool,
+    prometheus_port: Option<u16>,
+    prometheus_address: Option<IpAddr>,
     warnings: Vec<ConfigWarning>,
 }
 
 const DEFAULT_LISTENING_PORT: u16 = 3478;
+/// coturn's default metrics port.
+const DEFAULT_PROMETHEUS_PORT: u16 = 9641;
 const DEFAULT_MIN_PORT: u16 = 49152;
 const DEFAULT_MAX_PORT: u16 = 65535;
 const DEFAULT_STALE_NONCE: u64 = 600;
@@ -315,6 +320,9 @@ impl Builder {
                 }
                 self.signaling_room_size = Some(n);
             }
+            Key::Prometheus => self.prometheus = ck(&e, values::flag(opt))?,
+            Key::PrometheusPort => self.prometheus_port = Some(ck(&e, values::port(val()?))?),
+            Key::PrometheusAddress => self.prometheus_address = Some(ck(&e, values::ip(val()?))?),
             Key::SignalingListeningIp => {
                 self.signaling_listening_ip = Some(ck(&e, values::ip(val()?))?);
             }
@@ -641,6 +649,11 @@ impl Builder {
             signaling_max_rooms_per_connection: self
                 .signaling_max_rooms_per_connection
                 .unwrap_or(DEFAULT_SIGNALING_MAX_ROOMS_PER_CONNECTION),
+            prometheus: self.prometheus,
+            prometheus_port: self.prometheus_port.unwrap_or(DEFAULT_PROMETHEUS_PORT),
+            prometheus_address: self
+                .prometheus_address
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             demo_user: None,
             warnings: self.warnings,
             rng_seed,

@@ -21,6 +21,12 @@ pub struct Cli {
     #[arg(long = "check-config")]
     pub check_config: bool,
 
+    /// Check this machine against the configuration (io_uring, socket buffer
+    /// limits, open files, cores, NIC queues, port ranges, GSO), print what to
+    /// change, and exit (1 when something should change).
+    #[arg(long = "check-host")]
+    pub check_host: bool,
+
     /// Overrides of the file's options, with the same names: --listening-port=3479,
     /// --no-auth, --user=name:password (listed below).
     #[arg(
@@ -49,7 +55,8 @@ impl Cli {
     }
 
     /// Once the first `--key` override is seen, clap hands everything after
-    /// it to `options`, `-c FILE` and `--check-config` included; this moves
+    /// it to `options`, `-c FILE`, `--check-config` and `--check-host`
+    /// included; this moves
     /// those back where they belong.
     pub fn normalized(mut self) -> Self {
         let mut rest = Vec::with_capacity(self.options.len());
@@ -57,6 +64,7 @@ impl Cli {
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--check-config" => self.check_config = true,
+                "--check-host" => self.check_host = true,
                 "-c" | "--config" => match args.next() {
                     Some(path) => self.config = Some(PathBuf::from(path)),
                     // Left for the option parser to report.
@@ -108,6 +116,14 @@ mod tests {
         assert_eq!(cli.config, Some(PathBuf::from("f.conf")));
         assert!(cli.check_config);
         assert!(cli.options.is_empty());
+
+        let cli = Cli::try_parse_args(["ringturn", "--workers=2", "--check-host"]).unwrap();
+        assert!(cli.check_host);
+        assert!(!cli.check_config);
+        assert_eq!(cli.options, vec!["--workers=2"]);
+        let cli = Cli::try_parse_args(["ringturn", "--check-host", "-c", "f.conf"]).unwrap();
+        assert!(cli.check_host);
+        assert_eq!(cli.config, Some(PathBuf::from("f.conf")));
 
         let cli = Cli::try_parse_args(["ringturn", "--verbose", "--config=x.conf"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("x.conf")));

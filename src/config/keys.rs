@@ -61,6 +61,9 @@ pub(crate) enum Key {
     SignalingMaxConnections,
     SignalingMaxRooms,
     SignalingMaxRoomsPerConnection,
+    Prometheus,
+    PrometheusPort,
+    PrometheusAddress,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +147,9 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("signaling-credential-ttl", Key::SignalingCredentialTtl, Value, false, true, "seconds the TURN credentials handed to pages stay valid (default 86400)"),
     spec("signaling-max-connections", Key::SignalingMaxConnections, Value, false, true, "signaling connections at once, WebSocket and Socket.IO together (default 10000)"),
     spec("signaling-max-rooms", Key::SignalingMaxRooms, Value, false, true, "signaling rooms at once (default 10000)"),
+    spec("prometheus", Key::Prometheus, Flag, false, false, "serve Prometheus metrics at /metrics over HTTP"),
+    spec("prometheus-port", Key::PrometheusPort, Value, false, false, "TCP port of the metrics endpoint (default 9641)"),
+    spec("prometheus-address", Key::PrometheusAddress, Value, false, false, "address of the metrics endpoint (default 127.0.0.1)"),
     spec("signaling-max-rooms-per-connection", Key::SignalingMaxRoomsPerConnection, Value, false, true, "rooms one signaling connection may be in at once (default 4)"),
 ];
 
@@ -165,9 +171,6 @@ pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
     ("mongo-userdb", Value),
     ("redis-userdb", Value),
     ("redis-statsdb", Value),
-    ("prometheus", Flag),
-    ("prometheus-port", Flag),
-    ("prometheus-address", Flag),
     ("prometheus-username-labels", Flag),
     ("no-auth-pings", Flag),
     ("no-dynamic-ip-list", Flag),

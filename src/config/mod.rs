@@ -262,6 +262,12 @@ pub struct Config {
     pub signaling_max_rooms: usize,
     /// Rooms one connection may be in at once.
     pub signaling_max_rooms_per_connection: usize,
+    /// `prometheus`: serve `/metrics` over HTTP.
+    pub prometheus: bool,
+    /// `prometheus-port` (default 9641, as coturn).
+    pub prometheus_port: u16,
+    /// `prometheus-address` (default 127.0.0.1).
+    pub prometheus_address: IpAddr,
     /// Set by [`Config::embedded`] only.
     pub demo_user: Option<DemoUser>,
     pub warnings: Vec<ConfigWarning>,

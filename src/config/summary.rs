@@ -188,6 +188,15 @@ pub(crate) fn render(c: &Config) -> String {
             let _ = writeln!(s, "  signaling:        off");
         }
     }
+    if c.prometheus {
+        let _ = writeln!(
+            s,
+            "  metrics:          http://{}/metrics (Prometheus)",
+            std::net::SocketAddr::new(c.prometheus_address, c.prometheus_port)
+        );
+    } else {
+        let _ = writeln!(s, "  metrics:          off");
+    }
     if !c.warnings.is_empty() {
         let _ = writeln!(s, "  warnings ({}):", c.warnings.len());
         for w in &c.warnings {

@@ -844,6 +844,7 @@ impl Server {
             }
         }
         for ip in installed {
+            self.stats.permissions_installed += 1;
             self.schedule(expires, TimerKey::Permission(id, ip));
         }
         let r = self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(()));
@@ -957,9 +958,11 @@ impl Server {
         // §11.2: binding a channel installs or refreshes the peer's permission.
         let change = alloc.refresh_permission(peer.ip(), permission_expires, max_permissions);
         if new_channel {
+            self.stats.channels_bound += 1;
             self.schedule(channel_expires, TimerKey::Channel(id, number));
         }
         if change == PermissionChange::Installed {
+            self.stats.permissions_installed += 1;
             self.schedule(permission_expires, TimerKey::Permission(id, peer.ip()));
         }
         let r = self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(()));

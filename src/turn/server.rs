@@ -54,6 +54,77 @@ pub enum DropReason {
     NoHeadroom,
 }
 
+impl DropReason {
+    /// Every reason, in `index` order.
+    pub const ALL: [DropReason; 9] = [
+        DropReason::Malformed,
+        DropReason::NotStunOrChannelData,
+        DropReason::NoAllocation,
+        DropReason::NoChannel,
+        DropReason::NoPermission,
+        DropReason::UnexpectedClass,
+        DropReason::Disabled,
+        DropReason::InProgress,
+        DropReason::NoHeadroom,
+    ];
+
+    /// Position in `ALL` (and in `Stats::drops`).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A snake_case name for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotStunOrChannelData => "not_stun_or_channel_data",
+            DropReason::NoAllocation => "no_allocation",
+            DropReason::NoChannel => "no_channel",
+            DropReason::NoPermission => "no_permission",
+            DropReason::UnexpectedClass => "unexpected_class",
+            DropReason::Disabled => "disabled",
+            DropReason::InProgress => "in_progress",
+            DropReason::NoHeadroom => "no_headroom",
+        }
+    }
+}
+
+/// The request methods responses are counted by (the last slot: any other).
+pub const COUNTED_METHODS: [(Method, &str); 5] = [
+    (Method::BINDING, "binding"),
+    (Method::ALLOCATE, "allocate"),
+    (Method::REFRESH, "refresh"),
+    (Method::CREATE_PERMISSION, "create_permission"),
+    (Method::CHANNEL_BIND, "channel_bind"),
+];
+/// Method slots in `Stats::responses`: `COUNTED_METHODS` and "other".
+pub const METHOD_SLOTS: usize = COUNTED_METHODS.len() + 1;
+/// The error codes responses are counted by; slot 0 is success, the last any other code.
+pub const COUNTED_CODES: [u16; 14] = [
+    300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+];
+/// Result slots in `Stats::responses`: success, `COUNTED_CODES`, "other".
+pub const RESULT_SLOTS: usize = COUNTED_CODES.len() + 2;
+
+/// The `Stats::responses` slot of a method.
+pub fn method_slot(method: Method) -> usize {
+    COUNTED_METHODS
+        .iter()
+        .position(|(m, _)| *m == method)
+        .unwrap_or(COUNTED_METHODS.len())
+}
+
+/// The `Stats::responses` slot of a result: `None` is success.
+pub fn result_slot(code: Option<u16>) -> usize {
+    match code {
+        None => 0,
+        Some(c) => COUNTED_CODES
+            .iter()
+            .position(|k| *k == c)
+            .map_or(RESULT_SLOTS - 1, |i| i + 1),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientOutcome {
     /// Relay data to a peer (ChannelData or a Send indication).
@@ -99,6 +170,16 @@ pub struct Stats {
     pub forwarded_to_clients: u64,
     pub dropped: u64,
     pub malformed: u64,
+    /// Payload bytes relayed client → peer and peer → client.
+    pub bytes_to_peers: u64,
+    pub bytes_to_clients: u64,
+    /// Drops by `DropReason::index`.
+    pub drops: [u64; DropReason::ALL.len()],
+    /// Responses sent, by `method_slot` and `result_slot`.
+    pub responses: [[u64; RESULT_SLOTS]; METHOD_SLOTS],
+    /// Permissions installed (not refreshed) and channels newly bound.
+    pub permissions_installed: u64,
+    pub channels_bound: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +318,7 @@ impl Server {
 
     fn drop_reason(&mut self, reason: DropReason) -> ClientOutcome {
         self.stats.dropped += 1;
+        self.count_drop(reason);
         ClientOutcome::Dropped(reason)
     }
 
@@ -263,6 +345,7 @@ impl Server {
         }
         let relay = alloc.relay;
         self.stats.forwarded_to_peers += 1;
+        self.stats.bytes_to_peers += cd.data.len() as u64;
         let start = CHANNEL_DATA_HEADER_LEN;
         ClientOutcome::Forward(Forward {
             from: relay,
@@ -281,7 +364,9 @@ impl Server {
         match msg.class() {
             Class::Request => {
                 self.stats.requests += 1;
+                let queued = self.transmits.len();
                 self.handle_request(now, from, msg);
+                self.count_responses(queued);
                 ClientOutcome::Handled
             }
             Class::Indication => match msg.method() {
@@ -322,6 +407,7 @@ impl Server {
         let relay = alloc.relay;
         let start = (data.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
         self.stats.forwarded_to_peers += 1;
+        self.stats.bytes_to_peers += data.len() as u64;
         ClientOutcome::Forward(Forward {
             from: relay,
             to: peer,
@@ -387,6 +473,7 @@ impl Server {
             },
         };
         self.stats.forwarded_to_clients += 1;
+        self.stats.bytes_to_clients += len as u64;
         PeerOutcome::Forward(Forward {
             from: client.server,
             to: client.client,
@@ -396,6 +483,7 @@ impl Server {
 
     fn peer_drop(&mut self, reason: DropReason) -> PeerOutcome {
         self.stats.dropped += 1;
+        self.count_drop(reason);
         PeerOutcome::Dropped(reason)
     }
 
@@ -452,9 +540,42 @@ impl Server {
         let Some(id) = self.by_relay.get(&RelayKey(relay)).copied() else {
             return;
         };
+        let queued = self.transmits.len();
         match result {
             Ok(()) => self.activate_allocation(now, id),
             Err(_) => self.retry_relay_port(now, id),
+        }
+        self.count_responses(queued);
+    }
+
+    fn count_drop(&mut self, reason: DropReason) {
+        if let Some(n) = self.stats.drops.get_mut(reason.index()) {
+            *n += 1;
+        }
+    }
+
+    /// Counts the responses queued since `transmits` held `since` entries
+    /// by method and result (our own encoding: the parse cannot fail in practice).
+    fn count_responses(&mut self, since: usize) {
+        for t in self.transmits.range(since..) {
+            let Ok(msg) = Message::parse(&t.payload) else {
+                continue;
+            };
+            let code = match msg.class() {
+                Class::ErrorResponse => Some(match msg.get::<crate::stun::ErrorCodeAttr>() {
+                    Some(Ok(e)) => e.code.0,
+                    _ => 0,
+                }),
+                _ => None,
+            };
+            if let Some(n) = self
+                .stats
+                .responses
+                .get_mut(method_slot(msg.method()))
+                .and_then(|row| row.get_mut(result_slot(code)))
+            {
+                *n += 1;
+            }
         }
     }
 

@@ -19,6 +19,7 @@ pub use directory::RelayDirectory;
 
 use crate::io::socket::{bind_relay, BufferSizes};
 use crate::io::{Backend, Received, SendQueue, Token, Waker, HEADROOM, RECV_BUF_LEN};
+use crate::metrics::WorkerMetrics;
 use crate::turn::{ClientOutcome, ClientTuple, Command, PeerOutcome, Server};
 
 /// How long a worker sleeps at most, so it notices shutdown promptly.
@@ -68,6 +69,7 @@ pub struct Worker {
     buffers: BufferSizes,
     scratch: Vec<u8>,
     counters: IoCounters,
+    metrics: Arc<WorkerMetrics>,
 }
 
 pub struct WorkerParts {
@@ -78,6 +80,8 @@ pub struct WorkerParts {
     pub mailboxes: Vec<Mailbox>,
     pub inbox: Receiver<CrossPacket>,
     pub buffers: BufferSizes,
+    /// Where the worker publishes its counters once per loop turn.
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 fn unix_now() -> u64 {
@@ -118,6 +122,7 @@ impl Worker {
             buffers: parts.buffers,
             scratch: vec![0u8; RECV_BUF_LEN],
             counters: IoCounters::default(),
+            metrics: parts.metrics,
         })
     }
 
@@ -156,6 +161,8 @@ impl Worker {
             }
             self.process_outputs(backend.as_mut());
             backend.flush()?;
+            self.metrics
+                .publish(self.server.stats(), &self.counters, &backend.counters());
         }
         for (addr, (sock, token)) in self.relays.drain() {
             let _ = backend.deregister(sock.as_raw_fd(), token);
