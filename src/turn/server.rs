@@ -635,6 +635,12 @@ impl Server {
         self.by_client.get(tuple).copied()
     }
 
+    /// Whether an allocation of this shard has relay address `relay` (a lookup
+    /// that counts nothing, for the I/O layer's relay-to-relay short-circuit).
+    pub fn has_relay(&self, relay: SocketAddr) -> bool {
+        self.by_relay.contains_key(&RelayKey(relay))
+    }
+
     /// Relay addresses of live allocations (for the I/O layer's directory).
     pub fn relay_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.by_relay.keys().map(|k| k.0)

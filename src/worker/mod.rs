@@ -269,6 +269,11 @@ impl Worker {
         peer: SocketAddr,
         data: &[u8],
     ) -> bool {
+        // Not one of ours (a port another shard redeemed, or a plain local peer
+        // inside the relay range): the caller sends it through the kernel.
+        if !self.server.has_relay(relay) {
+            return false;
+        }
         let end = HEADROOM + data.len();
         let Some(slot) = self.scratch.get_mut(HEADROOM..end) else {
             return true;
