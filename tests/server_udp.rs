@@ -30,6 +30,15 @@ fn backends() -> Vec<BackendKind> {
 }
 
 fn start_server(backend: BackendKind, workers: usize, min_port: u16) -> RunningServer {
+    start_server_with_shortcut(backend, workers, min_port, true)
+}
+
+fn start_server_with_shortcut(
+    backend: BackendKind,
+    workers: usize,
+    min_port: u16,
+    relay_shortcut: bool,
+) -> RunningServer {
     let mut creds = Credentials::new("example.org");
     creds.add_user("alice", "secret");
     let configs = (0..workers)
@@ -43,6 +52,7 @@ fn start_server(backend: BackendKind, workers: usize, min_port: u16) -> RunningS
                 ..Default::default()
             },
             rng_seed: 1 + w as u64,
+            relay_shortcut,
             ..ServerConfig::default()
         })
         .collect();
@@ -99,8 +109,18 @@ fn relays_channel_data_both_ways_on_each_backend() {
 
 #[test]
 fn relay_to_relay_between_two_allocations_on_each_backend() {
+    relay_to_relay(true, 45000);
+}
+
+#[test]
+fn relay_to_relay_through_the_kernel_with_no_relay_shortcut() {
+    relay_to_relay(false, 47000);
+}
+
+fn relay_to_relay(relay_shortcut: bool, base_port: u16) {
     for (i, backend) in backends().into_iter().enumerate() {
-        let server = start_server(backend, 2, 45000 + 1000 * i as u16);
+        let server =
+            start_server_with_shortcut(backend, 2, base_port + 1000 * i as u16, relay_shortcut);
         let addr = server.listening[0];
         // Several clients so both workers own some allocations.
         let mut clients: Vec<(UdpTurnClient, std::net::SocketAddr)> = (0..6)

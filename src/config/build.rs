@@ -81,6 +81,7 @@ pub(crate) struct Builder {
     total_quota: u32,
     max_bps: u64,
     allow_loopback_peers: bool,
+    no_relay_shortcut: bool,
     allowed_peer_ips: Vec<PeerRange>,
     denied_peer_ips: Vec<PeerRange>,
     no_multicast_peers: bool,
@@ -240,6 +241,7 @@ impl Builder {
             Key::TotalQuota => self.total_quota = ck(&e, values::number(val()?, "quota"))?,
             Key::MaxBps => self.max_bps = ck(&e, values::number(val()?, "rate"))?,
             Key::AllowLoopbackPeers => self.allow_loopback_peers = ck(&e, values::flag(opt))?,
+            Key::NoRelayShortcut => self.no_relay_shortcut = ck(&e, values::flag(opt))?,
             Key::AllowedPeerIp | Key::DeniedPeerIp => {
                 let text = val()?;
                 let range: IpRange = text.parse().map_err(|err| e.error(format!("{err}")))?;
@@ -608,6 +610,7 @@ impl Builder {
             total_quota: self.total_quota,
             max_bps: self.max_bps,
             allow_loopback_peers: self.allow_loopback_peers,
+            no_relay_shortcut: self.no_relay_shortcut,
             allowed_peer_ips: self.allowed_peer_ips,
             denied_peer_ips: self.denied_peer_ips,
             no_multicast_peers: self.no_multicast_peers,

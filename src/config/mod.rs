@@ -227,6 +227,8 @@ pub struct Config {
     /// `ServerConfig` has no field for it.
     pub max_bps: u64,
     pub allow_loopback_peers: bool,
+    /// `no-relay-shortcut`: relay to relay through the kernel (for measuring).
+    pub no_relay_shortcut: bool,
     pub allowed_peer_ips: Vec<PeerRange>,
     pub denied_peer_ips: Vec<PeerRange>,
     /// Accepted for coturn compatibility; multicast peers are always refused.
@@ -505,6 +507,7 @@ impl Config {
                 None
             },
             fingerprint: self.fingerprint,
+            relay_shortcut: !self.no_relay_shortcut,
             default_lifetime: defaults.default_lifetime.min(self.max_allocate_lifetime),
             max_lifetime: self.max_allocate_lifetime,
             permission_lifetime: self.permission_lifetime,

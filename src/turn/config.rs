@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub relay_open_attempts: u8,
     /// Seed for port choice and indication transaction ids.
     pub rng_seed: u64,
+    /// Relay to relay on this server skips the kernel (the worker hands the
+    /// datagram to the owning shard directly). Off: it goes out and back in
+    /// through the kernel like any peer's — for measuring the difference.
+    pub relay_shortcut: bool,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +91,7 @@ impl Default for ServerConfig {
             max_cached_transactions: 100_000,
             relay_open_attempts: 8,
             rng_seed: 0x5eed,
+            relay_shortcut: true,
         }
     }
 }

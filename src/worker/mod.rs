@@ -188,7 +188,8 @@ impl Worker {
             match self.server.handle_client_datagram(now, tuple, bytes) {
                 ClientOutcome::Forward(f) => {
                     let range = payload.start + f.range.start..payload.start + f.range.end;
-                    match self.directory.owner(f.to) {
+                    let shortcut = self.server.config().relay_shortcut;
+                    match self.directory.owner(f.to).filter(|_| shortcut) {
                         // Both ends are relays of this server: skip the kernel.
                         Some((owner, relay)) => {
                             let data = buf.get(range).unwrap_or(&[]);
