@@ -20,6 +20,20 @@ use crate::stun::{
     XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 
+/// A TURN request refused after authentication: the error answer (signed
+/// and kept for retransmissions like a success).
+type Refusal = (ErrorCode, &'static str);
+
+/// What a TURN method did, when it did not refuse.
+enum Answer {
+    /// An empty success response.
+    Success,
+    /// A success response carrying LIFETIME (Refresh).
+    Lifetime(u32),
+    /// Answered elsewhere: Allocate answers when its relay socket opens.
+    Deferred,
+}
+
 /// A request that passed authentication.
 pub(crate) struct Authenticated {
     pub owner: Option<Owner>,
@@ -96,10 +110,7 @@ impl Server {
                     None,
                 );
             }
-            Method::ALLOCATE => self.handle_allocate(now, from, msg, &echo),
-            Method::REFRESH => self.handle_refresh(now, from, msg, &echo),
-            Method::CREATE_PERMISSION => self.handle_create_permission(now, from, msg, &echo),
-            Method::CHANNEL_BIND => self.handle_channel_bind(now, from, msg, &echo),
+            m if is_turn_method(m) => self.handle_turn_request(now, from, msg, &echo),
             _ => {
                 self.reply_error(
                     from,
@@ -314,8 +325,11 @@ impl Server {
             .and_then(|a| a.owner.clone())
     }
 
-    /// RFC 8656 §7.2
-    fn handle_allocate(
+    /// Allocate, Refresh, CreatePermission and ChannelBind share their frame:
+    /// authenticate (RFC 8489 §9.2.4), find the 5-tuple's allocation (437 when
+    /// a method needs one and there is none), run the method, then send its
+    /// answer — signed like the request — and keep it for retransmissions.
+    fn handle_turn_request(
         &mut self,
         now: Instant,
         from: ClientTuple,
@@ -328,49 +342,80 @@ impl Server {
         };
         let integrity = auth.integrity.clone();
         let i = integrity.as_ref();
+        let method = msg.method();
+        let outcome = if method == Method::ALLOCATE {
+            self.allocate(now, from, msg, echo, auth)
+        } else {
+            match self.allocation_id_for_client(&from) {
+                None => Err((
+                    ErrorCode::ALLOCATION_MISMATCH,
+                    "No allocation for this 5-tuple",
+                )),
+                Some(id) => match method {
+                    Method::REFRESH => self.refresh(now, id, msg),
+                    Method::CREATE_PERMISSION => self.create_permission(now, id, msg),
+                    _ => self.channel_bind(now, id, msg),
+                },
+            }
+        };
+        let reply = match outcome {
+            Ok(Answer::Deferred) => return,
+            Ok(Answer::Success) => self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(())),
+            Ok(Answer::Lifetime(secs)) => self.reply(from, echo, Class::SuccessResponse, i, |w| {
+                w.add(&Lifetime(secs))
+            }),
+            Err((code, reason)) => self.reply_error(from, echo, code, reason, i),
+        };
+        self.remember(now, &from, msg, reply);
+    }
 
+    /// RFC 8656 §7.2, §7.3: the lifetime granted for a requested one (absent:
+    /// the default): at least the default, at most `max-allocate-lifetime`.
+    fn granted_lifetime(&self, requested: Option<std::time::Duration>) -> std::time::Duration {
+        requested
+            .unwrap_or(self.config.default_lifetime)
+            .max(self.config.default_lifetime)
+            .min(self.config.max_lifetime)
+    }
+
+    /// RFC 8656 §7.2. The success answer is sent when the relay socket is open
+    /// (`activate_allocation`), so success here is `Answer::Deferred`.
+    fn allocate(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+        auth: Authenticated,
+    ) -> Result<Answer, Refusal> {
         // §7.2 step 2: the 5-tuple already has an allocation.
         if let Some(alloc) = self.allocation_for_client(&from) {
             if alloc.creating_transaction == msg.transaction_id()
                 && alloc.state == AllocationState::Active
             {
+                // A retransmission the cache no longer holds: answer it again.
                 let id = alloc.id;
-                let bytes = self.allocate_success(id, echo, i);
-                if let Some(bytes) = bytes {
+                if let Some(bytes) = self.allocate_success(id, echo, auth.integrity.as_ref()) {
                     self.queue(from, bytes);
                 }
-                return;
+                return Ok(Answer::Deferred);
             }
-            let r = self.reply_error(
-                from,
-                echo,
-                ErrorCode::ALLOCATION_MISMATCH,
-                "Allocation Mismatch",
-                i,
-            );
-            self.remember(now, &from, msg, r);
-            return;
-        }
-
-        macro_rules! fail {
-            ($code:expr, $reason:expr) => {{
-                let r = self.reply_error(from, echo, $code, $reason, i);
-                self.remember(now, &from, msg, r);
-                return;
-            }};
+            return Err((ErrorCode::ALLOCATION_MISMATCH, "Allocation Mismatch"));
         }
 
         // §7.2 step 3: REQUESTED-TRANSPORT, UDP only.
         match msg.get::<RequestedTransport>() {
-            None | Some(Err(_)) => fail!(
-                ErrorCode::BAD_REQUEST,
-                "REQUESTED-TRANSPORT missing or malformed"
-            ),
+            None | Some(Err(_)) => {
+                return Err((
+                    ErrorCode::BAD_REQUEST,
+                    "REQUESTED-TRANSPORT missing or malformed",
+                ))
+            }
             Some(Ok(RequestedTransport(p))) if p != TransportProtocol::UDP => {
-                fail!(
+                return Err((
                     ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
-                    "Unsupported Transport Protocol"
-                )
+                    "Unsupported Transport Protocol",
+                ))
             }
             Some(Ok(_)) => {}
         }
@@ -380,34 +425,40 @@ impl Server {
         let requested_family = msg.get::<RequestedAddressFamily>();
         let additional = msg.get::<AdditionalAddressFamily>();
         if matches!(token, Some(Err(_))) || matches!(even, Some(Err(_))) {
-            fail!(
+            return Err((
                 ErrorCode::BAD_REQUEST,
-                "Malformed RESERVATION-TOKEN or EVEN-PORT"
-            );
+                "Malformed RESERVATION-TOKEN or EVEN-PORT",
+            ));
         }
         // §7.2 step 5/6: RESERVATION-TOKEN excludes EVEN-PORT and an address family.
         if token.is_some() && (even.is_some() || requested_family.is_some() || additional.is_some())
         {
-            fail!(
+            return Err((
                 ErrorCode::BAD_REQUEST,
-                "RESERVATION-TOKEN with EVEN-PORT or an address family"
-            );
+                "RESERVATION-TOKEN with EVEN-PORT or an address family",
+            ));
         }
         let family = match (requested_family, additional) {
-            (Some(_), Some(_)) => fail!(
-                ErrorCode::BAD_REQUEST,
-                "REQUESTED- and ADDITIONAL-ADDRESS-FAMILY together"
-            ),
-            (Some(Err(_)), _) => fail!(
-                ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
-                "Address Family not Supported"
-            ),
+            (Some(_), Some(_)) => {
+                return Err((
+                    ErrorCode::BAD_REQUEST,
+                    "REQUESTED- and ADDITIONAL-ADDRESS-FAMILY together",
+                ))
+            }
+            (Some(Err(_)), _) => {
+                return Err((
+                    ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+                    "Address Family not Supported",
+                ))
+            }
             (Some(Ok(RequestedAddressFamily(f))), None) => f,
             (None, Some(Ok(AdditionalAddressFamily(AddressFamily::V6)))) => AddressFamily::V4,
-            (None, Some(_)) => fail!(
-                ErrorCode::BAD_REQUEST,
-                "ADDITIONAL-ADDRESS-FAMILY must be IPv6"
-            ),
+            (None, Some(_)) => {
+                return Err((
+                    ErrorCode::BAD_REQUEST,
+                    "ADDITIONAL-ADDRESS-FAMILY must be IPv6",
+                ))
+            }
             (None, None) => AddressFamily::V4,
         };
         // RFC 8656 §7.2: a dual allocation that cannot get its IPv6 half still
@@ -422,45 +473,42 @@ impl Server {
             .position(|(ip, pool)| of_family(ip) && pool.available() > 0)
             .or_else(|| self.pools.iter().position(|(ip, _)| of_family(ip)));
         let Some(pool_index) = pool_index else {
-            fail!(
+            return Err((
                 ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
-                "No relay address of that family"
-            )
+                "No relay address of that family",
+            ));
         };
 
         // §7.2 step 7: quotas.
         if let Some(owner) = &auth.owner {
             let used = self.per_user.get(&owner.username).copied().unwrap_or(0);
             if self.config.user_quota > 0 && used >= self.config.user_quota {
-                fail!(
+                return Err((
                     ErrorCode::ALLOCATION_QUOTA_REACHED,
-                    "Allocation Quota Reached (user)"
-                );
+                    "Allocation Quota Reached (user)",
+                ));
             }
         }
         if self.config.total_quota > 0
             && self.allocation_count() >= self.config.total_quota as usize
         {
-            fail!(
+            return Err((
                 ErrorCode::ALLOCATION_QUOTA_REACHED,
-                "Allocation Quota Reached (server)"
-            );
+                "Allocation Quota Reached (server)",
+            ));
         }
 
-        // RFC 8656 §7.2: at least the default lifetime, at most the maximum.
-        let lifetime = match msg.get::<Lifetime>() {
-            Some(Ok(Lifetime(secs))) => std::time::Duration::from_secs(u64::from(secs))
-                .max(self.config.default_lifetime)
-                .min(self.config.max_lifetime),
-            _ => self.config.default_lifetime.min(self.config.max_lifetime),
-        };
+        let requested = msg.get::<Lifetime>().and_then(Result::ok);
+        let lifetime = self.granted_lifetime(
+            requested.map(|Lifetime(secs)| std::time::Duration::from_secs(u64::from(secs))),
+        );
 
         // Choose the relay port. RFC 8656 §7.2: a RESERVATION-TOKEN names the
         // port an earlier EVEN-PORT R=1 Allocate held back. Tokens carry the
         // port and a MAC under the shared key, so whichever shard receives the
         // second Allocate (it comes from another 5-tuple) can redeem it.
         let Some(mut relay_ip) = self.pools.get(pool_index).map(|(ip, _)| *ip) else {
-            return;
+            return Err((ErrorCode::SERVER_ERROR, "Server Error"));
         };
         let mut reserve_next = None;
         let port = if let Some(Ok(ReservationToken(t))) = token {
@@ -471,7 +519,7 @@ impl Server {
             redeemed.map(|r| r.port())
         } else {
             let Some((_, pool)) = self.pools.get_mut(pool_index) else {
-                return;
+                return Err((ErrorCode::SERVER_ERROR, "Server Error"));
             };
             match even {
                 Some(Ok(EvenPort { reserve_next: r })) => {
@@ -490,7 +538,7 @@ impl Server {
             } else {
                 "Insufficient Capacity (no relay port free)"
             };
-            fail!(ErrorCode::INSUFFICIENT_CAPACITY, reason)
+            return Err((ErrorCode::INSUFFICIENT_CAPACITY, reason));
         };
         let reservation = reserve_next.map(|p| {
             let relay = SocketAddr::new(relay_ip, p);
@@ -526,7 +574,7 @@ impl Server {
             id,
             super::server::PendingAllocate {
                 echo: *echo,
-                integrity,
+                integrity: auth.integrity,
             },
         );
         self.transactions
@@ -536,6 +584,7 @@ impl Server {
             TimerKey::Transaction(from.client, tid),
         );
         self.commands.push_back(Command::OpenRelay { relay });
+        Ok(Answer::Deferred)
     }
 
     /// Turns a RESERVATION-TOKEN back into the relay address it holds.
@@ -677,55 +726,30 @@ impl Server {
     }
 
     /// RFC 8656 §7.4: Refresh, with LIFETIME 0 deleting the allocation.
-    fn handle_refresh(
+    fn refresh(
         &mut self,
         now: Instant,
-        from: ClientTuple,
+        id: AllocationId,
         msg: &Message<'_>,
-        echo: &RequestEcho,
-    ) {
-        let owner = self.existing_owner(&from);
-        let Some(auth) = self.authenticate(now, from, msg, echo, owner.as_ref()) else {
-            return;
-        };
-        let i = auth.integrity.as_ref();
-        let Some(id) = self.allocation_id_for_client(&from) else {
-            let r = self.reply_error(
-                from,
-                echo,
-                ErrorCode::ALLOCATION_MISMATCH,
-                "No allocation for this 5-tuple",
-                i,
-            );
-            self.remember(now, &from, msg, r);
-            return;
-        };
+    ) -> Result<Answer, Refusal> {
         let relay_family = self.allocation(id).map(|a| AddressFamily::of(&a.relay));
         if let Some(Ok(RequestedAddressFamily(f))) = msg.get::<RequestedAddressFamily>() {
             if Some(f) != relay_family {
-                let r = self.reply_error(
-                    from,
-                    echo,
+                return Err((
                     ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
                     "Address family mismatch",
-                    i,
-                );
-                self.remember(now, &from, msg, r);
-                return;
+                ));
             }
         }
-        let requested = match msg.get::<Lifetime>() {
-            Some(Ok(Lifetime(secs))) => std::time::Duration::from_secs(u64::from(secs)),
-            _ => self.config.default_lifetime,
-        };
-        let granted = if requested.is_zero() {
+        let requested = msg
+            .get::<Lifetime>()
+            .and_then(Result::ok)
+            .map(|Lifetime(secs)| std::time::Duration::from_secs(u64::from(secs)));
+        let granted = if requested.is_some_and(|d| d.is_zero()) {
             self.remove_allocation(id);
             0
         } else {
-            // RFC 8656 §7.3 (as for Allocate): at least the default, at most the maximum.
-            let lifetime = requested
-                .max(self.config.default_lifetime)
-                .min(self.config.max_lifetime);
+            let lifetime = self.granted_lifetime(requested);
             let expires = now + lifetime;
             let mut rearm = false;
             if let Some(alloc) = self.allocation_mut(id) {
@@ -742,18 +766,11 @@ impl Server {
             }
             u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX)
         };
-        let r = self.reply(from, echo, Class::SuccessResponse, i, |w| {
-            w.add(&Lifetime(granted))
-        });
-        self.remember(now, &from, msg, r);
+        Ok(Answer::Lifetime(granted))
     }
 
     /// Checks a peer address against the allocation's family and the policy.
-    fn check_peer(
-        &self,
-        id: AllocationId,
-        peer: SocketAddr,
-    ) -> Result<(), (ErrorCode, &'static str)> {
+    fn check_peer(&self, id: AllocationId, peer: SocketAddr) -> Result<(), Refusal> {
         let relay = self
             .allocation(id)
             .map(|a| a.relay)
@@ -771,31 +788,12 @@ impl Server {
     }
 
     /// RFC 8656 §9.2: CreatePermission for every XOR-PEER-ADDRESS, all or nothing.
-    fn handle_create_permission(
+    fn create_permission(
         &mut self,
         now: Instant,
-        from: ClientTuple,
+        id: AllocationId,
         msg: &Message<'_>,
-        echo: &RequestEcho,
-    ) {
-        let owner = self.existing_owner(&from);
-        let Some(auth) = self.authenticate(now, from, msg, echo, owner.as_ref()) else {
-            return;
-        };
-        let i = auth.integrity.as_ref();
-        macro_rules! fail {
-            ($code:expr, $reason:expr) => {{
-                let r = self.reply_error(from, echo, $code, $reason, i);
-                self.remember(now, &from, msg, r);
-                return;
-            }};
-        }
-        let Some(id) = self.allocation_id_for_client(&from) else {
-            fail!(
-                ErrorCode::ALLOCATION_MISMATCH,
-                "No allocation for this 5-tuple"
-            )
-        };
+    ) -> Result<Answer, Refusal> {
         let tid = msg.transaction_id();
         let mut peers = Vec::new();
         for attr in msg
@@ -804,16 +802,14 @@ impl Server {
         {
             match <XorPeerAddress as crate::stun::DecodeAttribute>::decode(attr.value, &tid) {
                 Ok(XorPeerAddress(peer)) => peers.push(peer),
-                Err(_) => fail!(ErrorCode::BAD_REQUEST, "Malformed XOR-PEER-ADDRESS"),
+                Err(_) => return Err((ErrorCode::BAD_REQUEST, "Malformed XOR-PEER-ADDRESS")),
             }
         }
         if peers.is_empty() {
-            fail!(ErrorCode::BAD_REQUEST, "XOR-PEER-ADDRESS required");
+            return Err((ErrorCode::BAD_REQUEST, "XOR-PEER-ADDRESS required"));
         }
         for peer in &peers {
-            if let Err((code, reason)) = self.check_peer(id, *peer) {
-                fail!(code, reason);
-            }
+            self.check_peer(id, *peer)?;
         }
         let expires = now + self.config.permission_lifetime;
         let max = self.config.max_permissions_per_allocation;
@@ -829,10 +825,10 @@ impl Server {
             }
         }
         if existing.len() + new_ips.len() > max {
-            fail!(
+            return Err((
                 ErrorCode::INSUFFICIENT_CAPACITY,
-                "Too many permissions on this allocation"
-            );
+                "Too many permissions on this allocation",
+            ));
         }
         let mut installed = Vec::new();
         if let Some(alloc) = self.allocation_mut(id) {
@@ -847,63 +843,46 @@ impl Server {
             self.stats.permissions_installed += 1;
             self.schedule(expires, TimerKey::Permission(id, ip));
         }
-        let r = self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(()));
-        self.remember(now, &from, msg, r);
+        Ok(Answer::Success)
     }
 
     /// RFC 8656 §11.2: ChannelBind, with the rebinding rules of §11.
-    fn handle_channel_bind(
+    fn channel_bind(
         &mut self,
         now: Instant,
-        from: ClientTuple,
+        id: AllocationId,
         msg: &Message<'_>,
-        echo: &RequestEcho,
-    ) {
-        let owner = self.existing_owner(&from);
-        let Some(auth) = self.authenticate(now, from, msg, echo, owner.as_ref()) else {
-            return;
-        };
-        let i = auth.integrity.as_ref();
-        macro_rules! fail {
-            ($code:expr, $reason:expr) => {{
-                let r = self.reply_error(from, echo, $code, $reason, i);
-                self.remember(now, &from, msg, r);
-                return;
-            }};
-        }
-        let Some(id) = self.allocation_id_for_client(&from) else {
-            fail!(
-                ErrorCode::ALLOCATION_MISMATCH,
-                "No allocation for this 5-tuple"
-            )
-        };
+    ) -> Result<Answer, Refusal> {
         let number = match msg.get::<ChannelNumberAttr>() {
             Some(Ok(ChannelNumberAttr(n)))
                 if ChannelNumber(n).is_valid(self.config.channel_range) =>
             {
                 n
             }
-            Some(Ok(_)) => fail!(ErrorCode::BAD_REQUEST, "Channel number out of range"),
-            _ => fail!(
-                ErrorCode::BAD_REQUEST,
-                "CHANNEL-NUMBER missing or malformed"
-            ),
+            Some(Ok(_)) => return Err((ErrorCode::BAD_REQUEST, "Channel number out of range")),
+            _ => {
+                return Err((
+                    ErrorCode::BAD_REQUEST,
+                    "CHANNEL-NUMBER missing or malformed",
+                ))
+            }
         };
         let Some(Ok(XorPeerAddress(peer))) = msg.get::<XorPeerAddress>() else {
-            fail!(
+            return Err((
                 ErrorCode::BAD_REQUEST,
-                "XOR-PEER-ADDRESS missing or malformed"
-            )
+                "XOR-PEER-ADDRESS missing or malformed",
+            ));
         };
-        if let Err((code, reason)) = self.check_peer(id, peer) {
-            fail!(code, reason);
-        }
+        self.check_peer(id, peer)?;
         let channel_expires = now + self.config.channel_lifetime;
         let permission_expires = now + self.config.permission_lifetime;
         let max_channels = self.config.max_channels_per_allocation;
         let max_permissions = self.config.max_permissions_per_allocation;
         let Some(alloc) = self.allocation_mut(id) else {
-            return;
+            return Err((
+                ErrorCode::ALLOCATION_MISMATCH,
+                "No allocation for this 5-tuple",
+            ));
         };
         // §11: a number is bound to one peer and a peer to one number, and
         // both stay reserved for 5 minutes after the binding expires.
@@ -918,10 +897,10 @@ impl Server {
         // §11.2 needs a permission for the peer: refuse before binding if there is no room.
         let has_permission_entry = alloc.permissions.iter().any(|p| p.ip == peer.ip());
         if !has_permission_entry && alloc.permissions.len() >= max_permissions {
-            fail!(
+            return Err((
                 ErrorCode::INSUFFICIENT_CAPACITY,
-                "Too many permissions on this allocation"
-            );
+                "Too many permissions on this allocation",
+            ));
         }
         let mut new_channel = false;
         match (same_number, same_peer) {
@@ -934,10 +913,10 @@ impl Server {
                 // Forget bindings whose cooldown has passed before counting.
                 alloc.channels.retain(|c| c.blocks_rebinding(now));
                 if alloc.channels.len() >= max_channels {
-                    fail!(
+                    return Err((
                         ErrorCode::INSUFFICIENT_CAPACITY,
-                        "Too many channels on this allocation"
-                    );
+                        "Too many channels on this allocation",
+                    ));
                 }
                 alloc.channels.push(ChannelBinding {
                     number,
@@ -946,14 +925,18 @@ impl Server {
                 });
                 new_channel = true;
             }
-            (Some(_), _) => fail!(
-                ErrorCode::BAD_REQUEST,
-                "Channel already bound to another peer"
-            ),
-            (None, Some(_)) => fail!(
-                ErrorCode::BAD_REQUEST,
-                "Peer already bound to another channel"
-            ),
+            (Some(_), _) => {
+                return Err((
+                    ErrorCode::BAD_REQUEST,
+                    "Channel already bound to another peer",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    ErrorCode::BAD_REQUEST,
+                    "Peer already bound to another channel",
+                ))
+            }
         }
         // §11.2: binding a channel installs or refreshes the peer's permission.
         let change = alloc.refresh_permission(peer.ip(), permission_expires, max_permissions);
@@ -965,7 +948,6 @@ impl Server {
             self.stats.permissions_installed += 1;
             self.schedule(permission_expires, TimerKey::Permission(id, peer.ip()));
         }
-        let r = self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(()));
-        self.remember(now, &from, msg, r);
+        Ok(Answer::Success)
     }
 }
