@@ -47,7 +47,7 @@ cat "$TMPDIR_RT/out"
         Duration::from_secs(30),
     );
     let _ = std::fs::remove_dir_all(&dir);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = &out.stdout;
     assert!(
         stdout.contains("binding-response-type=0101"),
         "Binding success on 127.0.0.1:3478\n{stdout}"

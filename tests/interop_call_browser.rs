@@ -17,6 +17,7 @@
 //! so and passes, except under `CI`, where it fails; without the Node
 //! packages it always fails, naming the command that installs them.
 
+mod common;
 #[path = "signaling/support.rs"]
 mod support;
 
@@ -91,7 +92,7 @@ fn two_chromium_pages_call_relay_only_through_ringturn_then_full_bye_and_sigterm
             "driver still running after {TEST_TIMEOUT:?}; killed"
         ));
     }
-    let r = run.result();
+    let r = support::result(&run);
     if r["ok"] != Value::Bool(true) {
         fail(format!(
             "the call failed: {}",

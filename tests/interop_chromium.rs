@@ -16,13 +16,14 @@
 //! or `$CHROMIUM`). Where one is missing the test says so and passes, except
 //! under `CI`, where it fails.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::process::{run_bounded, Run};
 
 use serde_json::Value;
 
@@ -42,63 +43,6 @@ const RELAY_PORTS: std::ops::RangeInclusive<u64> = 49152..=49999;
 /// One browser at a time: two Chromiums at once on a 2-core CI machine only
 /// make each other slow.
 static BROWSER: Mutex<()> = Mutex::new(());
-
-/// The driver's process group: killed (SIGKILL to the whole group) and
-/// reaped on drop, whatever path the test leaves by.
-struct GroupGuard {
-    child: Child,
-    reaped: bool,
-}
-
-impl GroupGuard {
-    fn pgid(&self) -> libc::pid_t {
-        // `process_group(0)` made the child the leader of its own group.
-        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
-    }
-
-    /// SIGKILLs the whole group, then reaps the leader. Only while the leader
-    /// is unreaped is its pid, the group id, sure to be still ours.
-    fn kill_and_reap(&mut self) -> std::io::Result<ExitStatus> {
-        // SAFETY: kill(2) with a negative pid only sends a signal to the
-        // process group this test created; it touches no memory.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(-self.pgid(), libc::SIGKILL);
-        }
-        let status = self.child.wait();
-        self.reaped = true;
-        status
-    }
-
-    /// Whether the leader has exited, without reaping it: while it stays a
-    /// zombie its pid (and so the group id) cannot be reused, and the group
-    /// kill in `drop` cannot hit anyone else.
-    fn leader_exited(&self) -> bool {
-        // SAFETY: waitid only writes the siginfo_t it is given, which lives
-        // on this stack frame and starts zeroed (a valid bit pattern for it).
-        #[allow(unsafe_code)]
-        unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let id = libc::id_t::try_from(self.pgid()).expect("pid fits id_t");
-            let rc = libc::waitid(
-                libc::P_PID,
-                id,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            );
-            assert_eq!(rc, 0, "waitid: {}", std::io::Error::last_os_error());
-            info.si_pid() != 0
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.kill_and_reap();
-        }
-    }
-}
 
 fn ci() -> bool {
     std::env::var_os("CI").is_some()
@@ -146,40 +90,28 @@ fn uring_available() -> bool {
     }
 }
 
-fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
 struct DriverRun {
     /// Holds ringturn's and Chromium's logs and the browser profile; removed
     /// after a passing run, kept for a look after a failing one.
     workdir: PathBuf,
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
+    run: Run,
 }
 
 impl DriverRun {
     fn transcript(&self) -> String {
         format!(
             "driver status: {:?} after {:.1?}; logs in {}\n--- driver stdout ---\n{}\n--- driver stderr (ringturn's log tail on failure) ---\n{}",
-            self.status,
-            self.elapsed,
+            self.run.status,
+            self.run.elapsed,
             self.workdir.display(),
-            self.stdout,
-            self.stderr
+            self.run.stdout,
+            self.run.stderr
         )
     }
 }
 
 /// Runs the driver once, inside its own network namespace and process group.
 fn run_driver(chromium: &Path, backend: &str) -> DriverRun {
-    let started = Instant::now();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -203,37 +135,11 @@ fn run_driver(chromium: &Path, backend: &str) -> DriverRun {
         .arg("--workdir")
         .arg(&workdir)
         // ringturn's allocations in its log, for the tail shown on failure.
-        .arg("--verbose")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let child = cmd.spawn().expect("spawn unshare --net python3 driver");
-    let mut guard = GroupGuard {
-        child,
-        reaped: false,
-    };
-    let out = read_all(guard.child.stdout.take().unwrap());
-    let err = read_all(guard.child.stderr.take().unwrap());
-    let mut exited = false;
-    while started.elapsed() < TEST_TIMEOUT {
-        if guard.leader_exited() {
-            exited = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Kills whatever is left of the group (everything, on a timeout) so the
-    // pipes close and the readers finish; then reaps the leader.
-    let status = guard.kill_and_reap().expect("reap the driver");
-    let status = exited.then_some(status);
-    DriverRun {
-        workdir,
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        elapsed: started.elapsed(),
-    }
+        .arg("--verbose");
+    // Its own process group, killed (with everything left in it) when it ends
+    // or at the limit.
+    let run = run_bounded(cmd, TEST_TIMEOUT);
+    DriverRun { workdir, run }
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -242,14 +148,19 @@ fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
 
 fn check_result(run: &DriverRun, backend: &str) -> Value {
     let fail = |why: String| -> ! { panic!("[{backend}] {why}\n{}", run.transcript()) };
-    match run.status {
+    match run.run.status {
         None => fail(format!(
             "driver still running after {TEST_TIMEOUT:?}; killed"
         )),
         Some(s) if !s.success() => fail(format!("driver failed: {s}")),
         Some(_) => {}
     }
-    let Some(line) = run.stdout.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+    let Some(line) = run
+        .run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+    else {
         fail("no RESULT line".into())
     };
     let result: Value =
@@ -325,7 +236,7 @@ fn browser_call_relays_through(backend: &str) {
     let _ = std::fs::remove_dir_all(&run.workdir);
     eprintln!(
         "[{backend}] relayed call ok in {:.1?} (page: {} ms): pc1 {}:{} <-> pc2 {}:{}",
-        run.elapsed,
+        run.run.elapsed,
         result["elapsed_ms"],
         str_field(&result["pc1"], "localAddress"),
         result["pc1"]["localPort"],

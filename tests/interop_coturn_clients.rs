@@ -50,8 +50,8 @@ fn run_uclient(backend: &str, mode: &str, auth: &str, creds: &str) -> Run {
         ],
         Duration::from_secs(90),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = out.stdout;
+    let stderr = out.stderr;
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     let output =

@@ -2,6 +2,7 @@
 //! every message reaches exactly its room's other member, in order, once.
 //! Bounded in time (a correctness test under load, not a benchmark).
 
+mod common;
 #[path = "signaling/support.rs"]
 mod support;
 

@@ -9,6 +9,7 @@
 //! `tests/signaling/process_probe.py` (python3, stdlib) is the client. Needs
 //! root for `unshare --net`: skipped without it, except under `CI`.
 
+mod common;
 #[path = "signaling/support.rs"]
 mod support;
 

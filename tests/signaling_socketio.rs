@@ -8,6 +8,7 @@
 //! Needs Node.js and `npm ci --prefix tests/signaling`; fails with that
 //! command in the message when the packages are missing.
 
+mod common;
 #[path = "signaling/support.rs"]
 mod support;
 
@@ -39,7 +40,7 @@ fn drive(client: &str, transports: &str) {
         .arg("--max-rooms")
         .arg(limits.max_rooms.to_string());
     let run = support::run_bounded(cmd, Duration::from_secs(90));
-    let result = run.result();
+    let result = support::result(&run);
     assert!(
         run.status.is_some_and(|s| s.success()) && result["ok"] == Value::Bool(true),
         "socket.io-client {client} ({transports}) failed: {}\n{}",

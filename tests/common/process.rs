@@ -1,73 +1,121 @@
-//! Child processes for interop tests: each runs in its own process group, and
-//! the guard kills the whole group on drop (panics included).
+//! Child processes for interop tests: each runs in its own process group,
+//! bounded in time, and the whole group is killed on every path (drop
+//! included). One implementation for every test that starts processes.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// A child leading its own process group: the group is SIGKILLed and the
+/// leader reaped on drop, whatever path the test leaves by.
 pub struct GroupGuard {
-    child: Option<Child>,
+    child: Child,
+    reaped: bool,
 }
 
 impl GroupGuard {
     pub fn spawn(mut cmd: Command) -> Self {
-        cmd.process_group(0)
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .process_group(0);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        Self { child: Some(child) }
-    }
-
-    /// Waits up to `limit` for the child to finish; kills the group after that.
-    pub fn wait_output(mut self, limit: Duration) -> Output {
-        let start = Instant::now();
-        let mut child = self.child.take().expect("child");
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if start.elapsed() < limit => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    kill_group(child.id());
-                    break;
-                }
-            }
+        Self {
+            child,
+            reaped: false,
         }
-        let out = child.wait_with_output().expect("output");
-        // Anything the script left running in its group goes too.
-        kill_group_silently(out.status.code());
-        out
+    }
+
+    /// SIGKILLs the group (kill(1) with the negated group id), then reaps the
+    /// leader. Only while the leader is unreaped is its pid — the group id —
+    /// sure to be still ours.
+    pub fn kill_and_reap(&mut self) -> std::io::Result<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let status = self.child.wait();
+        self.reaped = true;
+        status
+    }
+
+    /// Whether the leader has exited, without reaping it: an exited, unreaped
+    /// child is a zombie (state `Z` in /proc), which keeps its pid ours.
+    pub fn leader_exited(&self) -> bool {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The state follows the parenthesised command name.
+        stat.rsplit_once(')')
+            .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'))
     }
 }
-
-/// Kills our child's whole process group (kill(1) with a negative PID).
-fn kill_group(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .arg("-KILL")
-        .arg("--")
-        .arg(format!("-{pid}"))
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn kill_group_silently(_code: Option<i32>) {}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_group(child.id());
-            let _ = child.wait();
+        if !self.reaped {
+            let _ = self.kill_and_reap();
         }
+    }
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// How a bounded child run ended.
+pub struct Run {
+    /// `None`: still running at the limit, killed.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn transcript(&self) -> String {
+        format!(
+            "status {:?} after {:.1?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` in its own process group for at most `limit`; the group is
+/// killed afterwards in every case (so nothing it started outlives the test).
+pub fn run_bounded(cmd: Command, limit: Duration) -> Run {
+    let started = Instant::now();
+    let mut guard = GroupGuard::spawn(cmd);
+    let out = read_all(guard.child.stdout.take().expect("stdout"));
+    let err = read_all(guard.child.stderr.take().expect("stderr"));
+    let mut exited = false;
+    while started.elapsed() < limit {
+        if guard.leader_exited() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = guard.kill_and_reap().expect("reap");
+    Run {
+        status: exited.then_some(status),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
     }
 }
 
 /// Runs `script` with bash inside a fresh network namespace holding only
 /// loopback (TESTING.md), bounded by `limit`.
-pub fn run_in_netns(script: &str, envs: &[(&str, &str)], limit: Duration) -> Output {
+pub fn run_in_netns(script: &str, envs: &[(&str, &str)], limit: Duration) -> Run {
     let mut cmd = Command::new("unshare");
     cmd.arg("--net")
         .arg("bash")
@@ -76,7 +124,7 @@ pub fn run_in_netns(script: &str, envs: &[(&str, &str)], limit: Duration) -> Out
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    GroupGuard::spawn(cmd).wait_output(limit)
+    run_bounded(cmd, limit)
 }
 
 pub fn require_tool(name: &str) {

@@ -6,10 +6,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -230,132 +228,19 @@ pub fn node_modules() -> PathBuf {
     dir
 }
 
-/// A child in its own process group: the whole group is SIGKILLed and the
-/// leader reaped on drop, whatever path the test leaves by.
-pub struct GroupGuard {
-    child: Child,
-    reaped: bool,
-}
+// Every test crate that includes this file also has `mod common;`.
+#[allow(unused_imports)]
+pub use crate::common::process::{run_bounded, Run};
 
-impl GroupGuard {
-    pub fn spawn(mut cmd: Command) -> Self {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        Self {
-            child,
-            reaped: false,
-        }
-    }
-
-    fn pgid(&self) -> libc::pid_t {
-        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
-    }
-
-    /// SIGKILLs the group, then reaps the leader (only while it is unreaped
-    /// is its pid, the group id, sure to be still ours).
-    pub fn kill_and_reap(&mut self) -> std::io::Result<ExitStatus> {
-        // SAFETY: kill(2) with a negative pid signals the process group this
-        // guard created; it touches no memory.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(-self.pgid(), libc::SIGKILL);
-        }
-        let status = self.child.wait();
-        self.reaped = true;
-        status
-    }
-
-    /// Whether the leader has exited, without reaping it.
-    pub fn leader_exited(&self) -> bool {
-        // SAFETY: waitid writes only the zeroed siginfo_t on this frame.
-        #[allow(unsafe_code)]
-        unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let id = libc::id_t::try_from(self.pgid()).expect("pid fits id_t");
-            let rc = libc::waitid(
-                libc::P_PID,
-                id,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            );
-            assert_eq!(rc, 0, "waitid: {}", std::io::Error::last_os_error());
-            info.si_pid() != 0
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.kill_and_reap();
-        }
-    }
-}
-
-fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-/// How a bounded child run ended.
-pub struct Run {
-    /// `None`: still running at the limit, killed.
-    pub status: Option<ExitStatus>,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-impl Run {
-    pub fn transcript(&self) -> String {
-        format!(
-            "status {:?} after {:.1?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.elapsed, self.stdout, self.stderr
-        )
-    }
-
-    /// The JSON of the `RESULT {...}` line.
-    pub fn result(&self) -> Value {
-        let line = self
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("RESULT "))
-            .unwrap_or_else(|| panic!("no RESULT line\n{}", self.transcript()));
-        serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("RESULT is not JSON: {e}\n{}", self.transcript()))
-    }
-}
-
-/// Runs `cmd` in its own process group, for at most `limit`; the group is
-/// killed afterwards in every case.
-pub fn run_bounded(cmd: Command, limit: Duration) -> Run {
-    let started = Instant::now();
-    let mut guard = GroupGuard::spawn(cmd);
-    let out = read_all(guard.child.stdout.take().expect("stdout"));
-    let err = read_all(guard.child.stderr.take().expect("stderr"));
-    let mut exited = false;
-    while started.elapsed() < limit {
-        if guard.leader_exited() {
-            exited = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = guard.kill_and_reap().expect("reap");
-    Run {
-        status: exited.then_some(status),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        elapsed: started.elapsed(),
-    }
+/// The JSON of a run's `RESULT {...}` line.
+pub fn result(run: &Run) -> Value {
+    let line = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line\n{}", run.transcript()));
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("RESULT is not JSON: {e}\n{}", run.transcript()))
 }
 
 /// Whether `unshare --net` works here (root); outside CI a test may skip
