@@ -86,18 +86,23 @@ impl Server {
         });
     }
 
+    /// Sends a response: a success when `error` is `None`, else an error
+    /// response (whose ERROR-CODE `fill` writes). Counted by method and result.
     pub(crate) fn reply(
         &mut self,
         to: ClientTuple,
         echo: &RequestEcho,
-        class: Class,
+        error: Option<ErrorCode>,
         integrity: Option<&ReplyIntegrity>,
         fill: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), EncodeError>,
     ) -> Option<Vec<u8>> {
+        let class = if error.is_some() {
+            Class::ErrorResponse
+        } else {
+            Class::SuccessResponse
+        };
         let bytes = self.encode_reply(echo, class, integrity, fill)?;
-        if class == Class::ErrorResponse {
-            self.stats.error_responses += 1;
-        }
+        self.count_response(echo.message_type.method, error);
         self.queue(to, bytes.clone());
         Some(bytes)
     }
@@ -111,7 +116,7 @@ impl Server {
         reason: &str,
         integrity: Option<&ReplyIntegrity>,
     ) -> Option<Vec<u8>> {
-        self.reply(to, echo, Class::ErrorResponse, integrity, |w| {
+        self.reply(to, echo, Some(code), integrity, |w| {
             w.add(&ErrorCodeAttr { code, reason })
         })
     }
@@ -126,7 +131,7 @@ impl Server {
     ) {
         let nonce: NonceText = self.nonce_key.issue(self.unix_time(now), to.client);
         let realm = self.credentials.realm.clone();
-        self.reply(to, echo, Class::ErrorResponse, None, |w| {
+        self.reply(to, echo, Some(code), None, |w| {
             w.add(&ErrorCodeAttr::new(code))?;
             w.add(&Realm(&realm))?;
             w.add(&Nonce(nonce.as_str()))?;

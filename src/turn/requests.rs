@@ -89,7 +89,7 @@ impl Server {
         }
         if n > 0 {
             let list = unknown.get(..n).unwrap_or(&[]);
-            self.reply(from, &echo, Class::ErrorResponse, None, |w| {
+            self.reply(from, &echo, Some(ErrorCode::UNKNOWN_ATTRIBUTE), None, |w| {
                 w.add(&crate::stun::ErrorCodeAttr::new(
                     ErrorCode::UNKNOWN_ATTRIBUTE,
                 ))?;
@@ -130,7 +130,7 @@ impl Server {
             return;
         }
         let classic = msg.is_classic();
-        self.reply(from, echo, Class::SuccessResponse, None, |w| {
+        self.reply(from, echo, None, None, |w| {
             if classic {
                 w.add(&MappedAddress(from.client))
             } else {
@@ -360,10 +360,10 @@ impl Server {
         };
         let reply = match outcome {
             Ok(Answer::Deferred) => return,
-            Ok(Answer::Success) => self.reply(from, echo, Class::SuccessResponse, i, |_| Ok(())),
-            Ok(Answer::Lifetime(secs)) => self.reply(from, echo, Class::SuccessResponse, i, |w| {
-                w.add(&Lifetime(secs))
-            }),
+            Ok(Answer::Success) => self.reply(from, echo, None, i, |_| Ok(())),
+            Ok(Answer::Lifetime(secs)) => {
+                self.reply(from, echo, None, i, |w| w.add(&Lifetime(secs)))
+            }
             Err((code, reason)) => self.reply_error(from, echo, code, reason, i),
         };
         self.remember(now, &from, msg, reply);
@@ -665,6 +665,7 @@ impl Server {
         self.schedule(expires, TimerKey::Allocation(id));
         self.stats.allocations_created += 1;
         if let Some(bytes) = self.allocate_success(id, &pending.echo, pending.integrity.as_ref()) {
+            self.count_response(Method::ALLOCATE, None);
             self.queue(client, bytes.clone());
             self.transactions.insert(
                 (client.client, tid),

@@ -364,9 +364,7 @@ impl Server {
         match msg.class() {
             Class::Request => {
                 self.stats.requests += 1;
-                let queued = self.transmits.len();
                 self.handle_request(now, from, msg);
-                self.count_responses(queued);
                 ClientOutcome::Handled
             }
             Class::Indication => match msg.method() {
@@ -540,12 +538,10 @@ impl Server {
         let Some(id) = self.by_relay.get(&RelayKey(relay)).copied() else {
             return;
         };
-        let queued = self.transmits.len();
         match result {
             Ok(()) => self.activate_allocation(now, id),
             Err(_) => self.retry_relay_port(now, id),
         }
-        self.count_responses(queued);
     }
 
     fn count_drop(&mut self, reason: DropReason) {
@@ -554,28 +550,18 @@ impl Server {
         }
     }
 
-    /// Counts the responses queued since `transmits` held `since` entries
-    /// by method and result (our own encoding: the parse cannot fail in practice).
-    fn count_responses(&mut self, since: usize) {
-        for t in self.transmits.range(since..) {
-            let Ok(msg) = Message::parse(&t.payload) else {
-                continue;
-            };
-            let code = match msg.class() {
-                Class::ErrorResponse => Some(match msg.get::<crate::stun::ErrorCodeAttr>() {
-                    Some(Ok(e)) => e.code.0,
-                    _ => 0,
-                }),
-                _ => None,
-            };
-            if let Some(n) = self
-                .stats
-                .responses
-                .get_mut(method_slot(msg.method()))
-                .and_then(|row| row.get_mut(result_slot(code)))
-            {
-                *n += 1;
-            }
+    /// Counts one response by method and result.
+    pub(crate) fn count_response(&mut self, method: Method, error: Option<crate::stun::ErrorCode>) {
+        if error.is_some() {
+            self.stats.error_responses += 1;
+        }
+        if let Some(n) = self
+            .stats
+            .responses
+            .get_mut(method_slot(method))
+            .and_then(|row| row.get_mut(result_slot(error.map(|e| e.0))))
+        {
+            *n += 1;
         }
     }
 
