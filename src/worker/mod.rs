@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 pub use directory::RelayDirectory;
 
 use crate::io::socket::{bind_relay, BufferSizes};
-use crate::io::{Backend, Received, SendQueue, Token, Waker, HEADROOM, RECV_BUF_LEN};
+use crate::io::{Backend, Received, SendQueue, Token, Waker, HEADROOM, TAILROOM};
 use crate::metrics::WorkerMetrics;
 use crate::turn::{ClientOutcome, ClientTuple, Command, PeerOutcome, Server};
 
@@ -32,12 +32,38 @@ pub const CROSS_QUEUE_LEN: usize = 4096;
 pub struct CrossPacket {
     pub to_relay: SocketAddr,
     pub from_peer: SocketAddr,
+    /// The payload at `HEADROOM..HEADROOM + len`, with room around it so the
+    /// owner frames it in place.
     pub data: Vec<u8>,
+    pub len: usize,
     /// The worker whose relay sent it.
     pub from_worker: usize,
     /// The owner had no allocation there (a port redeemed by another shard
     /// through a RESERVATION-TOKEN): the sender sends it through the kernel.
     pub bounced: bool,
+}
+
+impl CrossPacket {
+    /// The one copy a hand-off between workers makes.
+    pub fn new(
+        to_relay: SocketAddr,
+        from_peer: SocketAddr,
+        payload: &[u8],
+        from_worker: usize,
+    ) -> Self {
+        let mut data = Vec::with_capacity(HEADROOM + payload.len() + TAILROOM);
+        data.resize(HEADROOM, 0);
+        data.extend_from_slice(payload);
+        data.resize(HEADROOM + payload.len() + TAILROOM, 0);
+        Self {
+            to_relay,
+            from_peer,
+            data,
+            len: payload.len(),
+            from_worker,
+            bounced: false,
+        }
+    }
 }
 
 /// A handle to send to another worker.
@@ -67,7 +93,6 @@ pub struct Worker {
     mailboxes: Vec<Mailbox>,
     inbox: Receiver<CrossPacket>,
     buffers: BufferSizes,
-    scratch: Vec<u8>,
     counters: IoCounters,
     metrics: Arc<WorkerMetrics>,
 }
@@ -120,7 +145,6 @@ impl Worker {
             mailboxes: parts.mailboxes,
             inbox: parts.inbox,
             buffers: parts.buffers,
-            scratch: vec![0u8; RECV_BUF_LEN],
             counters: IoCounters::default(),
             metrics: parts.metrics,
         })
@@ -191,11 +215,28 @@ impl Worker {
                     let shortcut = self.server.config().relay_shortcut;
                     match self.directory.owner(f.to).filter(|_| shortcut) {
                         // Both ends are relays of this server: skip the kernel.
-                        Some((owner, relay)) => {
+                        // Another worker's: hand it over through its queue.
+                        Some((owner, relay)) if owner != self.index => {
                             let data = buf.get(range).unwrap_or(&[]);
-                            self.relay_to_relay(queue, now, owner, relay, f.from, data);
+                            self.post(owner, CrossPacket::new(relay, f.from, data, self.index));
                         }
-                        None => {
+                        // Ours: frame it for the other client right in the
+                        // receive buffer (the bytes in front of the data are
+                        // spent) and send it from there — no copy.
+                        Some((_, relay)) if self.server.has_relay(relay) => {
+                            self.counters.same_worker_relayed += 1;
+                            if let PeerOutcome::Forward(g) = self
+                                .server
+                                .handle_peer_datagram(now, relay, f.from, buf, range)
+                            {
+                                if let Some(fd) = self.listener_fd(g.from) {
+                                    queue.send_received(fd, g.to, buf_id, g.range);
+                                }
+                            }
+                        }
+                        // A peer outside (or a relay port no allocation holds here,
+                        // e.g. one another shard redeemed): through the kernel.
+                        _ => {
                             if let Some((sock, _)) = self.relays.get(&f.from) {
                                 queue.send_received(sock.as_raw_fd(), f.to, buf_id, range);
                             }
@@ -216,34 +257,6 @@ impl Worker {
         }
     }
 
-    /// Delivers `data` from our relay `from_relay` to relay `relay` as if it
-    /// had arrived on that relay's socket.
-    fn relay_to_relay(
-        &mut self,
-        queue: &mut dyn SendQueue,
-        now: Instant,
-        owner: usize,
-        relay: SocketAddr,
-        from_relay: SocketAddr,
-        data: &[u8],
-    ) {
-        if owner == self.index {
-            self.counters.same_worker_relayed += 1;
-            if !self.deliver_to_relay(queue, now, relay, from_relay, data) {
-                self.send_via_kernel(queue, from_relay, relay, data);
-            }
-            return;
-        }
-        let packet = CrossPacket {
-            to_relay: relay,
-            from_peer: from_relay,
-            data: data.to_vec(),
-            from_worker: self.index,
-            bounced: false,
-        };
-        self.post(owner, packet);
-    }
-
     fn post(&mut self, worker: usize, packet: CrossPacket) {
         let Some(mailbox) = self.mailboxes.get(worker) else {
             return;
@@ -260,70 +273,32 @@ impl Worker {
         }
     }
 
-    /// Runs a datagram through a relay this worker owns, with the permission
-    /// check of a kernel arrival. False if no allocation here has that address.
-    fn deliver_to_relay(
-        &mut self,
-        queue: &mut dyn SendQueue,
-        now: Instant,
-        relay: SocketAddr,
-        peer: SocketAddr,
-        data: &[u8],
-    ) -> bool {
-        // Not one of ours (a port another shard redeemed, or a plain local peer
-        // inside the relay range): the caller sends it through the kernel.
-        if !self.server.has_relay(relay) {
-            return false;
-        }
-        let end = HEADROOM + data.len();
-        let Some(slot) = self.scratch.get_mut(HEADROOM..end) else {
-            return true;
-        };
-        slot.copy_from_slice(data);
-        match self
-            .server
-            .handle_peer_datagram(now, relay, peer, &mut self.scratch, HEADROOM..end)
-        {
-            PeerOutcome::Forward(f) => {
-                if let (Some(fd), Some(bytes)) =
-                    (self.listener_fd(f.from), self.scratch.get(f.range))
-                {
-                    queue.send_owned(fd, f.to, bytes.to_vec());
-                }
-                true
-            }
-            PeerOutcome::Dropped(crate::turn::DropReason::NoAllocation) => false,
-            PeerOutcome::Dropped(_) => true,
-        }
-    }
-
-    /// Sends from our relay socket through the kernel, like any other peer.
-    fn send_via_kernel(
-        &mut self,
-        queue: &mut dyn SendQueue,
-        from_relay: SocketAddr,
-        to: SocketAddr,
-        data: &[u8],
-    ) {
-        if let Some((sock, _)) = self.relays.get(&from_relay) {
-            queue.send_owned(sock.as_raw_fd(), to, data.to_vec());
-        }
-    }
-
+    /// Datagrams other workers' relays sent to relays of this one: run through
+    /// the owner's permission check as if they had arrived on its socket,
+    /// framed in place in the packet's own buffer, and sent on without a copy.
     fn drain_inbox(&mut self, backend: &mut dyn Backend) {
         let now = Instant::now();
-        let mut queue: Vec<(RawFd, SocketAddr, Vec<u8>)> = Vec::new();
-        while let Ok(p) = self.inbox.try_recv() {
-            let mut sink = OwnedSink(&mut queue);
+        while let Ok(mut p) = self.inbox.try_recv() {
+            let payload = HEADROOM..HEADROOM + p.len;
             if p.bounced {
-                self.send_via_kernel(&mut sink, p.from_peer, p.to_relay, &p.data);
-            } else if !self.deliver_to_relay(&mut sink, now, p.to_relay, p.from_peer, &p.data) {
+                // Ours is the sending relay: out through the kernel after all.
+                if let Some((sock, _)) = self.relays.get(&p.from_peer) {
+                    backend.send_owned(sock.as_raw_fd(), p.to_relay, trim(p.data, payload));
+                }
+            } else if !self.server.has_relay(p.to_relay) {
+                // No allocation here holds it (a port another shard redeemed):
+                // back to the sender, which sends it through the kernel.
                 let back = p.from_worker;
-                self.post(back, CrossPacket { bounced: true, ..p });
+                p.bounced = true;
+                self.post(back, p);
+            } else if let PeerOutcome::Forward(f) =
+                self.server
+                    .handle_peer_datagram(now, p.to_relay, p.from_peer, &mut p.data, payload)
+            {
+                if let Some(fd) = self.listener_fd(f.from) {
+                    backend.send_owned(fd, f.to, trim(p.data, f.range));
+                }
             }
-        }
-        for (fd, to, data) in queue {
-            backend.send_owned(fd, to, data);
         }
     }
 
@@ -380,20 +355,9 @@ impl Worker {
     }
 }
 
-/// Collects owned sends outside a backend poll.
-struct OwnedSink<'a>(&'a mut Vec<(RawFd, SocketAddr, Vec<u8>)>);
-
-impl SendQueue for OwnedSink<'_> {
-    fn send_received(
-        &mut self,
-        _fd: RawFd,
-        _to: SocketAddr,
-        _buf_id: u32,
-        _range: std::ops::Range<usize>,
-    ) {
-    }
-
-    fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
-        self.0.push((fd, to, data));
-    }
+/// Keeps only `range` of `data` (shifting it to the front, no allocation).
+fn trim(mut data: Vec<u8>, range: std::ops::Range<usize>) -> Vec<u8> {
+    data.truncate(range.end);
+    data.drain(..range.start.min(range.end));
+    data
 }
