@@ -32,6 +32,15 @@ pub mod turn;
 
 pub mod io;
 
+#[forbid(unsafe_code)]
+#[deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+pub mod tls;
+
 pub mod worker;
 
 pub mod config;

@@ -10,8 +10,9 @@ use anyhow::Context;
 use ringturn::config::{Cli, Config, IoBackend, Verbosity};
 use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
-use ringturn::run::{start, RunSettings};
+use ringturn::run::{start, RunSettings, StreamSettings};
 use ringturn::signaling::{self, SignalingConfig};
+use ringturn::tls::{TlsReloader, TlsSettings};
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let level = match config.log.verbosity {
@@ -41,9 +42,29 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn settings(config: &Config) -> RunSettings {
+fn settings(config: &Config) -> anyhow::Result<RunSettings> {
     let workers = config.workers.max(1);
-    RunSettings {
+    let tls = match (&config.cert, &config.pkey) {
+        (Some(cert), Some(pkey)) if config.tls => Some(
+            TlsReloader::new(TlsSettings {
+                cert: cert.clone(),
+                pkey: pkey.clone(),
+                tls12: config.tls12,
+            })
+            .context("cannot set up TLS")?,
+        ),
+        _ => None,
+    };
+    let tls_listen = if tls.is_some() {
+        config
+            .listening
+            .iter()
+            .map(|a| std::net::SocketAddr::new(a.ip(), config.tls_listening_port))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(RunSettings {
         listen: config.listening.clone(),
         workers,
         cpu_affinity: config.cpu_affinity.clone(),
@@ -60,7 +81,13 @@ fn settings(config: &Config) -> RunSettings {
             .map(|w| config.server_config(w, workers))
             .collect(),
         credentials: config.credentials(),
-    }
+        streams: StreamSettings {
+            tcp: config.tcp,
+            tls_listen,
+            tls,
+            limits: config.stream_limits,
+        },
+    })
 }
 
 fn run() -> anyhow::Result<()> {
@@ -95,11 +122,22 @@ fn run() -> anyhow::Result<()> {
             .context("cannot install signal handlers")?;
     }
 
-    let server = start(settings(&config)).context("cannot start")?;
+    // SIGHUP: read the TLS certificate and key again (live connections keep theirs).
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("cannot install signal handlers")?;
+
+    let server = start(settings(&config)?).context("cannot start")?;
     if let Some(note) = &server.backend_note {
         tracing::warn!("{note}");
     }
-    let listening: Vec<String> = server.listening.iter().map(ToString::to_string).collect();
+    let listening: Vec<String> = server
+        .listening
+        .iter()
+        .map(|a| format!("udp {a}"))
+        .chain(server.tcp_listening.iter().map(|a| format!("tcp {a}")))
+        .chain(server.tls_listening.iter().map(|a| format!("tls {a}")))
+        .collect();
     let auth = if config.no_auth {
         "none (no-auth)".to_owned()
     } else if config.static_auth_secrets().is_empty() {
@@ -191,6 +229,20 @@ fn run() -> anyhow::Result<()> {
     while !shutdown.load(Ordering::Relaxed) && !server.is_finished() && !signaling_down(&signaling)
     {
         std::thread::sleep(Duration::from_millis(20));
+        if reload.swap(false, Ordering::Relaxed) {
+            match &server.tls {
+                Some(tls) => match tls.reload() {
+                    Ok(()) => tracing::info!(
+                        cert = %tls.settings().cert.display(),
+                        "TLS certificate reloaded"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload failed; keeping the old certificate")
+                    }
+                },
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            }
+        }
     }
     let failed = !shutdown.load(Ordering::Relaxed);
     tracing::info!("stopping");

@@ -10,9 +10,11 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::auth::{Credentials, NonceKey};
-use crate::io::socket::{bind_listener, BufferSizes};
+use crate::io::socket::{bind_listener, bind_stream_listener, BufferSizes};
+use crate::io::stream::{StreamLimits, StreamListener, StreamSet, StreamShared};
 use crate::io::{create_backend, BackendKind, Waker};
 use crate::metrics::{MetricsSource, WorkerMetrics};
+use crate::tls::{TlsHandle, TlsReloader};
 use crate::turn::ServerConfig;
 use crate::worker::{
     new_server, CrossPacket, Mailbox, RelayDirectory, Worker, WorkerParts, CROSS_QUEUE_LEN,
@@ -30,6 +32,25 @@ pub struct RunSettings {
     /// One per worker.
     pub server_configs: Vec<ServerConfig>,
     pub credentials: Credentials,
+    pub streams: StreamSettings,
+}
+
+/// TURN over TCP and TLS (RFC 8656 §3.1).
+#[derive(Debug, Clone, Default)]
+pub struct StreamSettings {
+    /// TCP on every listening address (coturn's default; `no-tcp` turns it off).
+    pub tcp: bool,
+    /// TLS on these addresses, with this certificate.
+    pub tls_listen: Vec<SocketAddr>,
+    pub tls: Option<Arc<TlsReloader>>,
+    pub limits: StreamLimits,
+}
+
+impl StreamSettings {
+    /// UDP only.
+    pub fn none() -> Self {
+        Self::default()
+    }
 }
 
 #[derive(Debug, Error)]
@@ -51,6 +72,8 @@ pub enum StartError {
     },
     #[error("no listening address configured")]
     NoListener,
+    #[error("tls-listening-port is set but no certificate (cert=, pkey=) is configured")]
+    TlsWithoutCertificate,
 }
 
 pub struct RunningServer {
@@ -61,8 +84,15 @@ pub struct RunningServer {
     pub backend_note: Option<String>,
     /// The bound listening addresses (ports resolved when 0 was asked).
     pub listening: Vec<SocketAddr>,
+    /// The bound TCP and TLS listening addresses.
+    pub tcp_listening: Vec<SocketAddr>,
+    pub tls_listening: Vec<SocketAddr>,
     /// Each worker's live counters, in worker order.
     pub metrics: Vec<Arc<WorkerMetrics>>,
+    /// The certificate in use, for a reload on SIGHUP.
+    pub tls: Option<Arc<TlsReloader>>,
+    /// Stream connections open, all workers together.
+    pub streams: Arc<StreamShared>,
 }
 
 impl RunningServer {
@@ -126,6 +156,47 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         }
         sockets_per_worker.push(sockets);
     }
+    let streams = &settings.streams;
+    if !streams.tls_listen.is_empty() && streams.tls.is_none() {
+        return Err(StartError::TlsWithoutCertificate);
+    }
+    // TCP on the UDP ports, TLS on its own; port 0 resolves to worker 0's.
+    let mut stream_wanted: Vec<(SocketAddr, bool)> = Vec::new();
+    if streams.tcp {
+        stream_wanted.extend(listening.iter().map(|a| (*a, false)));
+    }
+    stream_wanted.extend(streams.tls_listen.iter().map(|a| (*a, true)));
+    let mut stream_bound: Vec<SocketAddr> = Vec::new();
+    let mut stream_listeners_per_worker = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mut listeners = Vec::new();
+        for (i, (requested, tls)) in stream_wanted.iter().enumerate() {
+            let addr = stream_bound.get(i).copied().unwrap_or(*requested);
+            let socket = bind_stream_listener(addr, 1024)
+                .map_err(|source| StartError::Listen { addr, source })?;
+            if w == 0 {
+                let bound = socket
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                stream_bound.push(bound);
+            }
+            listeners.push(StreamListener { socket, tls: *tls });
+        }
+        stream_listeners_per_worker.push(listeners);
+    }
+    let tcp_listening: Vec<SocketAddr> = stream_bound
+        .iter()
+        .zip(&stream_wanted)
+        .filter(|(_, (_, tls))| !tls)
+        .map(|(a, _)| *a)
+        .collect();
+    let tls_listening: Vec<SocketAddr> = stream_bound
+        .iter()
+        .zip(&stream_wanted)
+        .filter(|(_, (_, tls))| *tls)
+        .map(|(a, _)| *a)
+        .collect();
+    let stream_shared = StreamShared::new(streams.limits);
 
     let first = settings.server_configs.first().cloned().unwrap_or_default();
     let relay_ips: Vec<IpAddr> = first.relay_ips.clone();
@@ -236,6 +307,26 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         return Err(err);
     }
 
+    let mut stream_sets: Vec<Option<StreamSet>> = Vec::with_capacity(workers);
+    for (index, listeners) in stream_listeners_per_worker.into_iter().enumerate() {
+        if listeners.is_empty() {
+            stream_sets.push(None);
+            continue;
+        }
+        let tls = settings.streams.tls.clone().and_then(TlsHandle::new);
+        let range = settings
+            .server_configs
+            .get(index)
+            .map_or(first.channel_range, |c| c.channel_range);
+        match StreamSet::new(listeners, stream_shared.clone(), tls, range) {
+            Ok(set) => stream_sets.push(Some(set)),
+            Err(source) => {
+                abort(threads, parts_senders);
+                return Err(StartError::Worker { index, source });
+            }
+        }
+    }
+
     type Channel = (
         crossbeam_channel::Sender<CrossPacket>,
         crossbeam_channel::Receiver<CrossPacket>,
@@ -256,12 +347,14 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
         .map(|_| Arc::new(WorkerMetrics::new()))
         .collect();
+    let mut stream_sets = stream_sets.into_iter();
     for (index, ((listeners, (_, inbox)), sender)) in sockets_per_worker
         .into_iter()
         .zip(channels)
         .zip(parts_senders.iter())
         .enumerate()
     {
+        let stream_set = stream_sets.next().flatten();
         let config = settings
             .server_configs
             .get(index)
@@ -277,6 +370,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             inbox,
             buffers: settings.buffers,
             metrics: metrics.get(index).cloned().unwrap_or_default(),
+            streams: stream_set,
         };
         let _ = sender.send(parts);
     }
@@ -300,7 +394,11 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         backend: kind,
         backend_note: note,
         listening,
+        tcp_listening,
+        tls_listening,
         metrics,
+        tls: settings.streams.tls.clone(),
+        streams: stream_shared,
     })
 }
 

@@ -48,6 +48,7 @@ fn start_server(backend: BackendKind, min_port: u16) -> RunningServer {
         buffers: BufferSizes::default(),
         server_configs: configs,
         credentials: creds,
+        streams: ringturn::run::StreamSettings::none(),
     })
     .unwrap()
 }

@@ -64,6 +64,7 @@ fn start_server_with_shortcut(
         buffers: BufferSizes::default(),
         server_configs: configs,
         credentials: creds,
+        streams: ringturn::run::StreamSettings::none(),
     })
     .unwrap()
 }
@@ -178,6 +179,7 @@ fn start_with(
             },
         ],
         credentials,
+        streams: ringturn::run::StreamSettings::none(),
     })
     .unwrap()
 }

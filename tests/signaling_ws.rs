@@ -378,6 +378,7 @@ fn ice_servers_credentials_allocate_on_ringturn_turn_rest_api() {
         buffers: BufferSizes::default(),
         server_configs: vec![config.server_config(0, 1)],
         credentials: config.credentials(),
+        streams: ringturn::run::StreamSettings::none(),
     })
     .unwrap();
     let mut sc = SignalingConfig::from_config(&config, &turn.listening).unwrap();

@@ -45,6 +45,14 @@ impl<T> At<T> {
     }
 }
 
+/// A timeout in whole seconds, at least 1.
+fn positive_seconds(v: &str) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{v:?} is not a number of seconds (1 or more)")),
+    }
+}
+
 fn ck<T>(e: &Entry, r: Result<T, String>) -> Result<T, ConfigError> {
     r.map_err(|m| e.error(m))
 }
@@ -109,10 +117,24 @@ pub(crate) struct Builder {
     prometheus: bool,
     prometheus_port: Option<u16>,
     prometheus_address: Option<IpAddr>,
+    tls_listening_port: Option<At<u16>>,
+    cert: Option<PathBuf>,
+    pkey: Option<PathBuf>,
+    no_tcp: bool,
+    no_tls: bool,
+    no_tlsv1_2: bool,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    tls_handshake_timeout: Option<u64>,
+    stream_first_message_timeout: Option<u64>,
+    stream_idle_timeout: Option<u64>,
+    stream_buffer_limit: Option<usize>,
     warnings: Vec<ConfigWarning>,
 }
 
 const DEFAULT_LISTENING_PORT: u16 = 3478;
+/// RFC 8656 §3.1 / coturn: TURN over TLS.
+const DEFAULT_TLS_LISTENING_PORT: u16 = 5349;
 /// coturn's default metrics port.
 const DEFAULT_PROMETHEUS_PORT: u16 = 9641;
 const DEFAULT_MIN_PORT: u16 = 49152;
@@ -294,6 +316,39 @@ impl Builder {
             Key::IoBackend => {
                 self.io_backend = val()?.parse().map_err(|m: String| e.error(m))?;
             }
+            Key::TlsListeningPort => {
+                self.tls_listening_port = Some(at(&e, name, ck(&e, values::port(val()?))?));
+            }
+            Key::Cert => self.cert = Some(PathBuf::from(val()?)),
+            Key::Pkey => self.pkey = Some(PathBuf::from(val()?)),
+            Key::NoTcp => self.no_tcp = ck(&e, values::flag(opt))?,
+            Key::NoTls => self.no_tls = ck(&e, values::flag(opt))?,
+            Key::NoTlsv12 => self.no_tlsv1_2 = ck(&e, values::flag(opt))?,
+            Key::MaxConnections => {
+                self.max_connections = Some(ck(&e, values::number(val()?, "a connection count"))?);
+            }
+            Key::MaxConnectionsPerIp => {
+                self.max_connections_per_ip =
+                    Some(ck(&e, values::number(val()?, "a connection count"))?);
+            }
+            Key::TlsHandshakeTimeout => {
+                self.tls_handshake_timeout = Some(ck(&e, positive_seconds(val()?))?);
+            }
+            Key::StreamFirstMessageTimeout => {
+                self.stream_first_message_timeout = Some(ck(&e, positive_seconds(val()?))?);
+            }
+            Key::StreamIdleTimeout => {
+                self.stream_idle_timeout = Some(ck(&e, positive_seconds(val()?))?);
+            }
+            Key::StreamBufferLimit => {
+                let n = ck(&e, values::size(val()?))?;
+                if n < 4096 {
+                    return Err(e.error(format!(
+                        "{n} bytes is too small: one relayed frame needs up to 4 KiB"
+                    )));
+                }
+                self.stream_buffer_limit = Some(n);
+            }
             Key::SocketRcvbuf => self.socket_rcvbuf = Some(ck(&e, values::size(val()?))?),
             Key::SocketSndbuf => self.socket_sndbuf = Some(ck(&e, values::size(val()?))?),
             Key::Rfc5766ChannelNumbers => {
@@ -419,6 +474,23 @@ impl Builder {
             .iter()
             .map(|ip| SocketAddr::new(*ip, listening_port))
             .collect();
+        let tls_port_explicit = self.tls_listening_port.is_some();
+        let tls_listening_port = self.tls_listening_port.take().unwrap_or(At {
+            value: DEFAULT_TLS_LISTENING_PORT,
+            at: Origin {
+                source: self.source_name.clone(),
+                line: 0,
+            },
+            key: "tls-listening-port",
+        });
+        if self.cert.is_none() && !self.no_tls && tls_port_explicit {
+            let at = tls_listening_port.at.clone();
+            self.warn(
+                Some(&at),
+                "tls-listening-port",
+                "no cert= is configured, so TURN over TLS is off",
+            );
+        }
 
         // Relay addresses: relay-ip, else the specific listening addresses,
         // else the private halves of external-ip, else the wildcard of each
@@ -657,6 +729,29 @@ impl Builder {
             prometheus_address: self
                 .prometheus_address
                 .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            tcp: !self.no_tcp,
+            tls: !self.no_tls && self.cert.is_some(),
+            tls_listening_port: tls_listening_port.value,
+            pkey: self.pkey.or_else(|| self.cert.clone()),
+            cert: self.cert,
+            tls12: !self.no_tlsv1_2,
+            stream_limits: {
+                let d = crate::io::stream::StreamLimits::default();
+                let s = |v: Option<u64>, d: std::time::Duration| {
+                    v.map_or(d, std::time::Duration::from_secs)
+                };
+                crate::io::stream::StreamLimits {
+                    max_connections: self.max_connections.unwrap_or(d.max_connections),
+                    max_per_ip: self.max_connections_per_ip.unwrap_or(d.max_per_ip),
+                    handshake_timeout: s(self.tls_handshake_timeout, d.handshake_timeout),
+                    first_message_timeout: s(
+                        self.stream_first_message_timeout,
+                        d.first_message_timeout,
+                    ),
+                    idle_timeout: s(self.stream_idle_timeout, d.idle_timeout),
+                    max_buffered: self.stream_buffer_limit.unwrap_or(d.max_buffered),
+                }
+            },
             demo_user: None,
             warnings: self.warnings,
             rng_seed,

@@ -270,6 +270,15 @@ pub struct Config {
     pub prometheus_port: u16,
     /// `prometheus-address` (default 127.0.0.1).
     pub prometheus_address: IpAddr,
+    /// TURN over TCP on the listening addresses.
+    pub tcp: bool,
+    /// TURN over TLS on `tls_listening_port` (when `cert` is set).
+    pub tls: bool,
+    pub tls_listening_port: u16,
+    pub cert: Option<PathBuf>,
+    pub pkey: Option<PathBuf>,
+    pub tls12: bool,
+    pub stream_limits: crate::io::stream::StreamLimits,
     /// Set by [`Config::embedded`] only.
     pub demo_user: Option<DemoUser>,
     pub warnings: Vec<ConfigWarning>,

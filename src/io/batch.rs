@@ -22,6 +22,8 @@ const BATCH: usize = 32;
 /// recvmmsg rounds per ready socket per loop turn, so one busy socket cannot starve the rest.
 const ROUNDS_PER_SOCKET: usize = 4;
 const EVENTFD_TOKEN: u64 = u64::MAX;
+/// A watched fd (`Backend::watch`): it only wakes the wait.
+const WATCH_TOKEN: u64 = u64::MAX - 1;
 
 enum Payload {
     Received { buf_id: u32, range: Range<usize> },
@@ -215,6 +217,10 @@ impl Backend for BatchBackend {
             .map(|_| ())
     }
 
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        self.epoll_add(fd, WATCH_TOKEN)
+    }
+
     fn waker(&self) -> Waker {
         Waker { fd: self.eventfd }
     }
@@ -249,6 +255,9 @@ impl Backend for BatchBackend {
         for &data in &ready {
             if data == EVENTFD_TOKEN {
                 self.drain_eventfd();
+                continue;
+            }
+            if data == WATCH_TOKEN {
                 continue;
             }
             let fd = data as RawFd;

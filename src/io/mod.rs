@@ -10,8 +10,10 @@
 pub mod affinity;
 pub mod batch;
 pub mod gso;
+pub mod poller;
 pub mod sockaddr;
 pub mod socket;
+pub mod stream;
 pub mod uring;
 
 use std::io;
@@ -115,6 +117,10 @@ pub trait Backend: Send {
 
     /// Stops receiving on `fd` before the caller closes it.
     fn deregister(&mut self, fd: RawFd, token: Token) -> io::Result<()>;
+
+    /// Wakes `poll` whenever `fd` (a stream `poller::Poller`) is readable;
+    /// nothing is received from it — the worker drains it itself.
+    fn watch(&mut self, fd: RawFd) -> io::Result<()>;
 
     fn waker(&self) -> Waker;
 

@@ -70,6 +70,27 @@ pub fn bind_listener(addr: SocketAddr, sizes: BufferSizes) -> io::Result<UdpSock
     Ok(socket.into())
 }
 
+/// A worker's TCP (or TLS) listener: SO_REUSEPORT, so every worker accepts
+/// on the same port and the kernel spreads connections across them.
+/// Non-blocking; `backlog` bounds connections waiting to be accepted.
+pub fn bind_stream_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
 /// A relay socket on one allocation's address (exclusive: no SO_REUSEPORT).
 pub fn bind_relay(addr: SocketAddr, sizes: BufferSizes) -> io::Result<UdpSocket> {
     let socket = udp_socket(addr)?;

@@ -40,6 +40,8 @@ const KIND_RECV: u64 = 1;
 const KIND_SEND: u64 = 2;
 const KIND_WAKE: u64 = 3;
 const KIND_CANCEL: u64 = 4;
+/// A watched fd (`Backend::watch`): a multishot poll that only wakes the wait.
+const KIND_WATCH: u64 = 5;
 
 fn user_data(kind: u64, value: u64) -> u64 {
     (kind << KIND_SHIFT) | (value & ((1 << KIND_SHIFT) - 1))
@@ -295,6 +297,14 @@ impl UringBackend {
         self.push_sqe(entry)
     }
 
+    fn arm_watch(&mut self, fd: RawFd) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(user_data(KIND_WATCH, fd as u64));
+        self.push_sqe(entry)
+    }
+
     fn release_buffer(&mut self, bid: u16) {
         let Some(refs) = self.buffer_refs.get_mut(usize::from(bid)) else {
             return;
@@ -487,6 +497,12 @@ impl Backend for UringBackend {
         }
     }
 
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        self.arm_watch(fd)?;
+        self.ring.submit()?;
+        Ok(())
+    }
+
     fn waker(&self) -> Waker {
         Waker { fd: self.eventfd }
     }
@@ -545,6 +561,9 @@ impl Backend for UringBackend {
                 }
                 KIND_SEND => self.complete_send(value as usize, result),
                 KIND_WAKE => self.arm_wake()?,
+                // The stream side drains its own set; re-arm when the kernel
+                // ended the multishot poll.
+                KIND_WATCH if !cqueue::more(flags) => self.arm_watch(value as RawFd)?,
                 _ => {}
             }
         }

@@ -15,7 +15,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::allocation::{Allocation, AllocationId, AllocationState, ClientTuple, RelayKey};
+use super::allocation::{
+    Allocation, AllocationId, AllocationState, ClientTransport, ClientTuple, RelayKey,
+};
 use super::config::ServerConfig;
 use super::ports::{PortPool, Rng};
 use super::timers::{TimerKey, Timers};
@@ -38,6 +40,9 @@ pub struct Forward {
     pub from: SocketAddr,
     pub to: SocketAddr,
     pub range: Range<usize>,
+    /// How `to` is reached: the client's transport for data to a client
+    /// (a stream connection or UDP); always UDP towards peers.
+    pub transport: ClientTransport,
 }
 
 /// Why a datagram produced nothing. Counted, never logged per packet.
@@ -351,6 +356,7 @@ impl Server {
             from: relay,
             to: peer,
             range: start..start + cd.data.len(),
+            transport: ClientTransport::Udp,
         })
     }
 
@@ -410,6 +416,7 @@ impl Server {
             from: relay,
             to: peer,
             range: start..start + data.len(),
+            transport: ClientTransport::Udp,
         })
     }
 
@@ -476,6 +483,7 @@ impl Server {
             from: client.server,
             to: client.client,
             range: framed,
+            transport: client.transport,
         })
     }
 
@@ -566,6 +574,16 @@ impl Server {
     }
 
     /// Expires whatever is due.
+    /// The client's stream connection closed: its allocation goes at once
+    /// (RFC 8656 §3.1: over TCP/TLS the allocation lives with the connection).
+    pub fn handle_client_closed(&mut self, tuple: &ClientTuple) {
+        if let Some(id) = self.allocation_id_for_client(tuple) {
+            if self.remove_allocation(id).is_some() {
+                self.stats.allocations_expired += 1;
+            }
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((deadline, key)) = self.timers.pop_due(now) {
             self.fire_timer(now, deadline, key);

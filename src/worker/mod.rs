@@ -18,9 +18,12 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 pub use directory::RelayDirectory;
 
 use crate::io::socket::{bind_relay, BufferSizes};
+use crate::io::stream::StreamSet;
 use crate::io::{Backend, Received, SendQueue, Token, Waker, HEADROOM, TAILROOM};
 use crate::metrics::WorkerMetrics;
-use crate::turn::{ClientOutcome, ClientTuple, Command, PeerOutcome, Server};
+use crate::turn::{
+    ClientOutcome, ClientTransport, ClientTuple, Command, Forward, PeerOutcome, Server,
+};
 
 /// How long a worker sleeps at most, so it notices shutdown promptly.
 const MAX_WAIT: Duration = Duration::from_millis(50);
@@ -95,6 +98,11 @@ pub struct Worker {
     buffers: BufferSizes,
     counters: IoCounters,
     metrics: Arc<WorkerMetrics>,
+    /// TCP and TLS clients (`None` with `no-tcp` and `no-tls`).
+    streams: Option<StreamSet>,
+    /// Datagrams a stream client sent to a relay of this worker, handled
+    /// with the cross-worker ones (they need headroom the stream lacks).
+    local_inbox: Vec<CrossPacket>,
 }
 
 pub struct WorkerParts {
@@ -107,6 +115,7 @@ pub struct WorkerParts {
     pub buffers: BufferSizes,
     /// Where the worker publishes its counters once per loop turn.
     pub metrics: Arc<WorkerMetrics>,
+    pub streams: Option<StreamSet>,
 }
 
 fn unix_now() -> u64 {
@@ -134,6 +143,9 @@ impl Worker {
             listeners.push((addr, sock));
         }
         let next_token = listeners.len() as Token;
+        if let Some(streams) = &parts.streams {
+            backend.watch(streams.poll_fd())?;
+        }
         Ok(Self {
             index: parts.index,
             server: parts.server,
@@ -147,6 +159,8 @@ impl Worker {
             buffers: parts.buffers,
             counters: IoCounters::default(),
             metrics: parts.metrics,
+            streams: parts.streams,
+            local_inbox: Vec::new(),
         })
     }
 
@@ -178,6 +192,7 @@ impl Worker {
                 .poll_timeout()
                 .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT));
             backend.poll(wait, &mut |queue, rx| self.on_datagram(queue, rx))?;
+            self.poll_streams()?;
             self.drain_inbox(backend.as_mut());
             let now = Instant::now();
             if self.server.poll_timeout().is_some_and(|t| t <= now) {
@@ -185,8 +200,14 @@ impl Worker {
             }
             self.process_outputs(backend.as_mut());
             backend.flush()?;
+            if let Some(streams) = self.streams.as_mut() {
+                streams.flush();
+            }
             self.metrics
                 .publish(self.server.stats(), &self.counters, &backend.counters());
+        }
+        if let Some(streams) = self.streams.as_mut() {
+            streams.close_all();
         }
         for (addr, (sock, token)) in self.relays.drain() {
             let _ = backend.deregister(sock.as_raw_fd(), token);
@@ -229,9 +250,7 @@ impl Worker {
                                 .server
                                 .handle_peer_datagram(now, relay, f.from, buf, range)
                             {
-                                if let Some(fd) = self.listener_fd(g.from) {
-                                    queue.send_received(fd, g.to, buf_id, g.range);
-                                }
+                                self.send_to_client(queue, &g, buf, buf_id);
                             }
                         }
                         // A peer outside (or a relay port no allocation holds here,
@@ -250,8 +269,95 @@ impl Worker {
                 .server
                 .handle_peer_datagram(now, relay, from, buf, payload)
             {
+                self.send_to_client(queue, &f, buf, buf_id);
+            }
+        }
+    }
+
+    /// Sends framed peer data to its client: zero copy from the receive
+    /// buffer over UDP, appended to the connection's output over a stream.
+    fn send_to_client(&mut self, queue: &mut dyn SendQueue, f: &Forward, buf: &[u8], buf_id: u32) {
+        match f.transport {
+            ClientTransport::Udp => {
                 if let Some(fd) = self.listener_fd(f.from) {
-                    queue.send_received(fd, f.to, buf_id, f.range);
+                    queue.send_received(fd, f.to, buf_id, f.range.clone());
+                }
+            }
+            ClientTransport::Stream(id) => {
+                if let (Some(streams), Some(frame)) =
+                    (self.streams.as_mut(), buf.get(f.range.clone()))
+                {
+                    streams.send(id, frame);
+                }
+            }
+        }
+    }
+
+    /// Sends bytes the worker owns to a client, by its transport.
+    fn send_to_client_owned(
+        &mut self,
+        backend: &mut dyn Backend,
+        from: SocketAddr,
+        to: ClientTuple,
+        data: Vec<u8>,
+    ) {
+        match to.transport {
+            ClientTransport::Udp => {
+                if let Some(fd) = self.listener_fd(from) {
+                    backend.send_owned(fd, to.client, data);
+                }
+            }
+            ClientTransport::Stream(id) => {
+                if let Some(streams) = self.streams.as_mut() {
+                    streams.send(id, &data);
+                }
+            }
+        }
+    }
+
+    /// Accepts and reads stream clients, hands their frames to the server,
+    /// and frees the allocations of connections that closed.
+    fn poll_streams(&mut self) -> std::io::Result<()> {
+        let Some(mut streams) = self.streams.take() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let result = streams.poll(now, &mut |tuple, frame| {
+            self.on_stream_frame(now, tuple, frame)
+        });
+        let server = &self.server;
+        streams.sweep(now, &|tuple| server.allocation_for_client(tuple).is_some());
+        for tuple in streams.take_closed() {
+            self.server.handle_client_closed(&tuple);
+        }
+        self.streams = Some(streams);
+        result
+    }
+
+    /// One STUN message or ChannelData frame from a stream client.
+    fn on_stream_frame(&mut self, now: Instant, tuple: ClientTuple, frame: &[u8]) {
+        let ClientOutcome::Forward(f) = self.server.handle_client_datagram(now, tuple, frame)
+        else {
+            return;
+        };
+        let Some(data) = frame.get(f.range.clone()) else {
+            return;
+        };
+        let shortcut = self.server.config().relay_shortcut;
+        match self.directory.owner(f.to).filter(|_| shortcut) {
+            Some((owner, relay)) if owner != self.index => {
+                self.post(owner, CrossPacket::new(relay, f.from, data, self.index));
+            }
+            // A relay of ours: framed later, in a buffer with headroom.
+            Some((_, relay)) if self.server.has_relay(relay) => {
+                self.counters.same_worker_relayed += 1;
+                self.local_inbox
+                    .push(CrossPacket::new(relay, f.from, data, self.index));
+            }
+            _ => {
+                if let Some((sock, _)) = self.relays.get(&f.from) {
+                    // One datagram: a direct send, no queue, no copy.
+                    let _ = sock.send_to(data, f.to);
                 }
             }
         }
@@ -278,7 +384,9 @@ impl Worker {
     /// framed in place in the packet's own buffer, and sent on without a copy.
     fn drain_inbox(&mut self, backend: &mut dyn Backend) {
         let now = Instant::now();
-        while let Ok(mut p) = self.inbox.try_recv() {
+        let local = std::mem::take(&mut self.local_inbox);
+        let mut pending = local.into_iter();
+        while let Some(mut p) = pending.next().or_else(|| self.inbox.try_recv().ok()) {
             let payload = HEADROOM..HEADROOM + p.len;
             if p.bounced {
                 // Ours is the sending relay: out through the kernel after all.
@@ -295,9 +403,12 @@ impl Worker {
                 self.server
                     .handle_peer_datagram(now, p.to_relay, p.from_peer, &mut p.data, payload)
             {
-                if let Some(fd) = self.listener_fd(f.from) {
-                    backend.send_owned(fd, f.to, trim(p.data, f.range));
-                }
+                let to = ClientTuple {
+                    client: f.to,
+                    server: f.from,
+                    transport: f.transport,
+                };
+                self.send_to_client_owned(backend, f.from, to, trim(p.data, f.range));
             }
         }
     }
@@ -328,9 +439,7 @@ impl Worker {
             }
             while let Some(t) = self.server.poll_transmit() {
                 progressed = true;
-                if let Some(fd) = self.listener_fd(t.from) {
-                    backend.send_owned(fd, t.to.client, t.payload);
-                }
+                self.send_to_client_owned(backend, t.from, t.to, t.payload);
             }
             if !progressed {
                 break;

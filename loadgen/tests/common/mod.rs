@@ -59,6 +59,7 @@ pub fn ringturn(workers: usize, min_port: u16) -> Server {
         },
         server_configs: configs,
         credentials: creds,
+        streams: ringturn::run::StreamSettings::none(),
     })
     .expect("in-process ringturn starts");
     let addr = running.listening[0];

@@ -1,0 +1,808 @@
+//! TURN over TCP and TLS (RFC 8656 §3.1): one worker's stream listeners and
+//! connections. The worker that accepts a connection owns it and its
+//! allocation, exactly as for UDP.
+//!
+//! Received bytes are cut into STUN messages and ChannelData frames (RFC 8656
+//! §12.4: self-delimiting by their length, ChannelData padded to 4 bytes) and
+//! handed to the worker one frame at a time. Whole frames are handed straight
+//! out of the read buffer; only a frame split across reads is copied into the
+//! connection's own buffer. Outgoing frames are appended to the connection's
+//! output and written once per loop turn.
+//!
+//! What a public server needs against abuse: a cap on connections overall and
+//! per source address, deadlines for the TLS handshake and for the first
+//! complete message, an idle timeout for connections without an allocation,
+//! and a cap on bytes waiting to be written (frames beyond it are dropped,
+//! whole, as a full UDP socket buffer would).
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::stun::channel_data::stream_frame_len;
+use crate::stun::ChannelRange;
+use crate::tls::TlsHandle;
+use crate::turn::{ClientTransport, ClientTuple};
+
+use super::poller::{Interest, Poller, Readiness};
+
+/// Limits for stream connections; `0` in a count means "no limit".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Connections open at once, all workers together.
+    pub max_connections: usize,
+    /// Connections open at once from one source IP address.
+    pub max_per_ip: usize,
+    /// From accept until the TLS handshake completes.
+    pub handshake_timeout: Duration,
+    /// From accept until the first complete STUN message.
+    pub first_message_timeout: Duration,
+    /// Silence after which a connection without an allocation is closed.
+    pub idle_timeout: Duration,
+    /// Bytes waiting to be written to one connection.
+    pub max_buffered: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 50_000,
+            max_per_ip: 1_000,
+            handshake_timeout: Duration::from_secs(10),
+            first_message_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_buffered: 256 * 1024,
+        }
+    }
+}
+
+/// Connection counts every worker shares; touched on accept and close only.
+#[derive(Debug)]
+pub struct StreamShared {
+    limits: StreamLimits,
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl StreamShared {
+    pub fn new(limits: StreamLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn limits(&self) -> &StreamLimits {
+        &self.limits
+    }
+
+    /// Connections open now, all workers together.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn try_admit(&self, ip: IpAddr) -> bool {
+        let max = self.limits.max_connections;
+        let admitted = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            return false;
+        }
+        let Ok(mut per_ip) = self.per_ip.lock() else {
+            return true;
+        };
+        let n = per_ip.entry(ip).or_insert(0);
+        if self.limits.max_per_ip != 0 && *n >= self.limits.max_per_ip {
+            drop(per_ip);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        if let Ok(mut per_ip) = self.per_ip.lock() {
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// One listening socket of a worker.
+#[derive(Debug)]
+pub struct StreamListener {
+    pub socket: TcpListener,
+    /// TLS on this port (coturn's `tls-listening-port`), else plain TCP.
+    pub tls: bool,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed it (or reset it).
+    Peer,
+    /// A handshake, first-message or idle deadline passed.
+    Deadline,
+    /// Bytes that are neither STUN nor ChannelData, or a failed TLS handshake.
+    Malformed,
+    /// A socket error.
+    Error,
+}
+
+/// What the stream side counted (monotonic, except `open`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StreamCounters {
+    pub open: u64,
+    pub accepted: u64,
+    /// Refused by the connection limits.
+    pub refused: u64,
+    pub closed_by_peer: u64,
+    pub closed_deadline: u64,
+    pub closed_malformed: u64,
+    pub closed_error: u64,
+    /// Frames dropped because the connection's output was full.
+    pub dropped_frames: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    FirstMessage,
+    Open,
+}
+
+struct Conn {
+    socket: TcpStream,
+    tuple: ClientTuple,
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// The start of a frame that arrived split across reads.
+    partial: Vec<u8>,
+    /// Bytes for the socket (TLS records on a TLS connection).
+    out: Vec<u8>,
+    /// How much of `out` is written already.
+    out_sent: usize,
+    phase: Phase,
+    accepted: Instant,
+    last_rx: Instant,
+    /// EPOLLOUT is on (the kernel buffer was full).
+    want_write: bool,
+    queued_for_flush: bool,
+}
+
+impl Conn {
+    fn deadline(&self, limits: &StreamLimits) -> Instant {
+        match self.phase {
+            Phase::Handshake => self.accepted + limits.handshake_timeout,
+            Phase::FirstMessage => self.accepted + limits.first_message_timeout,
+            Phase::Open => self.last_rx + limits.idle_timeout,
+        }
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.out_sent
+    }
+
+    /// Moves TLS records rustls has ready into `out`.
+    fn drain_tls(&mut self) -> io::Result<()> {
+        match self.tls.as_mut() {
+            Some(tls) => drain_tls(tls, &mut self.out),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads what the socket has into `scratch` as plaintext: `Ok(0)` when
+    /// nothing more is there now.
+    fn read_plain(&mut self, scratch: &mut [u8]) -> Result<usize, CloseReason> {
+        let Conn {
+            socket,
+            tls,
+            out,
+            out_sent,
+            phase,
+            ..
+        } = self;
+        let Some(tls) = tls.as_mut() else {
+            return loop {
+                match socket.read(scratch) {
+                    Ok(0) => break Err(CloseReason::Peer),
+                    Ok(n) => break Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break Err(CloseReason::Peer),
+                }
+            };
+        };
+        loop {
+            match tls.reader().read(scratch) {
+                Ok(0) => return Err(CloseReason::Peer), // close_notify
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(CloseReason::Peer),
+            }
+            match tls.read_tls(socket) {
+                Ok(0) => return Err(CloseReason::Peer),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(CloseReason::Peer),
+            }
+            if tls.process_new_packets().is_err() {
+                // Send the alert rustls prepared, then give up on the client.
+                let _ = drain_tls(tls, out);
+                let _ = socket.write(out.get(*out_sent..).unwrap_or(&[]));
+                return Err(CloseReason::Malformed);
+            }
+            if *phase == Phase::Handshake && !tls.is_handshaking() {
+                *phase = Phase::FirstMessage;
+            }
+            // Handshake messages (or a key update) to answer.
+            if tls.wants_write() {
+                drain_tls(tls, out).map_err(|_| CloseReason::Error)?;
+                flush_out(socket, out, out_sent).map_err(|_| CloseReason::Error)?;
+            }
+        }
+    }
+
+    fn flush_out(&mut self) -> io::Result<()> {
+        flush_out(&mut self.socket, &mut self.out, &mut self.out_sent)
+    }
+}
+
+fn drain_tls(tls: &mut rustls::ServerConnection, out: &mut Vec<u8>) -> io::Result<()> {
+    while tls.wants_write() {
+        tls.write_tls(out)?;
+    }
+    Ok(())
+}
+
+/// Writes as much of `out[*sent..]` as the socket takes.
+fn flush_out(socket: &mut TcpStream, out: &mut Vec<u8>, sent: &mut usize) -> io::Result<()> {
+    while let Some(rest) = out.get(*sent..).filter(|r| !r.is_empty()) {
+        match socket.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if *sent >= out.len() {
+        out.clear();
+        *sent = 0;
+    } else if *sent > out.len() / 2 {
+        out.drain(..*sent);
+        *sent = 0;
+    }
+    Ok(())
+}
+
+/// Where a frame came from and what it is.
+pub type FrameHandler<'a> = dyn FnMut(ClientTuple, &[u8]) + 'a;
+
+/// Token bit that marks a listener (connections use their id).
+const LISTENER: u64 = 1 << 63;
+/// Connections accepted per listener per loop turn, so a flood of connects
+/// cannot starve the datagrams.
+const ACCEPT_BUDGET: usize = 64;
+/// Reads per connection per loop turn, for the same reason.
+const READ_BUDGET: usize = 8;
+const SCRATCH_LEN: usize = 64 * 1024;
+/// How often deadlines are checked.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Room for TLS record overhead when checking `max_buffered`.
+const TLS_OVERHEAD: usize = 64;
+
+pub struct StreamSet {
+    poller: Poller,
+    listeners: Vec<StreamListener>,
+    conns: HashMap<u64, Conn>,
+    next_id: u64,
+    shared: Arc<StreamShared>,
+    tls: Option<TlsHandle>,
+    channel_range: ChannelRange,
+    ready: Vec<Readiness>,
+    flush_list: Vec<u64>,
+    closed: Vec<ClientTuple>,
+    scratch: Vec<u8>,
+    next_sweep: Instant,
+    counters: StreamCounters,
+}
+
+impl StreamSet {
+    pub fn new(
+        listeners: Vec<StreamListener>,
+        shared: Arc<StreamShared>,
+        tls: Option<TlsHandle>,
+        channel_range: ChannelRange,
+    ) -> io::Result<Self> {
+        let poller = Poller::new(256)?;
+        for (i, l) in listeners.iter().enumerate() {
+            poller.add(l.socket.as_raw_fd(), LISTENER | i as u64, Interest::Read)?;
+        }
+        Ok(Self {
+            poller,
+            listeners,
+            conns: HashMap::new(),
+            next_id: 0,
+            shared,
+            tls,
+            channel_range,
+            ready: Vec::with_capacity(256),
+            flush_list: Vec::new(),
+            closed: Vec::new(),
+            scratch: vec![0; SCRATCH_LEN],
+            next_sweep: Instant::now(),
+            counters: StreamCounters::default(),
+        })
+    }
+
+    /// The fd the worker's backend waits on (`Backend::watch`).
+    pub fn poll_fd(&self) -> std::os::fd::RawFd {
+        self.poller.fd()
+    }
+
+    pub fn counters(&self) -> &StreamCounters {
+        &self.counters
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Accepts, reads and hands every complete frame to `on_frame`.
+    pub fn poll(&mut self, now: Instant, on_frame: &mut FrameHandler<'_>) -> io::Result<()> {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.poller.ready_now(&mut ready)?;
+        for r in &ready {
+            if r.token & LISTENER != 0 {
+                self.accept((r.token & !LISTENER) as usize, now);
+                continue;
+            }
+            let id = r.token;
+            if r.writable {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    if conn.flush_out().is_err() {
+                        self.close(id, CloseReason::Error);
+                        continue;
+                    }
+                    self.update_interest(id);
+                }
+            }
+            if r.readable || r.closed {
+                if let Err(reason) = self.read(id, now, on_frame) {
+                    self.close(id, reason);
+                }
+            }
+        }
+        self.ready = ready;
+        Ok(())
+    }
+
+    fn accept(&mut self, index: usize, now: Instant) {
+        for _ in 0..ACCEPT_BUDGET {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let tls = listener.tls;
+            let (socket, peer) = match listener.socket.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of fds or memory: leave the rest in the backlog.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    return;
+                }
+            };
+            if !self.shared.try_admit(peer.ip()) {
+                self.counters.refused += 1;
+                continue; // dropping the socket closes it
+            }
+            if let Err(e) = self.admit(socket, peer, tls, now) {
+                tracing::debug!(%peer, error = %e, "cannot set up a connection");
+                self.shared.release(peer.ip());
+            }
+        }
+    }
+
+    fn admit(
+        &mut self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        tls: bool,
+        now: Instant,
+    ) -> io::Result<()> {
+        socket.set_nonblocking(true)?;
+        socket.set_nodelay(true)?;
+        let local = socket.local_addr()?;
+        let tls = match (tls, self.tls.as_mut()) {
+            (false, _) => None,
+            (true, Some(handle)) => Some(Box::new(
+                rustls::ServerConnection::new(handle.config()).map_err(io::Error::other)?,
+            )),
+            (true, None) => return Err(io::Error::other("TLS listener without a certificate")),
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.poller.add(socket.as_raw_fd(), id, Interest::Read)?;
+        let phase = if tls.is_some() {
+            Phase::Handshake
+        } else {
+            Phase::FirstMessage
+        };
+        self.conns.insert(
+            id,
+            Conn {
+                socket,
+                tuple: ClientTuple {
+                    client: peer,
+                    server: local,
+                    transport: ClientTransport::Stream(id),
+                },
+                tls,
+                partial: Vec::new(),
+                out: Vec::new(),
+                out_sent: 0,
+                phase,
+                accepted: now,
+                last_rx: now,
+                want_write: false,
+                queued_for_flush: false,
+            },
+        );
+        self.counters.accepted += 1;
+        self.counters.open = self.conns.len() as u64;
+        Ok(())
+    }
+
+    fn read(
+        &mut self,
+        id: u64,
+        now: Instant,
+        on_frame: &mut FrameHandler<'_>,
+    ) -> Result<(), CloseReason> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.read_with(id, now, &mut scratch, on_frame);
+        self.scratch = scratch;
+        result
+    }
+
+    fn read_with(
+        &mut self,
+        id: u64,
+        now: Instant,
+        scratch: &mut [u8],
+        on_frame: &mut FrameHandler<'_>,
+    ) -> Result<(), CloseReason> {
+        let range = self.channel_range;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut frames = 0u64;
+        let mut result = Ok(());
+        for _ in 0..READ_BUDGET {
+            let n = match conn.read_plain(scratch) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(reason) => {
+                    result = Err(reason);
+                    break;
+                }
+            };
+            conn.last_rx = now;
+            let data = scratch.get(..n).unwrap_or(&[]);
+            match deliver(conn, data, range, on_frame) {
+                Ok(k) => frames += k,
+                Err(reason) => {
+                    result = Err(reason);
+                    break;
+                }
+            }
+            if n < scratch.len() && conn.tls.is_none() {
+                break; // the socket is drained
+            }
+        }
+        if frames > 0 && conn.phase == Phase::FirstMessage {
+            conn.phase = Phase::Open;
+        }
+        if conn.pending_out() > 0 && !conn.queued_for_flush {
+            conn.queued_for_flush = true;
+            self.flush_list.push(id);
+        }
+        self.counters.frames_in += frames;
+        result
+    }
+
+    /// Queues a frame for the client of connection `id`; `false` if it was
+    /// dropped (no such connection, or its output is full).
+    pub fn send(&mut self, id: u64, frame: &[u8]) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        let overhead = if conn.tls.is_some() { TLS_OVERHEAD } else { 0 };
+        if conn.pending_out() + frame.len() + overhead > self.shared.limits.max_buffered {
+            self.counters.dropped_frames += 1;
+            return false;
+        }
+        match conn.tls.as_mut() {
+            Some(tls) => {
+                if tls.writer().write_all(frame).is_err() || conn.drain_tls().is_err() {
+                    self.counters.dropped_frames += 1;
+                    return false;
+                }
+            }
+            None => conn.out.extend_from_slice(frame),
+        }
+        if !conn.queued_for_flush {
+            conn.queued_for_flush = true;
+            self.flush_list.push(id);
+        }
+        self.counters.frames_out += 1;
+        true
+    }
+
+    /// Writes what was queued this loop turn.
+    pub fn flush(&mut self) {
+        let mut list = std::mem::take(&mut self.flush_list);
+        for id in list.drain(..) {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            conn.queued_for_flush = false;
+            if conn.flush_out().is_err() {
+                self.close(id, CloseReason::Error);
+                continue;
+            }
+            self.update_interest(id);
+        }
+        self.flush_list = list;
+    }
+
+    /// Watches for writability only while output is waiting.
+    fn update_interest(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let want = conn.pending_out() > 0;
+        if want != conn.want_write {
+            let interest = if want {
+                Interest::ReadWrite
+            } else {
+                Interest::Read
+            };
+            if self
+                .poller
+                .modify(conn.socket.as_raw_fd(), id, interest)
+                .is_ok()
+            {
+                conn.want_write = want;
+            }
+        }
+    }
+
+    /// Closes connections whose deadline passed. A connection past its idle
+    /// time stays while `has_allocation` says its client still has one: the
+    /// allocation's lifetime governs it then.
+    pub fn sweep(&mut self, now: Instant, has_allocation: &dyn Fn(&ClientTuple) -> bool) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY;
+        let limits = self.shared.limits;
+        let expired: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                now >= c.deadline(&limits) && !(c.phase == Phase::Open && has_allocation(&c.tuple))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.close(id, CloseReason::Deadline);
+        }
+    }
+
+    fn close(&mut self, id: u64, reason: CloseReason) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        let _ = self.poller.delete(conn.socket.as_raw_fd());
+        self.shared.release(conn.tuple.client.ip());
+        match reason {
+            CloseReason::Peer => self.counters.closed_by_peer += 1,
+            CloseReason::Deadline => self.counters.closed_deadline += 1,
+            CloseReason::Malformed => self.counters.closed_malformed += 1,
+            CloseReason::Error => self.counters.closed_error += 1,
+        }
+        self.counters.open = self.conns.len() as u64;
+        tracing::debug!(client = %conn.tuple.client, ?reason, "stream connection closed");
+        self.closed.push(conn.tuple);
+    }
+
+    /// Connections closed since the last call: their allocations go now.
+    pub fn take_closed(&mut self) -> std::vec::Drain<'_, ClientTuple> {
+        self.closed.drain(..)
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&mut self) {
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id, CloseReason::Peer);
+        }
+    }
+}
+
+impl Drop for StreamSet {
+    fn drop(&mut self) {
+        for conn in self.conns.values() {
+            self.shared.release(conn.tuple.client.ip());
+        }
+    }
+}
+
+/// Hands every complete frame in `data` (after any partial frame kept from
+/// the last read) to `on_frame`; keeps an incomplete tail. Returns the count.
+fn deliver(
+    conn: &mut Conn,
+    data: &[u8],
+    range: ChannelRange,
+    on_frame: &mut FrameHandler<'_>,
+) -> Result<u64, CloseReason> {
+    if conn.partial.is_empty() {
+        let (frames, used) = split_frames(data, range, conn.tuple, on_frame)?;
+        conn.partial
+            .extend_from_slice(data.get(used..).unwrap_or(&[]));
+        return Ok(frames);
+    }
+    let mut partial = std::mem::take(&mut conn.partial);
+    partial.extend_from_slice(data);
+    let result = split_frames(&partial, range, conn.tuple, on_frame);
+    if let Ok((_, used)) = result {
+        partial.drain(..used);
+    }
+    conn.partial = partial;
+    result.map(|(frames, _)| frames)
+}
+
+/// Calls `on_frame` for each complete frame at the front of `data`; returns
+/// how many and the bytes they used.
+fn split_frames(
+    data: &[u8],
+    range: ChannelRange,
+    tuple: ClientTuple,
+    on_frame: &mut FrameHandler<'_>,
+) -> Result<(u64, usize), CloseReason> {
+    let mut used = 0;
+    let mut frames = 0;
+    while let Some(rest) = data.get(used..) {
+        let Some(len) = stream_frame_len(rest, range) else {
+            break;
+        };
+        let len = len.map_err(|_| CloseReason::Malformed)?;
+        let Some(frame) = rest.get(..len) else {
+            break;
+        };
+        on_frame(tuple, frame);
+        used += len;
+        frames += 1;
+    }
+    Ok((frames, used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple() -> ClientTuple {
+        ClientTuple {
+            client: "127.0.0.1:5000".parse().expect("addr"),
+            server: "127.0.0.1:3478".parse().expect("addr"),
+            transport: ClientTransport::Stream(7),
+        }
+    }
+
+    fn binding_request() -> Vec<u8> {
+        let mut m = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+        m.extend_from_slice(&[7; 12]);
+        m
+    }
+
+    fn collect(data: &[&[u8]]) -> Result<Vec<Vec<u8>>, CloseReason> {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let now = Instant::now();
+        let mut conn = Conn {
+            socket: client,
+            tuple: tuple(),
+            tls: None,
+            partial: Vec::new(),
+            out: Vec::new(),
+            out_sent: 0,
+            phase: Phase::FirstMessage,
+            accepted: now,
+            last_rx: now,
+            want_write: false,
+            queued_for_flush: false,
+        };
+        let mut frames = Vec::new();
+        for chunk in data {
+            deliver(&mut conn, chunk, ChannelRange::Rfc5766, &mut |t, f| {
+                assert_eq!(t, tuple());
+                frames.push(f.to_vec());
+            })?;
+        }
+        Ok(frames)
+    }
+
+    #[test]
+    fn rfc8656_12_4_frames_split_across_reads_are_joined() {
+        let m = binding_request();
+        let frames = collect(&[&m[..3], &m[3..15], &m[15..]]).expect("frames");
+        assert_eq!(frames, vec![m]);
+    }
+
+    #[test]
+    fn rfc8656_12_5_channel_data_over_streams_is_padded_to_four() {
+        // 5 bytes of data: the frame is 4 + 5 + 3 padding bytes.
+        let frame = [0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0];
+        let m = binding_request();
+        let mut both = frame.to_vec();
+        both.extend_from_slice(&m);
+        let frames = collect(&[&both[..10], &both[10..]]).expect("frames");
+        assert_eq!(frames, vec![frame.to_vec(), m]);
+    }
+
+    #[test]
+    fn several_frames_in_one_read_each_arrive() {
+        let m = binding_request();
+        let mut three = m.clone();
+        three.extend_from_slice(&m);
+        three.extend_from_slice(&m);
+        assert_eq!(collect(&[&three]).expect("frames").len(), 3);
+    }
+
+    #[test]
+    fn bytes_that_are_neither_stun_nor_channel_data_close_the_connection() {
+        assert_eq!(
+            collect(&[b"GET / HTTP/1.1\r\n\r\n"]),
+            Err(CloseReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn per_ip_and_total_limits_admit_and_release() {
+        let shared = StreamShared::new(StreamLimits {
+            max_connections: 3,
+            max_per_ip: 2,
+            ..StreamLimits::default()
+        });
+        let a: IpAddr = "127.0.0.2".parse().expect("ip");
+        let b: IpAddr = "127.0.0.3".parse().expect("ip");
+        assert!(shared.try_admit(a));
+        assert!(shared.try_admit(a));
+        assert!(!shared.try_admit(a), "per-IP cap");
+        assert!(shared.try_admit(b));
+        assert!(!shared.try_admit(b), "total cap");
+        shared.release(a);
+        assert!(shared.try_admit(b));
+        assert_eq!(shared.open(), 3);
+    }
+}
