@@ -26,7 +26,18 @@ fn limit(n: u64) -> String {
 pub(crate) fn render(c: &Config) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "ringturn configuration from {}", c.source_name);
-    let _ = writeln!(s, "  listening:        {} (UDP)", list(&c.listening));
+    let transports = if c.tcp { "UDP, TCP" } else { "UDP" };
+    let _ = writeln!(s, "  listening:        {} ({transports})", list(&c.listening));
+    if c.tls {
+        let _ = writeln!(
+            s,
+            "  TLS:              port {}, certificate {}",
+            c.tls_listening_port,
+            c.cert.as_ref().map_or("?".into(), |p| p.display().to_string())
+        );
+    } else {
+        let _ = writeln!(s, "  TLS:              off (needs cert= and pkey=)");
+    }
     let map = c.external_ip_map();
     let relays = c.relay_ips.iter().map(|ip| match map.get(ip) {
         Some(public) => format!("{ip} (advertised as {public})"),

@@ -177,7 +177,7 @@ fn random_strings_are_alphanumeric() {
 #[test]
 fn summary_describes_the_setup() {
     let c =
-        ok("relay-ip=10.0.0.1\nrealm=r\nuser=a:secretpw\nworkers=2\ncpu-affinity=0,1\nno-tls\n");
+        ok("relay-ip=10.0.0.1\nrealm=r\nuser=a:secretpw\nworkers=2\ncpu-affinity=0,1\nno-dtls\n");
     let s = c.summary();
     for needle in [
         "ringturn configuration from t.conf",
@@ -187,7 +187,9 @@ fn summary_describes_the_setup() {
         "2 (pinned to cores 0, 1)",
         "realm \"r\", 1 static user",
         "signaling:        off",
-        "t.conf:6: no-tls",
+        "t.conf:6: no-dtls",
+        "0.0.0.0:3478 (UDP, TCP)",
+        "TLS:              off",
     ] {
         assert!(s.contains(needle), "summary lacks {needle:?}:\n{s}");
     }
@@ -266,4 +268,44 @@ fn embedded_defaults_put_signaling_on_loopback() {
     let c = Config::embedded().unwrap();
     assert_eq!(c.signaling_listening_ip, ip("127.0.0.1"));
     assert_eq!(c.signaling_listening_port, Some(8080));
+}
+
+#[test]
+fn stream_transports_follow_coturn_keys() {
+    let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\n");
+    assert!(c.tcp, "TCP on the listening port by default, as coturn");
+    assert!(!c.tls, "no TLS without a certificate");
+    assert_eq!(c.tls_listening_port, 5349);
+    let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ncert=/etc/t.pem\ntls-listening-port=443\nno-tcp\n");
+    assert!(!c.tcp);
+    assert!(c.tls);
+    assert_eq!(c.tls_listening_port, 443);
+    assert_eq!(
+        c.pkey.as_deref(),
+        Some(std::path::Path::new("/etc/t.pem")),
+        "pkey defaults to the cert file (one PEM with both)"
+    );
+    let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ncert=/etc/t.pem\nno-tls\n");
+    assert!(!c.tls);
+    let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ntls-listening-port=5350\n");
+    assert!(
+        c.warnings.iter().any(|w| w.key == "tls-listening-port"),
+        "a TLS port without a certificate is a warning: {:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn stream_limits_are_read_and_checked() {
+    let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\nmax-connections=10\nmax-connections-per-ip=2\ntls-handshake-timeout=3\nstream-first-message-timeout=4\nstream-idle-timeout=5\nstream-buffer-limit=64K\n");
+    let l = c.stream_limits;
+    assert_eq!((l.max_connections, l.max_per_ip), (10, 2));
+    assert_eq!(l.handshake_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(l.first_message_timeout, std::time::Duration::from_secs(4));
+    assert_eq!(l.idle_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(l.max_buffered, 64 * 1024);
+    let e = parse("relay-ip=10.0.0.1\nuser=a:b\nstream-idle-timeout=0\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "stream-idle-timeout"), "{e}");
+    let e = parse("stream-buffer-limit=100\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (1, "stream-buffer-limit"), "{e}");
 }

@@ -519,9 +519,6 @@ impl StreamSet {
                 break; // the socket is drained
             }
         }
-        if frames > 0 && conn.phase == Phase::FirstMessage {
-            conn.phase = Phase::Open;
-        }
         if conn.pending_out() > 0 && !conn.queued_for_flush {
             conn.queued_for_flush = true;
             self.flush_list.push(id);
@@ -666,20 +663,34 @@ fn deliver(
     range: ChannelRange,
     on_frame: &mut FrameHandler<'_>,
 ) -> Result<u64, CloseReason> {
-    if conn.partial.is_empty() {
+    // The first message on a TURN connection is a STUN request: anything else
+    // (an HTTP request, a stray TLS ClientHello on the TCP port) is cut off
+    // at once instead of waiting out the deadline for a 64 KiB "frame".
+    if conn.phase == Phase::FirstMessage {
+        let first = conn.partial.first().or(data.first());
+        if first.is_some_and(|b| *b > 3) {
+            return Err(CloseReason::Malformed);
+        }
+    }
+    let frames = if conn.partial.is_empty() {
         let (frames, used) = split_frames(data, range, conn.tuple, on_frame)?;
         conn.partial
             .extend_from_slice(data.get(used..).unwrap_or(&[]));
-        return Ok(frames);
+        frames
+    } else {
+        let mut partial = std::mem::take(&mut conn.partial);
+        partial.extend_from_slice(data);
+        let result = split_frames(&partial, range, conn.tuple, on_frame);
+        if let Ok((_, used)) = result {
+            partial.drain(..used);
+        }
+        conn.partial = partial;
+        result?.0
+    };
+    if frames > 0 && conn.phase == Phase::FirstMessage {
+        conn.phase = Phase::Open;
     }
-    let mut partial = std::mem::take(&mut conn.partial);
-    partial.extend_from_slice(data);
-    let result = split_frames(&partial, range, conn.tuple, on_frame);
-    if let Ok((_, used)) = result {
-        partial.drain(..used);
-    }
-    conn.partial = partial;
-    result.map(|(frames, _)| frames)
+    Ok(frames)
 }
 
 /// Calls `on_frame` for each complete frame at the front of `data`; returns
@@ -764,10 +775,10 @@ mod tests {
         // 5 bytes of data: the frame is 4 + 5 + 3 padding bytes.
         let frame = [0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0];
         let m = binding_request();
-        let mut both = frame.to_vec();
-        both.extend_from_slice(&m);
-        let frames = collect(&[&both[..10], &both[10..]]).expect("frames");
-        assert_eq!(frames, vec![frame.to_vec(), m]);
+        let mut both = m.clone();
+        both.extend_from_slice(&frame);
+        let frames = collect(&[&both[..30], &both[30..]]).expect("frames");
+        assert_eq!(frames, vec![m, frame.to_vec()]);
     }
 
     #[test]
@@ -780,11 +791,20 @@ mod tests {
     }
 
     #[test]
-    fn bytes_that_are_neither_stun_nor_channel_data_close_the_connection() {
+    fn a_first_message_that_is_not_stun_closes_the_connection() {
         assert_eq!(
             collect(&[b"GET / HTTP/1.1\r\n\r\n"]),
             Err(CloseReason::Malformed)
         );
+        // A TLS ClientHello on the plain TCP port.
+        assert_eq!(collect(&[&[0x16, 0x03, 0x01, 0x00, 0xa5]]), Err(CloseReason::Malformed));
+    }
+
+    #[test]
+    fn bytes_that_are_neither_stun_nor_channel_data_close_the_connection() {
+        let mut stream = binding_request();
+        stream.extend_from_slice(&[0xff; 8]);
+        assert_eq!(collect(&[&stream]), Err(CloseReason::Malformed));
     }
 
     #[test]
