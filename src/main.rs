@@ -115,6 +115,10 @@ fn run() -> anyhow::Result<()> {
         std::process::exit(i32::from(ringturn::hostcheck::exit_code(&findings)));
     }
     init_logging(&config)?;
+    match ringturn::io::raise_fd_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -27,13 +27,19 @@ pub(crate) fn render(c: &Config) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "ringturn configuration from {}", c.source_name);
     let transports = if c.tcp { "UDP, TCP" } else { "UDP" };
-    let _ = writeln!(s, "  listening:        {} ({transports})", list(&c.listening));
+    let _ = writeln!(
+        s,
+        "  listening:        {} ({transports})",
+        list(&c.listening)
+    );
     if c.tls {
         let _ = writeln!(
             s,
             "  TLS:              port {}, certificate {}",
             c.tls_listening_port,
-            c.cert.as_ref().map_or("?".into(), |p| p.display().to_string())
+            c.cert
+                .as_ref()
+                .map_or("?".into(), |p| p.display().to_string())
         );
     } else {
         let _ = writeln!(s, "  TLS:              off (needs cert= and pkey=)");

@@ -276,7 +276,9 @@ fn stream_transports_follow_coturn_keys() {
     assert!(c.tcp, "TCP on the listening port by default, as coturn");
     assert!(!c.tls, "no TLS without a certificate");
     assert_eq!(c.tls_listening_port, 5349);
-    let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ncert=/etc/t.pem\ntls-listening-port=443\nno-tcp\n");
+    let c = ok(
+        "relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ncert=/etc/t.pem\ntls-listening-port=443\nno-tcp\n",
+    );
     assert!(!c.tcp);
     assert!(c.tls);
     assert_eq!(c.tls_listening_port, 443);

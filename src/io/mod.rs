@@ -177,3 +177,58 @@ pub(crate) fn close_fd(fd: RawFd) {
         libc::close(fd);
     }
 }
+
+/// Raises the soft open-file limit to the hard limit and returns it: every
+/// TCP/TLS connection and (per-allocation mode) every relay socket is a file
+/// descriptor, and the usual soft limit of 1024 is far too low for a server.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the live struct we pass.
+    #[allow(unsafe_code)]
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the live struct we pass.
+        #[allow(unsafe_code)]
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        lim = raised;
+    }
+    Ok(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod fd_limit_tests {
+    #[test]
+    fn raising_the_fd_limit_reaches_the_hard_limit() {
+        let got = super::raise_fd_limit().expect("getrlimit/setrlimit");
+        let text = std::fs::read_to_string("/proc/self/limits").expect("limits");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("open files line");
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let shown = |f: &str| {
+            if f == "unlimited" {
+                u64::MAX.to_string()
+            } else {
+                f.to_owned()
+            }
+        };
+        assert_eq!(shown(fields[3]), got.to_string(), "soft limit now {line}");
+        assert_eq!(
+            shown(fields[4]),
+            got.to_string(),
+            "equal to the hard limit: {line}"
+        );
+    }
+}

@@ -797,7 +797,10 @@ mod tests {
             Err(CloseReason::Malformed)
         );
         // A TLS ClientHello on the plain TCP port.
-        assert_eq!(collect(&[&[0x16, 0x03, 0x01, 0x00, 0xa5]]), Err(CloseReason::Malformed));
+        assert_eq!(
+            collect(&[&[0x16, 0x03, 0x01, 0x00, 0xa5]]),
+            Err(CloseReason::Malformed)
+        );
     }
 
     #[test]

@@ -47,6 +47,13 @@ pub struct WorkerMetrics {
     pub cross_worker_dropped: AtomicU64,
     pub same_worker_relayed: AtomicU64,
     pub relay_open_failures: AtomicU64,
+    /// Gauge: TCP/TLS connections open on this worker.
+    pub stream_connections: AtomicU64,
+    pub stream_accepted: AtomicU64,
+    pub stream_refused: AtomicU64,
+    /// Closed by: [peer, deadline, malformed, error].
+    pub stream_closed: [AtomicU64; 4],
+    pub stream_dropped_frames: AtomicU64,
 }
 
 fn set(a: &AtomicU64, v: u64) {
@@ -90,6 +97,19 @@ impl WorkerMetrics {
         set(&self.cross_worker_dropped, io.cross_worker_dropped);
         set(&self.same_worker_relayed, io.same_worker_relayed);
         set(&self.relay_open_failures, io.relay_open_failures);
+        let s = &io.streams;
+        set(&self.stream_connections, s.open);
+        set(&self.stream_accepted, s.accepted);
+        set(&self.stream_refused, s.refused);
+        for (a, v) in self.stream_closed.iter().zip([
+            s.closed_by_peer,
+            s.closed_deadline,
+            s.closed_malformed,
+            s.closed_error,
+        ]) {
+            set(a, v);
+        }
+        set(&self.stream_dropped_frames, s.dropped_frames);
     }
 }
 
@@ -329,6 +349,56 @@ pub fn render(src: &MetricsSource) -> String {
         "counter",
         "Relay sockets that could not be opened.",
         |w| get(&w.relay_open_failures),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_stream_connections",
+        "gauge",
+        "TCP and TLS client connections open.",
+        |w| get(&w.stream_connections),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_stream_accepted_total",
+        "counter",
+        "TCP and TLS client connections accepted.",
+        |w| get(&w.stream_accepted),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_stream_refused_total",
+        "counter",
+        "TCP and TLS connections refused by max-connections or max-connections-per-ip.",
+        |w| get(&w.stream_refused),
+    );
+    header(
+        o,
+        "ringturn_stream_closed_total",
+        "counter",
+        "TCP and TLS connections closed, by why: the client, a deadline, bytes that are not STUN, a socket error.",
+    );
+    for (i, w) in src.workers.iter().enumerate() {
+        for (reason, a) in ["peer", "deadline", "malformed", "error"]
+            .iter()
+            .zip(w.stream_closed.iter())
+        {
+            let _ = writeln!(
+                o,
+                "ringturn_stream_closed_total{{worker=\"{i}\",reason=\"{reason}\"}} {}",
+                get(a)
+            );
+        }
+    }
+    per_worker(
+        o,
+        src,
+        "ringturn_stream_dropped_frames_total",
+        "counter",
+        "Frames dropped because a connection's output was full (stream-buffer-limit).",
+        |w| get(&w.stream_dropped_frames),
     );
     out
 }

@@ -83,6 +83,7 @@ pub struct IoCounters {
     pub cross_worker_dropped: u64,
     pub same_worker_relayed: u64,
     pub relay_open_failures: u64,
+    pub streams: crate::io::stream::StreamCounters,
 }
 
 pub struct Worker {
@@ -202,6 +203,9 @@ impl Worker {
             backend.flush()?;
             if let Some(streams) = self.streams.as_mut() {
                 streams.flush();
+            }
+            if let Some(streams) = &self.streams {
+                self.counters.streams.clone_from(streams.counters());
             }
             self.metrics
                 .publish(self.server.stats(), &self.counters, &backend.counters());

@@ -31,6 +31,11 @@ impl GroupGuard {
         }
     }
 
+    /// The leader's pid (the group id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILLs the group (kill(1) with the negated group id), then reaps the
     /// leader. Only while the leader is unreaped is its pid — the group id —
     /// sure to be still ours.

@@ -1,0 +1,430 @@
+//! TURN over TCP and TLS against the real server (RFC 8656 §3.1): allocate
+//! over a stream, relay to a UDP peer both ways in ChannelData (padded per
+//! §12.5) and Send/Data-indication modes, on both I/O backends; the
+//! allocation dies with its connection; and the protections a public server
+//! needs: garbage, a stream that stops mid-frame, a TLS handshake that never
+//! completes, connection limits.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::stream_client::{connect_tcp, connect_tls, tls_config, StreamTurnClient};
+use ringturn::auth::Credentials;
+use ringturn::io::socket::BufferSizes;
+use ringturn::io::stream::StreamLimits;
+use ringturn::io::BackendKind;
+use ringturn::run::{start, RunSettings, RunningServer, StreamSettings};
+use ringturn::stun::{Message, Method};
+use ringturn::tls::{TlsReloader, TlsSettings};
+use ringturn::turn::{PeerPolicy, ServerConfig};
+
+struct TestCert {
+    dir: std::path::PathBuf,
+    settings: TlsSettings,
+    pem: String,
+}
+
+impl Drop for TestCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A self-signed certificate for "localhost", made now (never committed).
+fn make_cert(tag: &str) -> TestCert {
+    let dir = std::env::temp_dir().join(format!("ringturn-stream-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = write_cert(&dir);
+    TestCert {
+        settings: TlsSettings {
+            cert: dir.join("cert.pem"),
+            pkey: dir.join("key.pem"),
+            tls12: true,
+        },
+        dir,
+        pem,
+    }
+}
+
+fn write_cert(dir: &std::path::Path) -> String {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+    c.cert.pem()
+}
+
+fn start_server(
+    backend: BackendKind,
+    min_port: u16,
+    cert: Option<&TestCert>,
+    limits: StreamLimits,
+) -> RunningServer {
+    let mut creds = Credentials::new("example.org");
+    creds.add_user("alice", "secret");
+    let workers = 2;
+    let configs = (0..workers)
+        .map(|w| ServerConfig {
+            min_port,
+            max_port: min_port + 199,
+            port_offset: w as u16,
+            port_stride: workers as u16,
+            peer_policy: PeerPolicy {
+                allow_loopback: true,
+                ..Default::default()
+            },
+            rng_seed: 7 + w as u64,
+            ..ServerConfig::default()
+        })
+        .collect();
+    let tls = cert.map(|c| TlsReloader::new(c.settings.clone()).unwrap());
+    start(RunSettings {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers,
+        cpu_affinity: vec![],
+        backend: Some(backend),
+        buffers: BufferSizes::default(),
+        server_configs: configs,
+        credentials: creds,
+        streams: StreamSettings {
+            tcp: true,
+            tls_listen: if tls.is_some() {
+                vec!["127.0.0.1:0".parse().unwrap()]
+            } else {
+                vec![]
+            },
+            tls,
+            limits,
+        },
+    })
+    .unwrap()
+}
+
+fn peer() -> UdpSocket {
+    let p = UdpSocket::bind("127.0.0.1:0").unwrap();
+    p.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    p
+}
+
+fn allocations(server: &RunningServer) -> u64 {
+    server
+        .metrics
+        .iter()
+        .map(|m| m.allocations.load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
+}
+
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Allocate, then relay 20 messages each way in both modes; returns the client.
+fn relay_both_ways(mut client: StreamTurnClient) -> StreamTurnClient {
+    let relay = client.allocate().expect("allocate over the stream");
+    assert_eq!(relay.ip().to_string(), "127.0.0.1");
+    let peer = peer();
+    let peer_addr = peer.local_addr().unwrap();
+    // Send/Data indications (RFC 8656 §11).
+    client.create_permission(peer_addr).expect("permission");
+    for i in 0..20u8 {
+        let payload = vec![i; 17 + usize::from(i)];
+        client.send_indication(peer_addr, &payload);
+        let mut buf = [0u8; 2048];
+        let (n, from) = peer.recv_from(&mut buf).expect("peer receives");
+        assert_eq!((from, &buf[..n]), (relay, &payload[..]));
+        peer.send_to(&payload, relay).unwrap();
+        let (from_peer, data) = client.recv_data_indication().expect("data indication");
+        assert_eq!((from_peer, data), (peer_addr, payload));
+    }
+    // ChannelData (RFC 8656 §12), odd lengths so padding matters.
+    client
+        .channel_bind(0x4001, peer_addr)
+        .expect("channel bind");
+    for i in 0..20u8 {
+        let payload = vec![i ^ 0x5a; 1 + 3 * usize::from(i)];
+        client.send_channel_data(0x4001, &payload);
+        let mut buf = [0u8; 2048];
+        let (n, _) = peer
+            .recv_from(&mut buf)
+            .expect("peer receives channel data");
+        assert_eq!(&buf[..n], &payload[..]);
+        peer.send_to(&payload, relay).unwrap();
+        assert_eq!(client.recv_channel_data(), Some((0x4001, payload)));
+    }
+    client
+}
+
+#[test]
+fn rfc8656_3_1_turn_over_tcp_relays_both_ways_on_each_backend() {
+    for (i, backend) in [BackendKind::Uring, BackendKind::Batch]
+        .into_iter()
+        .enumerate()
+    {
+        let server = start_server(
+            backend,
+            52000 + 400 * i as u16,
+            None,
+            StreamLimits::default(),
+        );
+        let addr = server.tcp_listening[0];
+        assert_eq!(addr, server.listening[0], "TCP on the UDP listening port");
+        let client = StreamTurnClient::new(Box::new(connect_tcp(addr)), "alice", "secret");
+        let client = relay_both_ways(client);
+        // The connection closes: its allocation goes at once.
+        assert_eq!(allocations(&server), 1);
+        drop(client);
+        wait_until(
+            "the allocation to go with its connection",
+            Duration::from_secs(2),
+            || allocations(&server) == 0,
+        );
+        server.stop().unwrap();
+    }
+}
+
+#[test]
+fn rfc8656_3_1_turn_over_tls_relays_both_ways_with_alpn() {
+    let cert = make_cert("tls");
+    for (i, backend) in [BackendKind::Uring, BackendKind::Batch]
+        .into_iter()
+        .enumerate()
+    {
+        let server = start_server(
+            backend,
+            53000 + 400 * i as u16,
+            Some(&cert),
+            StreamLimits::default(),
+        );
+        let tls = connect_tls(server.tls_listening[0], tls_config(&cert.pem));
+        // RFC 7443: the server picks "stun.turn".
+        assert_eq!(tls.conn.alpn_protocol(), Some(&b"stun.turn"[..]));
+        let client = relay_both_ways(StreamTurnClient::new(Box::new(tls), "alice", "secret"));
+        drop(client);
+        wait_until(
+            "the allocation to go with its connection",
+            Duration::from_secs(2),
+            || allocations(&server) == 0,
+        );
+        server.stop().unwrap();
+    }
+}
+
+#[test]
+fn tls_1_2_clients_are_served_too() {
+    let cert = make_cert("tls12");
+    let server = start_server(
+        BackendKind::Batch,
+        54000,
+        Some(&cert),
+        StreamLimits::default(),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert.pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = connect_tls(server.tls_listening[0], Arc::new(config));
+    assert_eq!(
+        tls.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let mut client = StreamTurnClient::new(Box::new(tls), "alice", "secret");
+    client.allocate().expect("allocate over TLS 1.2");
+    server.stop().unwrap();
+}
+
+fn short_limits() -> StreamLimits {
+    StreamLimits {
+        handshake_timeout: Duration::from_secs(1),
+        first_message_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        ..StreamLimits::default()
+    }
+}
+
+/// Reads until EOF or reset; how long it took, or None if still open at `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue, // a TLS alert, say
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(start.elapsed())
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+fn binding_answered_over_tcp(server: SocketAddr) {
+    let mut c = StreamTurnClient::new(Box::new(connect_tcp(server)), "alice", "secret");
+    let resp = c.transact_once(Method::BINDING, &[]);
+    assert!(Message::parse(&resp).unwrap().class() == ringturn::stun::Class::SuccessResponse);
+}
+
+#[test]
+fn a_garbage_stream_is_cut_off_at_once_and_others_are_served() {
+    let server = start_server(BackendKind::Uring, 54400, None, short_limits());
+    let addr = server.tcp_listening[0];
+    let mut bad = connect_tcp(addr);
+    bad.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let took = closed_within(&mut bad, Duration::from_secs(3)).expect("cut off");
+    assert!(
+        took < Duration::from_millis(900),
+        "at once, not at the deadline: {took:?}"
+    );
+    // Valid STUN, then bytes that are neither STUN nor ChannelData.
+    let mut bad = connect_tcp(addr);
+    let mut c = StreamTurnClient::new(Box::new(bad.try_clone().unwrap()), "alice", "secret");
+    c.transact_once(Method::BINDING, &[]);
+    bad.write_all(&[0xC0; 64]).unwrap();
+    assert!(closed_within(&mut bad, Duration::from_secs(3)).is_some());
+    binding_answered_over_tcp(addr);
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_stream_that_stops_mid_frame_is_cut_off_within_its_deadline() {
+    let server = start_server(BackendKind::Batch, 54600, None, short_limits());
+    let addr = server.tcp_listening[0];
+    // Half a Binding request, then silence: the first-message deadline (1 s).
+    let mut half = connect_tcp(addr);
+    half.write_all(&[0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2])
+        .unwrap();
+    let took = closed_within(&mut half, Duration::from_secs(4)).expect("cut off");
+    assert!(
+        took >= Duration::from_millis(800),
+        "not before its deadline: {took:?}"
+    );
+    // A whole message, then half a ChannelData frame and silence: the idle deadline.
+    let mut stalled = connect_tcp(addr);
+    let mut c = StreamTurnClient::new(Box::new(stalled.try_clone().unwrap()), "alice", "secret");
+    c.transact_once(Method::BINDING, &[]);
+    stalled
+        .write_all(&[0x40, 0x01, 0x00, 0x40, 1, 2, 3])
+        .unwrap();
+    assert!(closed_within(&mut stalled, Duration::from_secs(4)).is_some());
+    binding_answered_over_tcp(addr);
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_tls_handshake_that_never_completes_is_cut_off() {
+    let cert = make_cert("stall");
+    let server = start_server(BackendKind::Uring, 54800, Some(&cert), short_limits());
+    // Connects to the TLS port and says nothing.
+    let mut silent = connect_tcp(server.tls_listening[0]);
+    let took = closed_within(&mut silent, Duration::from_secs(4)).expect("cut off");
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    // Half a ClientHello record.
+    let mut partial = connect_tcp(server.tls_listening[0]);
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    assert!(closed_within(&mut partial, Duration::from_secs(4)).is_some());
+    // Plain STUN on the TLS port is not TLS: refused with an alert and closed.
+    let mut plain = connect_tcp(server.tls_listening[0]);
+    plain
+        .write_all(&[
+            0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ])
+        .unwrap();
+    let took = closed_within(&mut plain, Duration::from_secs(4)).expect("cut off");
+    assert!(took < Duration::from_millis(900), "{took:?}");
+    // A real client is still served.
+    let tls = connect_tls(server.tls_listening[0], tls_config(&cert.pem));
+    StreamTurnClient::new(Box::new(tls), "alice", "secret")
+        .allocate()
+        .expect("allocate");
+    server.stop().unwrap();
+}
+
+#[test]
+fn connections_past_the_per_address_limit_are_refused() {
+    let limits = StreamLimits {
+        max_per_ip: 3,
+        ..StreamLimits::default()
+    };
+    let server = start_server(BackendKind::Batch, 55000, None, limits);
+    let addr = server.tcp_listening[0];
+    let held: Vec<TcpStream> = (0..3).map(|_| connect_tcp(addr)).collect();
+    wait_until("three connections", Duration::from_secs(2), || {
+        server.streams.open() == 3
+    });
+    let mut fourth = connect_tcp(addr);
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(2)).is_some(),
+        "refused"
+    );
+    drop(held);
+    wait_until("the slots to free", Duration::from_secs(2), || {
+        server.streams.open() == 0
+    });
+    binding_answered_over_tcp(addr);
+    server.stop().unwrap();
+}
+
+#[test]
+fn an_idle_connection_with_an_allocation_stays_and_one_without_goes() {
+    let server = start_server(BackendKind::Uring, 55200, None, short_limits());
+    let addr = server.tcp_listening[0];
+    let mut with = StreamTurnClient::new(Box::new(connect_tcp(addr)), "alice", "secret");
+    with.allocate().unwrap();
+    let mut without = connect_tcp(addr);
+    let mut c = StreamTurnClient::new(Box::new(without.try_clone().unwrap()), "alice", "secret");
+    c.transact_once(Method::BINDING, &[]);
+    // Past the 1 s idle timeout: the one without an allocation is gone.
+    assert!(closed_within(&mut without, Duration::from_secs(3)).is_some());
+    // The allocation's lifetime governs the other one: still usable.
+    with.refresh(600)
+        .expect("the connection with an allocation is alive");
+    server.stop().unwrap();
+}
+
+#[test]
+fn sighup_reload_serves_the_new_certificate_and_keeps_live_connections() {
+    let cert = make_cert("reload");
+    let server = start_server(
+        BackendKind::Uring,
+        55400,
+        Some(&cert),
+        StreamLimits::default(),
+    );
+    let addr = server.tls_listening[0];
+    let mut old = StreamTurnClient::new(
+        Box::new(connect_tls(addr, tls_config(&cert.pem))),
+        "alice",
+        "secret",
+    );
+    old.allocate().unwrap();
+    let new_pem = write_cert(&cert.dir);
+    server.tls.as_ref().unwrap().reload().unwrap();
+    // A new connection gets the new certificate (it trusts only the new one).
+    let mut new = StreamTurnClient::new(
+        Box::new(connect_tls(addr, tls_config(&new_pem))),
+        "alice",
+        "secret",
+    );
+    new.allocate().unwrap();
+    // The live connection and its allocation are untouched.
+    old.refresh(600).expect("old connection alive after reload");
+    assert_eq!(allocations(&server), 2);
+    server.stop().unwrap();
+}
