@@ -428,3 +428,133 @@ fn sighup_reload_serves_the_new_certificate_and_keeps_live_connections() {
     assert_eq!(allocations(&server), 2);
     server.stop().unwrap();
 }
+
+/// A free TCP+UDP port on 127.0.0.1 (released again; the server binds it next).
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn spawn_ringturn(args: &[String]) -> common::process::GroupGuard {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ringturn"));
+    cmd.args(args);
+    common::process::GroupGuard::spawn(cmd)
+}
+
+fn wait_for_tcp(addr: SocketAddr) {
+    wait_until("the server to listen", Duration::from_secs(10), || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+    });
+}
+
+#[test]
+fn ten_thousand_idle_connections_are_cut_off_and_others_are_served() {
+    const IDLE: usize = 10_000;
+    let limit = ringturn::io::raise_fd_limit().unwrap();
+    assert!(
+        limit >= IDLE as u64 + 500,
+        "this test needs an open-file limit above {IDLE} (ulimit -Hn is {limit})"
+    );
+    let port = free_port();
+    let server = spawn_ringturn(&[
+        "--listening-ip=127.0.0.1".into(),
+        format!("--listening-port={port}"),
+        "--relay-ip=127.0.0.1".into(),
+        "--realm=example.org".into(),
+        "--user=alice:secret".into(),
+        "--workers=2".into(),
+        "--max-connections-per-ip=0".into(),
+        "--stream-first-message-timeout=3".into(),
+    ]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for_tcp(addr);
+    let baseline = open_fds(server.pid());
+    let started = Instant::now();
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap());
+    }
+    let opened = started.elapsed();
+    // While they hang, others are served: over TCP and over UDP.
+    binding_answered_over_tcp(addr);
+    let udp = peer();
+    let mut client = common::udp_client::UdpTurnClient::new("127.0.0.1:0", addr, "alice", "secret");
+    client.allocate().expect("allocate over UDP while 10,000 connections idle");
+    drop(udp);
+    // Every idle one is cut off at its first-message deadline (3 s after its accept).
+    for s in &idle {
+        s.set_nonblocking(true).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut open: Vec<&TcpStream> = idle.iter().collect();
+    while !open.is_empty() && Instant::now() < deadline {
+        open.retain(|s| {
+            let mut b = [0u8; 16];
+            let mut s: &TcpStream = s;
+            matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        open.is_empty(),
+        "{} of {IDLE} idle connections still open 15 s after the deadline (opened in {opened:?})",
+        open.len()
+    );
+    // And the server gave their descriptors back.
+    wait_until("the server's descriptors to return", Duration::from_secs(5), || {
+        open_fds(server.pid()) <= baseline + 8
+    });
+    binding_answered_over_tcp(addr);
+    drop(server);
+}
+
+#[test]
+fn a_real_sighup_reloads_the_certificate() {
+    let cert = make_cert("sighup");
+    let port = free_port();
+    let tls_port = free_port();
+    let mut server = spawn_ringturn(&[
+        "--listening-ip=127.0.0.1".into(),
+        format!("--listening-port={port}"),
+        format!("--tls-listening-port={tls_port}"),
+        format!("--cert={}", cert.settings.cert.display()),
+        format!("--pkey={}", cert.settings.pkey.display()),
+        "--relay-ip=127.0.0.1".into(),
+        "--realm=example.org".into(),
+        "--user=alice:secret".into(),
+    ]);
+    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    wait_for_tcp(addr);
+    let mut old = StreamTurnClient::new(Box::new(connect_tls(addr, tls_config(&cert.pem))), "alice", "secret");
+    old.allocate().unwrap();
+    let new_pem = write_cert(&cert.dir);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // New connections get the new certificate once the reload is done.
+    let config = tls_config(&new_pem);
+    wait_until("the new certificate", Duration::from_secs(5), || {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let mut sock = connect_tcp(addr);
+        let mut ok = true;
+        while conn.is_handshaking() && ok {
+            ok = conn.complete_io(&mut sock).is_ok();
+        }
+        ok
+    });
+    old.refresh(600).expect("the connection from before the reload lives on");
+    server.kill_and_reap().unwrap();
+}
