@@ -14,13 +14,13 @@ use common::process::{require_tool, run_in_netns};
 const SCRIPT: &str = r#"
 "$RINGTURN" --listening-ip=127.0.0.1 --listening-port=3478 --relay-ip=127.0.0.1 \
   --min-port=49152 --max-port=49999 --realm=example.org --allow-loopback-peers \
-  --io-backend="$BACKEND" --workers=2 $AUTH > "$LOG" 2>&1 &
+  --io-backend="$BACKEND" --workers=2 $AUTH $SERVER_EXTRA > "$LOG" 2>&1 &
 RT=$!
 turnutils_peer -L 127.0.0.1 -p 23480 > /dev/null 2>&1 &
 PEER=$!
 # Wait until ringturn answers (uclient has no retry for the first request).
 for i in $(seq 1 50); do grep -q started "$LOG" && break; sleep 0.1; done
-timeout 60 turnutils_uclient -p 3478 $CREDS -n 100 -m 4 -l 120 -z 5 $MODE 127.0.0.1
+timeout 60 turnutils_uclient -p "$PORT" $CREDS -n 100 -m 4 -l 120 -z 5 $MODE 127.0.0.1
 UC=$?
 kill -TERM $RT $PEER
 wait $RT
@@ -35,6 +35,17 @@ struct Run {
 }
 
 fn run_uclient(backend: &str, mode: &str, auth: &str, creds: &str) -> Run {
+    run_uclient_on(backend, mode, auth, creds, "", 3478)
+}
+
+fn run_uclient_on(
+    backend: &str,
+    mode: &str,
+    auth: &str,
+    creds: &str,
+    server_extra: &str,
+    port: u16,
+) -> Run {
     require_tool("turnutils_uclient");
     require_tool("turnutils_peer");
     let log = tempfile_path(&format!("ringturn-{backend}-{}", mode.replace(' ', "")));
@@ -47,6 +58,8 @@ fn run_uclient(backend: &str, mode: &str, auth: &str, creds: &str) -> Run {
             ("AUTH", auth),
             ("CREDS", creds),
             ("LOG", &log),
+            ("SERVER_EXTRA", server_extra),
+            ("PORT", &port.to_string()),
         ],
         Duration::from_secs(90),
     );
@@ -184,4 +197,72 @@ fn uclient_wrong_password_relays_nothing() {
         "uclient reports the refusal\n{}",
         run.output
     );
+}
+
+/// A self-signed certificate made at test time, in files uclient's server reads.
+struct CertFiles {
+    cert: String,
+    key: String,
+}
+
+impl CertFiles {
+    fn new(tag: &str) -> Self {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = tempfile_path(&format!("cert-{tag}"));
+        let key = tempfile_path(&format!("key-{tag}"));
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+        Self { cert, key }
+    }
+
+    fn server_args(&self) -> String {
+        format!(
+            "--cert={} --pkey={} --tls-listening-port=5349",
+            self.cert, self.key
+        )
+    }
+}
+
+impl Drop for CertFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cert);
+        let _ = std::fs::remove_file(&self.key);
+    }
+}
+
+#[test]
+fn uclient_over_tcp_channel_data_and_send_indications_both_backends() {
+    // -t: TURN over TCP to the listening port (RFC 8656 §3.1); the relay side stays UDP.
+    for backend in ["uring", "batch"] {
+        for mode in ["-c", "-s"] {
+            let run = run_uclient_on(
+                backend,
+                &format!("-t {PEER} {mode}"),
+                LT_AUTH,
+                LT_CREDS,
+                "",
+                3478,
+            );
+            assert_all_echoed(&run);
+        }
+    }
+}
+
+#[test]
+fn uclient_over_tls_channel_data_and_send_indications_both_backends() {
+    // -t -S: TURN over TLS to tls-listening-port (uclient's -S alone would be DTLS).
+    let cert = CertFiles::new("uclient-tls");
+    for backend in ["uring", "batch"] {
+        for mode in ["-c", "-s"] {
+            let run = run_uclient_on(
+                backend,
+                &format!("-t -S {PEER} {mode}"),
+                LT_AUTH,
+                LT_CREDS,
+                &cert.server_args(),
+                5349,
+            );
+            assert_all_echoed(&run);
+        }
+    }
 }

@@ -489,7 +489,9 @@ fn ten_thousand_idle_connections_are_cut_off_and_others_are_served() {
     binding_answered_over_tcp(addr);
     let udp = peer();
     let mut client = common::udp_client::UdpTurnClient::new("127.0.0.1:0", addr, "alice", "secret");
-    client.allocate().expect("allocate over UDP while 10,000 connections idle");
+    client
+        .allocate()
+        .expect("allocate over UDP while 10,000 connections idle");
     drop(udp);
     // Every idle one is cut off at its first-message deadline (3 s after its accept).
     for s in &idle {
@@ -511,9 +513,11 @@ fn ten_thousand_idle_connections_are_cut_off_and_others_are_served() {
         open.len()
     );
     // And the server gave their descriptors back.
-    wait_until("the server's descriptors to return", Duration::from_secs(5), || {
-        open_fds(server.pid()) <= baseline + 8
-    });
+    wait_until(
+        "the server's descriptors to return",
+        Duration::from_secs(5),
+        || open_fds(server.pid()) <= baseline + 8,
+    );
     binding_answered_over_tcp(addr);
     drop(server);
 }
@@ -535,7 +539,11 @@ fn a_real_sighup_reloads_the_certificate() {
     ]);
     let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
     wait_for_tcp(addr);
-    let mut old = StreamTurnClient::new(Box::new(connect_tls(addr, tls_config(&cert.pem))), "alice", "secret");
+    let mut old = StreamTurnClient::new(
+        Box::new(connect_tls(addr, tls_config(&cert.pem))),
+        "alice",
+        "secret",
+    );
     old.allocate().unwrap();
     let new_pem = write_cert(&cert.dir);
     let status = std::process::Command::new("kill")
@@ -555,6 +563,7 @@ fn a_real_sighup_reloads_the_certificate() {
         }
         ok
     });
-    old.refresh(600).expect("the connection from before the reload lives on");
+    old.refresh(600)
+        .expect("the connection from before the reload lives on");
     server.kill_and_reap().unwrap();
 }
