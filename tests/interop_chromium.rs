@@ -1,6 +1,6 @@
 //! A real browser relays through ringturn: headless Chromium opens one page
 //! with two `RTCPeerConnection`s restricted to relay candidates
-//! (`iceTransportPolicy: 'relay'`, TURN over UDP with long-term credentials),
+//! (`iceTransportPolicy: 'relay'`, TURN over UDP, TCP or TLS with long-term credentials),
 //! connects them through ringturn, sends 20 DataChannel messages from pc1 to
 //! pc2 and gets each echoed back, then reports `getStats()`' selected
 //! candidate pairs.
@@ -110,8 +110,53 @@ impl DriverRun {
     }
 }
 
+/// How the browser reaches ringturn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// A certificate made for this run; Chromium trusts exactly its public key.
+struct BrowserCert {
+    cert: PathBuf,
+    key: PathBuf,
+    /// base64(SHA-256(SubjectPublicKeyInfo)), for --ignore-certificate-errors-spki-list.
+    spki: String,
+}
+
+fn make_cert(dir: &Path) -> BrowserCert {
+    use base64::Engine;
+    use rcgen::PublicKeyData;
+    use sha2::Digest;
+    std::fs::create_dir_all(dir).unwrap();
+    let c =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.join("turn-cert.pem");
+    let key = dir.join("turn-key.pem");
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let digest = sha2::Sha256::digest(c.signing_key.subject_public_key_info());
+    BrowserCert {
+        cert,
+        key,
+        spki: base64::engine::general_purpose::STANDARD.encode(digest),
+    }
+}
+
 /// Runs the driver once, inside its own network namespace and process group.
-fn run_driver(chromium: &Path, backend: &str) -> DriverRun {
+fn run_driver(chromium: &Path, backend: &str, transport: Transport) -> DriverRun {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -134,8 +179,19 @@ fn run_driver(chromium: &Path, backend: &str) -> DriverRun {
         .arg(DRIVER_TIMEOUT.as_secs().to_string())
         .arg("--workdir")
         .arg(&workdir)
+        .arg("--transport")
+        .arg(transport.name())
         // ringturn's allocations in its log, for the tail shown on failure.
         .arg("--verbose");
+    if transport == Transport::Tls {
+        let c = make_cert(&workdir);
+        cmd.arg("--cert")
+            .arg(&c.cert)
+            .arg("--pkey")
+            .arg(&c.key)
+            .arg("--spki")
+            .arg(&c.spki);
+    }
     // Its own process group, killed (with everything left in it) when it ends
     // or at the limit.
     let run = run_bounded(cmd, TEST_TIMEOUT);
@@ -146,7 +202,7 @@ fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("<missing>")
 }
 
-fn check_result(run: &DriverRun, backend: &str) -> Value {
+fn check_result(run: &DriverRun, backend: &str, transport: Transport) -> Value {
     let fail = |why: String| -> ! { panic!("[{backend}] {why}\n{}", run.transcript()) };
     match run.run.status {
         None => fail(format!(
@@ -201,9 +257,13 @@ fn check_result(run: &DriverRun, backend: &str) -> Value {
             str_field(p, "remoteType") == "relay",
             &format!("{pc}: remote candidate of the selected pair is not relay"),
         );
+        // RTCIceCandidateStats.relayProtocol: how the client reached the TURN server.
         has(
-            str_field(p, "localRelayProtocol") == "udp",
-            &format!("{pc}: local relay candidate not allocated over UDP"),
+            str_field(p, "localRelayProtocol") == transport.name(),
+            &format!(
+                "{pc}: local relay candidate not allocated over {}",
+                transport.name()
+            ),
         );
         for side in ["localPort", "remotePort"] {
             has(
@@ -224,6 +284,10 @@ fn check_result(run: &DriverRun, backend: &str) -> Value {
 }
 
 fn browser_call_relays_through(backend: &str) {
+    browser_call_over(backend, Transport::Udp);
+}
+
+fn browser_call_over(backend: &str, transport: Transport) {
     let Some(chromium) = prerequisites() else {
         return;
     };
@@ -231,8 +295,8 @@ fn browser_call_relays_through(backend: &str) {
         return;
     }
     let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let run = run_driver(&chromium, backend);
-    let result = check_result(&run, backend);
+    let run = run_driver(&chromium, backend, transport);
+    let result = check_result(&run, backend, transport);
     let _ = std::fs::remove_dir_all(&run.workdir);
     eprintln!(
         "[{backend}] relayed call ok in {:.1?} (page: {} ms): pc1 {}:{} <-> pc2 {}:{}",
@@ -253,4 +317,16 @@ fn chromium_data_channel_relays_through_ringturn_uring() {
 #[test]
 fn chromium_data_channel_relays_through_ringturn_batch() {
     browser_call_relays_through("batch");
+}
+
+#[test]
+fn chromium_data_channel_relays_over_turn_tcp() {
+    // turn:127.0.0.1:3478?transport=tcp (RFC 8656 §3.1); the relayed side stays UDP.
+    browser_call_over("uring", Transport::Tcp);
+}
+
+#[test]
+fn chromium_data_channel_relays_over_turns_tls() {
+    // turns:localhost:5349?transport=tcp with a certificate made for this run.
+    browser_call_over("batch", Transport::Tls);
 }

@@ -30,6 +30,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TURN_PORT = 3478
+TLS_PORT = 5349
 HTTP_PORT = 8000
 USER = "web"
 PASSWORD = "rtc"
@@ -196,6 +197,12 @@ def main():
     ap.add_argument("--page-timeout-ms", type=int, default=20000)
     ap.add_argument("--count", type=int, default=20, help="messages each way")
     ap.add_argument("--verbose", action="store_true", help="ringturn --verbose")
+    ap.add_argument("--transport", default="udp", choices=["udp", "tcp", "tls"],
+                    help="how Chromium reaches the TURN server: turn:?transport=udp|tcp or turns:")
+    ap.add_argument("--cert", help="PEM certificate for ringturn's TLS port (with --transport tls)")
+    ap.add_argument("--pkey", help="PEM private key for ringturn's TLS port")
+    ap.add_argument("--spki", help="base64 SHA-256 of the certificate's public key: Chromium "
+                    "trusts exactly that key (--ignore-certificate-errors-spki-list)")
     ap.add_argument("--chromium-log", action="store_true", help="Chromium --enable-logging --v=1")
     ap.add_argument("--show-logs", action="store_true", help="print log tails even on success")
     ap.add_argument("--workdir", help="directory for logs and the browser profile, kept "
@@ -236,6 +243,14 @@ def main():
         ]
         if args.verbose:
             cmd.append("--verbose")
+        turn_port = TURN_PORT
+        if args.transport == "tls":
+            if not (args.cert and args.pkey and args.spki):
+                log("--transport tls needs --cert, --pkey and --spki")
+                return 2
+            turn_port = TLS_PORT
+            cmd += [f"--cert={args.cert}", f"--pkey={args.pkey}",
+                    f"--tls-listening-port={TLS_PORT}"]
         log("starting " + " ".join(cmd))
         with open(turn_log, "wb") as out:
             turn = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -260,8 +275,10 @@ def main():
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
 
-        query = (f"port={TURN_PORT}&user={USER}&pass={PASSWORD}&count={args.count}"
-                 f"&timeout_ms={args.page_timeout_ms}")
+        query = (f"port={turn_port}&user={USER}&pass={PASSWORD}&count={args.count}"
+                 f"&timeout_ms={args.page_timeout_ms}&transport={args.transport}")
+        if args.transport == "tls":
+            query += "&host=localhost"
         url = f"http://127.0.0.1:{HTTP_PORT}/call.html?{query}"
         profile = os.path.join(tmp, "profile")
         os.makedirs(profile, exist_ok=True)
@@ -272,6 +289,8 @@ def main():
             "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
             "--disable-dev-shm-usage", "--disable-crash-reporter", "--disable-breakpad",
         ]
+        if args.spki:
+            ccmd.append(f"--ignore-certificate-errors-spki-list={args.spki}")
         if args.chromium_log:
             ccmd += ["--enable-logging=stderr", "--v=1",
                      "--vmodule=*/webrtc/*=1,*/p2p/*=2,*turn*=3"]
