@@ -151,15 +151,46 @@ pub struct Allocation {
     pub timer_at: Instant,
     /// RFC 8656 §7.2: the port after an EVEN-PORT R=1 allocation, held for a later Allocate.
     pub reservation_token: Option<[u8; 8]>,
-    /// RFC 8656 §7.2: the family of a requested dual allocation we could not serve.
-    pub address_error: Option<crate::stun::AddressFamily>,
+    /// RFC 8656 §7.2: the family of a requested dual allocation we could not
+    /// serve, and why (ADDRESS-ERROR-CODE).
+    pub address_error: Option<(crate::stun::AddressFamily, crate::stun::ErrorCode)>,
+    /// RFC 8656 §7.2 / RFC 6156: the second (IPv6) relayed address of a dual
+    /// allocation (ADDITIONAL-ADDRESS-FAMILY).
+    pub secondary: Option<SecondaryRelay>,
+    /// The primary relay socket is open; a dual allocation goes live when the
+    /// secondary's has opened (or failed) too.
+    pub primary_open: bool,
     /// Inline for the usual few peers, so the hot path touches one cache line
     /// less per list.
     pub permissions: SmallVec<[Permission; 4]>,
     pub channels: SmallVec<[ChannelBinding; 2]>,
 }
 
+/// The other-family relayed address of a dual allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondaryRelay {
+    pub relay: SocketAddr,
+    pub advertised: SocketAddr,
+    pub open: bool,
+}
+
 impl Allocation {
+    /// The relay address that talks to `peer`: the one of the peer's family
+    /// (RFC 8656 §7.2: a dual allocation relays to peers of either family).
+    pub fn relay_for(&self, peer: &SocketAddr) -> Option<SocketAddr> {
+        if peer.is_ipv4() == self.relay.is_ipv4() {
+            return Some(self.relay);
+        }
+        self.secondary
+            .filter(|s| s.relay.is_ipv4() == peer.is_ipv4())
+            .map(|s| s.relay)
+    }
+
+    /// Every relayed address: the primary, then a dual allocation's second.
+    pub fn relays(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.relay).chain(self.secondary.map(|s| s.relay))
+    }
+
     /// RFC 8656 §9: permissions match the peer's IP address only, not its port.
     pub fn has_permission(&self, ip: IpAddr, now: Instant) -> bool {
         self.permissions

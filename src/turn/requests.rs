@@ -463,7 +463,7 @@ impl Server {
         };
         // RFC 8656 §7.2: a dual allocation that cannot get its IPv6 half still
         // succeeds for IPv4, with ADDRESS-ERROR-CODE for IPv6.
-        let address_error = additional.is_some().then_some(AddressFamily::V6);
+        let dual = additional.is_some();
         // Several relay addresses of one family: use the first with a free port.
         let of_family =
             |ip: &std::net::IpAddr| AddressFamily::of(&SocketAddr::new(*ip, 0)) == family;
@@ -550,6 +550,34 @@ impl Server {
 
         let relay = SocketAddr::new(relay_ip, port);
         let advertised = self.advertised(relay);
+        // RFC 8656 §7.2 / RFC 6156: the IPv6 half of a dual allocation, from the
+        // first IPv6 relay address with a free port.
+        let mut address_error = None;
+        let secondary = if dual {
+            let v6 = self
+                .pools
+                .iter_mut()
+                .find(|(ip, pool)| ip.is_ipv6() && pool.available() > 0)
+                .and_then(|(ip, pool)| Some(SocketAddr::new(*ip, pool.take_any(&mut self.rng)?)));
+            match v6 {
+                Some(relay6) => Some(super::allocation::SecondaryRelay {
+                    relay: relay6,
+                    advertised: self.advertised(relay6),
+                    open: false,
+                }),
+                None => {
+                    let code = if self.pools.iter().any(|(ip, _)| ip.is_ipv6()) {
+                        ErrorCode::INSUFFICIENT_CAPACITY
+                    } else {
+                        ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED
+                    };
+                    address_error = Some((AddressFamily::V6, code));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if let Some(owner) = &auth.owner {
             *self.per_user.entry(owner.username.clone()).or_insert(0) += 1;
         }
@@ -567,6 +595,8 @@ impl Server {
             timer_at: now + lifetime,
             reservation_token: reservation,
             address_error,
+            secondary,
+            primary_open: false,
             permissions: smallvec::SmallVec::new(),
             channels: smallvec::SmallVec::new(),
         });
@@ -584,6 +614,10 @@ impl Server {
             TimerKey::Transaction(from.client, tid),
         );
         self.commands.push_back(Command::OpenRelay { relay });
+        if let Some(s) = secondary {
+            self.commands
+                .push_back(Command::OpenRelay { relay: s.relay });
+        }
         Ok(Answer::Deferred)
     }
 
@@ -630,19 +664,29 @@ impl Server {
             alloc.reservation_token,
             alloc.address_error,
         );
+        let second = alloc.secondary.map(|s| s.advertised);
         self.encode_reply(echo, Class::SuccessResponse, i, |w| {
             w.add(&XorRelayedAddress(advertised))?;
+            // RFC 8656 §7.2: a dual allocation answers with both relayed addresses.
+            if let Some(second) = second {
+                w.add(&XorRelayedAddress(second))?;
+            }
             w.add(&Lifetime(
                 u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX),
             ))?;
             if let Some(t) = token {
                 w.add(&ReservationToken(t))?;
             }
-            if let Some(family) = pending_error {
+            if let Some((family, code)) = pending_error {
+                let reason = if code == ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED {
+                    "IPv6 relaying is not configured"
+                } else {
+                    "No IPv6 relay port free"
+                };
                 w.add(&AddressErrorCode {
                     family,
-                    code: ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
-                    reason: "IPv6 relaying is not configured",
+                    code,
+                    reason,
                 })?;
             }
             w.add(&XorMappedAddress(client))
@@ -733,9 +777,12 @@ impl Server {
         id: AllocationId,
         msg: &Message<'_>,
     ) -> Result<Answer, Refusal> {
-        let relay_family = self.allocation(id).map(|a| AddressFamily::of(&a.relay));
+        // RFC 8656 §7.3: a REQUESTED-ADDRESS-FAMILY the allocation lacks is 443.
         if let Some(Ok(RequestedAddressFamily(f))) = msg.get::<RequestedAddressFamily>() {
-            if Some(f) != relay_family {
+            let has_family = self
+                .allocation(id)
+                .is_some_and(|a| a.relays().any(|r| AddressFamily::of(&r) == f));
+            if !has_family {
                 return Err((
                     ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
                     "Address family mismatch",
@@ -772,11 +819,11 @@ impl Server {
 
     /// Checks a peer address against the allocation's family and the policy.
     fn check_peer(&self, id: AllocationId, peer: SocketAddr) -> Result<(), Refusal> {
-        let relay = self
+        let alloc = self
             .allocation(id)
-            .map(|a| a.relay)
             .ok_or((ErrorCode::ALLOCATION_MISMATCH, "No allocation"))?;
-        if relay.is_ipv4() != peer.is_ipv4() {
+        // RFC 8656 §9.1 / §11: the peer's family must be one the allocation relays.
+        if alloc.relay_for(&peer).is_none() {
             return Err((
                 ErrorCode::PEER_ADDRESS_FAMILY_MISMATCH,
                 "Peer Address Family Mismatch",

@@ -348,7 +348,9 @@ impl Server {
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop_reason(DropReason::NoPermission);
         }
-        let relay = alloc.relay;
+        let Some(relay) = alloc.relay_for(&peer) else {
+            return self.drop_reason(DropReason::NoPermission);
+        };
         self.stats.forwarded_to_peers += 1;
         self.stats.bytes_to_peers += cd.data.len() as u64;
         let start = CHANNEL_DATA_HEADER_LEN;
@@ -405,10 +407,12 @@ impl Server {
         let Some(alloc) = self.allocation_for_client(from).filter(|a| now < a.expires) else {
             return self.drop_reason(DropReason::NoAllocation);
         };
-        if peer.is_ipv4() != alloc.relay.is_ipv4() || !alloc.has_permission(peer.ip(), now) {
+        let Some(relay) = alloc.relay_for(&peer) else {
+            return self.drop_reason(DropReason::NoPermission);
+        };
+        if !alloc.has_permission(peer.ip(), now) {
             return self.drop_reason(DropReason::NoPermission);
         }
-        let relay = alloc.relay;
         let start = (data.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
         self.stats.forwarded_to_peers += 1;
         self.stats.bytes_to_peers += data.len() as u64;
@@ -546,8 +550,40 @@ impl Server {
         let Some(id) = self.by_relay.get(&RelayKey(relay)).copied() else {
             return;
         };
+        let Some(alloc) = self.allocation_mut(id) else {
+            return;
+        };
+        if alloc.secondary.is_some_and(|s| s.relay == relay) {
+            // RFC 8656 §7.2: without its IPv6 half a dual allocation still
+            // succeeds for IPv4, with ADDRESS-ERROR-CODE 508.
+            match result {
+                Ok(()) => {
+                    if let Some(s) = alloc.secondary.as_mut() {
+                        s.open = true;
+                    }
+                }
+                Err(_) => {
+                    alloc.secondary = None;
+                    alloc.address_error = Some((
+                        crate::stun::AddressFamily::of(&relay),
+                        crate::stun::ErrorCode::INSUFFICIENT_CAPACITY,
+                    ));
+                    self.by_relay.remove(&RelayKey(relay));
+                    self.release_port(relay);
+                }
+            }
+            if self.allocation(id).is_some_and(|a| a.primary_open) {
+                self.activate_allocation(now, id);
+            }
+            return;
+        }
         match result {
-            Ok(()) => self.activate_allocation(now, id),
+            Ok(()) => {
+                alloc.primary_open = true;
+                if alloc.secondary.is_none_or(|s| s.open) {
+                    self.activate_allocation(now, id);
+                }
+            }
             Err(_) => self.retry_relay_port(now, id),
         }
     }
@@ -573,7 +609,6 @@ impl Server {
         }
     }
 
-    /// Expires whatever is due.
     /// The client's stream connection closed: its allocation goes at once
     /// (RFC 8656 §3.1: over TCP/TLS the allocation lives with the connection).
     pub fn handle_client_closed(&mut self, tuple: &ClientTuple) {
@@ -584,6 +619,7 @@ impl Server {
         }
     }
 
+    /// Expires whatever is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((deadline, key)) = self.timers.pop_due(now) {
             self.fire_timer(now, deadline, key);
@@ -671,6 +707,9 @@ impl Server {
         let alloc = make(id);
         self.by_client.insert(alloc.client, id);
         self.by_relay.insert(RelayKey(alloc.relay), id);
+        if let Some(s) = alloc.secondary {
+            self.by_relay.insert(RelayKey(s.relay), id);
+        }
         if let Some(slot) = self.slots.get_mut(slot_index) {
             slot.allocation = Some(alloc);
         }
@@ -691,6 +730,13 @@ impl Server {
         self.by_client.remove(&alloc.client);
         self.by_relay.remove(&RelayKey(alloc.relay));
         self.release_port(alloc.relay);
+        if let Some(s) = alloc.secondary {
+            self.by_relay.remove(&RelayKey(s.relay));
+            self.release_port(s.relay);
+            // Opened before the primary went live, so open now whatever the state.
+            self.commands
+                .push_back(Command::CloseRelay { relay: s.relay });
+        }
         if let Some(owner) = &alloc.owner {
             if let Some(n) = self.per_user.get_mut(&owner.username) {
                 *n = n.saturating_sub(1);
