@@ -17,7 +17,8 @@ use crate::metrics::{MetricsSource, WorkerMetrics};
 use crate::tls::{TlsHandle, TlsReloader};
 use crate::turn::ServerConfig;
 use crate::worker::{
-    new_server, CrossPacket, Mailbox, RelayDirectory, Worker, WorkerParts, CROSS_QUEUE_LEN,
+    new_server, CrossPacket, Mailbox, RelayDirectory, StreamHandoff, Worker, WorkerParts,
+    CROSS_QUEUE_LEN,
 };
 
 /// Everything `start` needs, already validated.
@@ -334,16 +335,22 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
     let channels: Vec<Channel> = (0..workers)
         .map(|_| crossbeam_channel::bounded(CROSS_QUEUE_LEN))
         .collect();
+    let handoff_channels: Vec<_> = (0..workers)
+        .map(|_| crossbeam_channel::bounded::<StreamHandoff>(256))
+        .collect();
     let mailboxes: Vec<Mailbox> = channels
         .iter()
+        .zip(handoff_channels.iter())
         .zip(wakers.iter())
-        .filter_map(|((tx, _), w)| {
+        .filter_map(|(((tx, _), (handoff, _)), w)| {
             w.map(|waker| Mailbox {
                 sender: tx.clone(),
+                streams: handoff.clone(),
                 waker,
             })
         })
         .collect();
+    let mut handoff_inboxes = handoff_channels.into_iter().map(|(_, rx)| rx);
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
         .map(|_| Arc::new(WorkerMetrics::new()))
         .collect();
@@ -371,6 +378,9 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             buffers: settings.buffers,
             metrics: metrics.get(index).cloned().unwrap_or_default(),
             streams: stream_set,
+            stream_inbox: handoff_inboxes
+                .next()
+                .unwrap_or_else(|| crossbeam_channel::bounded(1).1),
         };
         let _ = sender.send(parts);
     }

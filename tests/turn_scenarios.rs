@@ -462,11 +462,18 @@ fn rfc8656_7_2_requested_transport_rules() {
     let resp = c.transact(
         &mut h,
         Method::ALLOCATE,
-        &[&RequestedTransport(TransportProtocol::TCP)],
+        &[&RequestedTransport(TransportProtocol(99))],
     );
     assert_eq!(resp.error_code(), Some(442));
     // Errors after authentication are signed (RFC 8489 §9.2.4).
     assert!(resp.msg().verify_message_integrity(&c.key()).is_ok());
+    // RFC 6062 §5.1: TCP relaying needs a TCP or TLS client connection.
+    let resp = c.transact(
+        &mut h,
+        Method::ALLOCATE,
+        &[&RequestedTransport(TransportProtocol::TCP)],
+    );
+    assert_eq!(resp.error_code(), Some(400));
 }
 
 #[test]

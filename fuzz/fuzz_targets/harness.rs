@@ -62,7 +62,7 @@ impl Harness {
     pub fn run_commands(&mut self) {
         while let Some(cmd) = self.server.poll_command() {
             match cmd {
-                Command::OpenRelay { relay } => {
+                Command::OpenRelay { relay } | Command::OpenTcpRelay { relay } => {
                     let result = if self.busy_ports.contains(&relay.port())
                         || self.open_relays.contains(&relay)
                     {
@@ -80,6 +80,14 @@ impl Harness {
                     );
                     self.open_relays.retain(|r| *r != relay);
                 }
+                // RFC 6062: fail every outgoing connection (the fuzzer drives
+                // only the client side); binds and closes need nothing.
+                Command::ConnectPeer { connection, .. } => self.server.handle_peer_connected(
+                    self.now,
+                    connection,
+                    Err(std::io::ErrorKind::ConnectionRefused),
+                ),
+                Command::BindData { .. } | Command::ClosePeer { .. } => {}
             }
         }
     }

@@ -71,11 +71,13 @@ impl NonceKey {
             return out;
         };
         mac.update(&issued.to_be_bytes());
+        // The client's IP, not its port: RFC 6062 §4.4 clients sign the
+        // ConnectionBind on a new connection (a new port) with the nonce of
+        // their control connection, and coturn's clients count on it.
         match client.ip() {
             IpAddr::V4(ip) => mac.update(&ip.octets()),
             IpAddr::V6(ip) => mac.update(&ip.octets()),
         }
-        mac.update(&client.port().to_be_bytes());
         let full = mac.finalize().into_bytes();
         for (o, b) in out.iter_mut().zip(full.iter()) {
             *o = *b;
@@ -188,13 +190,17 @@ mod tests {
     }
 
     #[test]
-    fn nonce_is_bound_to_client_and_key() {
+    fn nonce_is_bound_to_client_ip_and_key() {
         let k = NonceKey::new([7; 32]);
         let n = k.issue(1000, addr("10.0.0.1:5000"));
         assert_eq!(
-            k.check(n.as_str(), 1000, addr("10.0.0.1:5001"), 600),
+            k.check(n.as_str(), 1000, addr("10.0.0.2:5000"), 600),
             Err(NonceError::Invalid)
         );
+        // Another connection from the same host (RFC 6062 data connections).
+        assert!(k
+            .check(n.as_str(), 1000, addr("10.0.0.1:5001"), 600)
+            .is_ok());
         assert_eq!(
             NonceKey::new([8; 32]).check(n.as_str(), 1000, addr("10.0.0.1:5000"), 600),
             Err(NonceError::Invalid)

@@ -14,14 +14,29 @@ use super::close_fd;
 pub enum Interest {
     Read,
     ReadWrite,
+    Write,
+    /// Registered, but only errors and hang-ups are reported (a paused source).
+    Silent,
 }
 
 impl Interest {
+    pub fn of(read: bool, write: bool) -> Self {
+        match (read, write) {
+            (true, true) => Interest::ReadWrite,
+            (true, false) => Interest::Read,
+            (false, true) => Interest::Write,
+            (false, false) => Interest::Silent,
+        }
+    }
+
     fn events(self) -> u32 {
-        let base = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        let read = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        let write = libc::EPOLLOUT as u32;
         match self {
-            Interest::Read => base,
-            Interest::ReadWrite => base | libc::EPOLLOUT as u32,
+            Interest::Read => read,
+            Interest::ReadWrite => read | write,
+            Interest::Write => write,
+            Interest::Silent => 0,
         }
     }
 }

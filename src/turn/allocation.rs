@@ -157,6 +157,9 @@ pub struct Allocation {
     /// RFC 8656 §7.2 / RFC 6156: the second (IPv6) relayed address of a dual
     /// allocation (ADDITIONAL-ADDRESS-FAMILY).
     pub secondary: Option<SecondaryRelay>,
+    /// RFC 6062: REQUESTED-TRANSPORT TCP — the relayed address is a TCP
+    /// listener and peers are reached by Connect / ConnectionAttempt.
+    pub relay_tcp: bool,
     /// The primary relay socket is open; a dual allocation goes live when the
     /// secondary's has opened (or failed) too.
     pub primary_open: bool,

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub max_cached_transactions: usize,
     /// Tries at other ports when the I/O layer cannot open a relay socket.
     pub relay_open_attempts: u8,
+    /// RFC 6062 TCP relaying (coturn's `no-tcp-relay` turns it off).
+    pub tcp_relay: bool,
     /// Seed for port choice and indication transaction ids.
     pub rng_seed: u64,
     /// Relay to relay on this server skips the kernel (the worker hands the
@@ -90,6 +92,7 @@ impl Default for ServerConfig {
             transaction_cache_lifetime: Duration::from_secs(40),
             max_cached_transactions: 100_000,
             relay_open_attempts: 8,
+            tcp_relay: true,
             rng_seed: 0x5eed,
             relay_shortcut: true,
         }

@@ -116,6 +116,7 @@ impl Server {
         reason: &str,
         integrity: Option<&ReplyIntegrity>,
     ) -> Option<Vec<u8>> {
+        tracing::debug!(client = %to.client, method = ?echo.message_type.method, code = code.0, reason, "error response");
         self.reply(to, echo, Some(code), integrity, |w| {
             w.add(&ErrorCodeAttr { code, reason })
         })

@@ -22,10 +22,10 @@ use crate::stun::{
 
 /// A TURN request refused after authentication: the error answer (signed
 /// and kept for retransmissions like a success).
-type Refusal = (ErrorCode, &'static str);
+pub(crate) type Refusal = (ErrorCode, &'static str);
 
 /// What a TURN method did, when it did not refuse.
-enum Answer {
+pub(crate) enum Answer {
     /// An empty success response.
     Success,
     /// A success response carrying LIFETIME (Refresh).
@@ -55,7 +55,12 @@ fn understood(t: AttributeType) -> bool {
 fn is_turn_method(m: Method) -> bool {
     matches!(
         m,
-        Method::ALLOCATE | Method::REFRESH | Method::CREATE_PERMISSION | Method::CHANNEL_BIND
+        Method::ALLOCATE
+            | Method::REFRESH
+            | Method::CREATE_PERMISSION
+            | Method::CHANNEL_BIND
+            | Method::CONNECT
+            | Method::CONNECTION_BIND
     )
 }
 
@@ -82,7 +87,10 @@ impl Server {
         let mut n = 0;
         for (slot, t) in unknown
             .iter_mut()
-            .zip(msg.unknown_comprehension_required(understood))
+            .zip(msg.unknown_comprehension_required(move |t| {
+                // RFC 6062 is TCP only: CONNECTION-ID over UDP is not understood.
+                understood(t) || (t == AttributeType::CONNECTION_ID && from.is_stream())
+            }))
         {
             *slot = t;
             n += 1;
@@ -345,6 +353,20 @@ impl Server {
         let method = msg.method();
         let outcome = if method == Method::ALLOCATE {
             self.allocate(now, from, msg, echo, auth)
+        } else if method == Method::CONNECTION_BIND {
+            // RFC 6062 §5.4: on a new connection, which has no allocation.
+            match self.connection_bind(from, msg, auth.owner.as_ref()) {
+                Ok(connection) => {
+                    let reply = self.reply(from, echo, None, i, |_| Ok(()));
+                    self.remember(now, &from, msg, reply);
+                    self.commands.push_back(Command::BindData {
+                        connection,
+                        data: from,
+                    });
+                    return;
+                }
+                Err(refusal) => Err(refusal),
+            }
         } else {
             match self.allocation_id_for_client(&from) {
                 None => Err((
@@ -354,6 +376,7 @@ impl Server {
                 Some(id) => match method {
                     Method::REFRESH => self.refresh(now, id, msg),
                     Method::CREATE_PERMISSION => self.create_permission(now, id, msg),
+                    Method::CONNECT => self.connect(now, id, from, msg, echo, integrity.clone()),
                     _ => self.channel_bind(now, id, msg),
                 },
             }
@@ -403,21 +426,44 @@ impl Server {
             return Err((ErrorCode::ALLOCATION_MISMATCH, "Allocation Mismatch"));
         }
 
-        // §7.2 step 3: REQUESTED-TRANSPORT, UDP only.
-        match msg.get::<RequestedTransport>() {
+        // §7.2 step 3: REQUESTED-TRANSPORT: UDP, or TCP (RFC 6062 §5.1) from
+        // a client that came over TCP or TLS.
+        let relay_tcp = match msg.get::<RequestedTransport>() {
             None | Some(Err(_)) => {
                 return Err((
                     ErrorCode::BAD_REQUEST,
                     "REQUESTED-TRANSPORT missing or malformed",
                 ))
             }
-            Some(Ok(RequestedTransport(p))) if p != TransportProtocol::UDP => {
+            Some(Ok(RequestedTransport(TransportProtocol::UDP))) => false,
+            Some(Ok(RequestedTransport(TransportProtocol::TCP)))
+                if from.is_stream() && self.config.tcp_relay =>
+            {
+                true
+            }
+            Some(Ok(RequestedTransport(TransportProtocol::TCP))) if self.config.tcp_relay => {
+                return Err((
+                    ErrorCode::BAD_REQUEST,
+                    "TCP relaying needs a TCP or TLS connection to the server",
+                ))
+            }
+            Some(Ok(_)) => {
                 return Err((
                     ErrorCode::UNSUPPORTED_TRANSPORT_PROTOCOL,
                     "Unsupported Transport Protocol",
                 ))
             }
-            Some(Ok(_)) => {}
+        };
+        // RFC 6062 §5.1: no EVEN-PORT, RESERVATION-TOKEN or dual allocation for TCP.
+        if relay_tcp
+            && (msg.has(AttributeType::EVEN_PORT)
+                || msg.has(AttributeType::RESERVATION_TOKEN)
+                || msg.has(AttributeType::ADDITIONAL_ADDRESS_FAMILY))
+        {
+            return Err((
+                ErrorCode::BAD_REQUEST,
+                "EVEN-PORT, RESERVATION-TOKEN and ADDITIONAL-ADDRESS-FAMILY are for UDP",
+            ));
         }
         // §7.2 step 4: DONT-FRAGMENT is accepted (relayed datagrams are not fragmented by us).
         let token = msg.get::<ReservationToken>();
@@ -596,6 +642,7 @@ impl Server {
             reservation_token: reservation,
             address_error,
             secondary,
+            relay_tcp,
             primary_open: false,
             permissions: smallvec::SmallVec::new(),
             channels: smallvec::SmallVec::new(),
@@ -613,7 +660,11 @@ impl Server {
             now + self.config.transaction_cache_lifetime,
             TimerKey::Transaction(from.client, tid),
         );
-        self.commands.push_back(Command::OpenRelay { relay });
+        self.commands.push_back(if relay_tcp {
+            Command::OpenTcpRelay { relay }
+        } else {
+            Command::OpenRelay { relay }
+        });
         if let Some(s) = secondary {
             self.commands
                 .push_back(Command::OpenRelay { relay: s.relay });
@@ -818,7 +869,7 @@ impl Server {
     }
 
     /// Checks a peer address against the allocation's family and the policy.
-    fn check_peer(&self, id: AllocationId, peer: SocketAddr) -> Result<(), Refusal> {
+    pub(crate) fn check_peer(&self, id: AllocationId, peer: SocketAddr) -> Result<(), Refusal> {
         let alloc = self
             .allocation(id)
             .ok_or((ErrorCode::ALLOCATION_MISMATCH, "No allocation"))?;

@@ -95,18 +95,20 @@ impl DropReason {
 }
 
 /// The request methods responses are counted by (the last slot: any other).
-pub const COUNTED_METHODS: [(Method, &str); 5] = [
+pub const COUNTED_METHODS: [(Method, &str); 7] = [
     (Method::BINDING, "binding"),
     (Method::ALLOCATE, "allocate"),
     (Method::REFRESH, "refresh"),
     (Method::CREATE_PERMISSION, "create_permission"),
     (Method::CHANNEL_BIND, "channel_bind"),
+    (Method::CONNECT, "connect"),
+    (Method::CONNECTION_BIND, "connection_bind"),
 ];
 /// Method slots in `Stats::responses`: `COUNTED_METHODS` and "other".
 pub const METHOD_SLOTS: usize = COUNTED_METHODS.len() + 1;
 /// The error codes responses are counted by; slot 0 is success, the last any other code.
-pub const COUNTED_CODES: [u16; 14] = [
-    300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 500, 508,
+pub const COUNTED_CODES: [u16; 16] = [
+    300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508,
 ];
 /// Result slots in `Stats::responses`: success, `COUNTED_CODES`, "other".
 pub const RESULT_SLOTS: usize = COUNTED_CODES.len() + 2;
@@ -159,8 +161,23 @@ pub struct Transmit {
 pub enum Command {
     /// Bind a UDP socket on this address and report with `handle_relay_opened`.
     OpenRelay { relay: SocketAddr },
-    /// Close the relay socket on this address.
+    /// Close the relay socket (or TCP relay listener) on this address.
     CloseRelay { relay: SocketAddr },
+    /// RFC 6062: listen for peer connections on this TCP relayed address and
+    /// report with `handle_relay_opened`.
+    OpenTcpRelay { relay: SocketAddr },
+    /// RFC 6062 §5.2: connect from `relay` to `peer`; report with
+    /// `handle_peer_connected`.
+    ConnectPeer {
+        connection: u32,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    },
+    /// RFC 6062 §5.4: the stream connection `data` now carries the peer
+    /// connection's bytes, raw, both ways (after the ConnectionBind answer).
+    BindData { connection: u32, data: ClientTuple },
+    /// Close a peer connection (and its data connection, if bound).
+    ClosePeer { connection: u32 },
 }
 
 /// Counters for metrics; all monotonic except `allocations`.
@@ -229,6 +246,8 @@ pub struct Server {
     pub(crate) transactions: FastMap<(SocketAddr, crate::stun::TransactionId), CachedResponse>,
     pub(crate) timers: Timers,
     pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
+    /// RFC 6062 peer connections, by CONNECTION-ID.
+    pub(crate) tcp_connections: FastMap<u32, super::tcp_relay::PeerConnection>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) commands: VecDeque<Command>,
     pub(crate) rng: Rng,
@@ -278,6 +297,7 @@ impl Server {
             transactions: fast_map(),
             timers: Timers::default(),
             pending: fast_map(),
+            tcp_connections: fast_map(),
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
             rng,
@@ -442,7 +462,8 @@ impl Server {
         let Some(alloc) = self.allocation(id) else {
             return self.peer_drop(DropReason::NoAllocation);
         };
-        if alloc.state != AllocationState::Active || now >= alloc.expires {
+        // A TCP allocation (RFC 6062) has no datagrams to deliver.
+        if alloc.state != AllocationState::Active || now >= alloc.expires || alloc.relay_tcp {
             return self.peer_drop(DropReason::NoAllocation);
         }
         // RFC 8656 §10.3: no permission for the peer's IP, no delivery.
@@ -675,6 +696,10 @@ impl Server {
         self.by_client.get(tuple).copied()
     }
 
+    pub(crate) fn allocation_id_for_relay(&self, relay: SocketAddr) -> Option<AllocationId> {
+        self.by_relay.get(&RelayKey(relay)).copied()
+    }
+
     /// Whether an allocation of this shard has relay address `relay` (a lookup
     /// that counts nothing, for the I/O layer's relay-to-relay short-circuit).
     pub fn has_relay(&self, relay: SocketAddr) -> bool {
@@ -749,6 +774,9 @@ impl Server {
             self.commands
                 .push_back(Command::CloseRelay { relay: alloc.relay });
         }
+        if alloc.relay_tcp {
+            self.close_tcp_connections_of(id);
+        }
         self.stats.allocations = self.stats.allocations.saturating_sub(1);
         tracing::debug!(relay = %alloc.relay, client = %alloc.client.client, "allocation removed");
         Some(alloc)
@@ -792,6 +820,7 @@ impl Server {
                     self.stats.allocations_expired += 1;
                 }
             }
+            TimerKey::TcpConnection(connection) => self.expire_tcp_connection(now, connection),
             TimerKey::Permission(id, ip) => {
                 let Some(alloc) = self.allocation_mut(id) else {
                     return;

@@ -19,6 +19,8 @@ pub enum TimerKey {
     Transaction(SocketAddr, TransactionId),
     /// An EVEN-PORT reservation (RFC 8656 §7.2: about 30 s).
     Reservation(SocketAddr),
+    /// RFC 6062 §5.2/§5.3: a peer connection's ConnectionBind deadline.
+    TcpConnection(u32),
 }
 
 #[derive(Debug, Default)]

@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 pub use directory::RelayDirectory;
 
 use crate::io::socket::{bind_relay, BufferSizes};
-use crate::io::stream::StreamSet;
+use crate::io::stream::{DetachedConn, PeerEvent, StreamHandler, StreamSet};
 use crate::io::{Backend, Received, SendQueue, Token, Waker, HEADROOM, TAILROOM};
 use crate::metrics::WorkerMetrics;
 use crate::turn::{
@@ -69,10 +69,18 @@ impl CrossPacket {
     }
 }
 
+/// A client connection handed to the worker that holds its RFC 6062 peer
+/// connection, with the ConnectionBind request that asks for it.
+pub struct StreamHandoff {
+    pub conn: DetachedConn,
+    pub frame: Vec<u8>,
+}
+
 /// A handle to send to another worker.
 #[derive(Clone)]
 pub struct Mailbox {
     pub sender: Sender<CrossPacket>,
+    pub streams: Sender<StreamHandoff>,
     pub waker: Waker,
 }
 
@@ -84,6 +92,8 @@ pub struct IoCounters {
     pub same_worker_relayed: u64,
     pub relay_open_failures: u64,
     pub streams: crate::io::stream::StreamCounters,
+    /// RFC 6062 data connections handed to another worker.
+    pub stream_handoffs: u64,
 }
 
 pub struct Worker {
@@ -104,6 +114,10 @@ pub struct Worker {
     /// Datagrams a stream client sent to a relay of this worker, handled
     /// with the cross-worker ones (they need headroom the stream lacks).
     local_inbox: Vec<CrossPacket>,
+    /// Stream connections other workers hand over (RFC 6062 ConnectionBind).
+    stream_inbox: Receiver<StreamHandoff>,
+    /// Connections of ours to hand over after this poll: (id, worker, request).
+    handoffs: Vec<(u64, usize, Vec<u8>)>,
 }
 
 pub struct WorkerParts {
@@ -117,6 +131,7 @@ pub struct WorkerParts {
     /// Where the worker publishes its counters once per loop turn.
     pub metrics: Arc<WorkerMetrics>,
     pub streams: Option<StreamSet>,
+    pub stream_inbox: Receiver<StreamHandoff>,
 }
 
 fn unix_now() -> u64 {
@@ -162,6 +177,8 @@ impl Worker {
             metrics: parts.metrics,
             streams: parts.streams,
             local_inbox: Vec::new(),
+            stream_inbox: parts.stream_inbox,
+            handoffs: Vec::new(),
         })
     }
 
@@ -326,20 +343,69 @@ impl Worker {
             return Ok(());
         };
         let now = Instant::now();
-        let result = streams.poll(now, &mut |tuple, frame| {
-            self.on_stream_frame(now, tuple, frame)
-        });
+        while let Ok(h) = self.stream_inbox.try_recv() {
+            match streams.adopt(h.conn) {
+                Ok(tuple) => self.on_stream_frame(now, tuple, &h.frame),
+                Err(e) => tracing::debug!(error = %e, "cannot take over a connection"),
+            }
+        }
+        let result = streams.poll(now, &mut StreamSide { worker: self, now });
+        for (id, worker, frame) in std::mem::take(&mut self.handoffs) {
+            let (Some(conn), Some(mailbox)) = (streams.detach(id), self.mailboxes.get(worker))
+            else {
+                continue;
+            };
+            if mailbox
+                .streams
+                .try_send(StreamHandoff { conn, frame })
+                .is_ok()
+            {
+                self.counters.stream_handoffs += 1;
+                mailbox.waker.wake();
+                tracing::debug!(
+                    to = worker,
+                    "ConnectionBind handed to the worker holding its peer connection"
+                );
+            }
+        }
         let server = &self.server;
         streams.sweep(now, &|tuple| server.allocation_for_client(tuple).is_some());
         for tuple in streams.take_closed() {
             self.server.handle_client_closed(&tuple);
         }
+        for event in streams.take_peer_events() {
+            match event {
+                PeerEvent::Connected { connection, result } => {
+                    self.server.handle_peer_connected(now, connection, result)
+                }
+                PeerEvent::Closed { connection } => self.server.handle_peer_closed(connection),
+            }
+        }
         self.streams = Some(streams);
         result
     }
 
+    /// RFC 6062 §5.4: a ConnectionBind for a peer connection another worker
+    /// holds (its CONNECTION-ID names the worker): that worker's.
+    fn bind_elsewhere(&self, frame: &[u8]) -> Option<usize> {
+        // A ConnectionBind request: type 0x000B.
+        if frame.get(..2) != Some(&[0x00, 0x0B]) {
+            return None;
+        }
+        let msg = crate::stun::Message::parse(frame).ok()?;
+        let crate::stun::ConnectionId(connection) = msg.get()?.ok()?;
+        let shard = crate::turn::connection_shard(connection, self.server.config().port_stride);
+        (shard != self.index && shard < self.mailboxes.len()).then_some(shard)
+    }
+
     /// One STUN message or ChannelData frame from a stream client.
     fn on_stream_frame(&mut self, now: Instant, tuple: ClientTuple, frame: &[u8]) {
+        if let (ClientTransport::Stream(id), Some(worker)) =
+            (tuple.transport, self.bind_elsewhere(frame))
+        {
+            self.handoffs.push((id, worker, frame.to_vec()));
+            return;
+        }
         let ClientOutcome::Forward(f) = self.server.handle_client_datagram(now, tuple, frame)
         else {
             return;
@@ -421,6 +487,12 @@ impl Worker {
     fn process_outputs(&mut self, backend: &mut dyn Backend) {
         loop {
             let mut progressed = false;
+            // Answers first: a ConnectionBind's success must be on its way
+            // before the connection turns into a raw pipe (RFC 6062 §5.4).
+            while let Some(t) = self.server.poll_transmit() {
+                progressed = true;
+                self.send_to_client_owned(backend, t.from, t.to, t.payload);
+            }
             while let Some(cmd) = self.server.poll_command() {
                 progressed = true;
                 match cmd {
@@ -437,13 +509,43 @@ impl Worker {
                             let _ = backend.deregister(sock.as_raw_fd(), token);
                             self.relay_tokens.remove(&token);
                             tracing::debug!(%relay, "relay closed");
+                        } else if let Some(streams) = self.streams.as_mut() {
+                            streams.close_tcp_relay(relay);
+                        }
+                    }
+                    Command::OpenTcpRelay { relay } => {
+                        let result = match self.streams.as_mut() {
+                            Some(streams) => streams.open_tcp_relay(relay).map_err(|e| e.kind()),
+                            None => Err(std::io::ErrorKind::Unsupported),
+                        };
+                        if result.is_err() {
+                            self.counters.relay_open_failures += 1;
+                        }
+                        self.server
+                            .handle_relay_opened(Instant::now(), relay, result);
+                    }
+                    Command::ConnectPeer {
+                        connection,
+                        relay,
+                        peer,
+                    } => {
+                        if let Some(streams) = self.streams.as_mut() {
+                            streams.connect_peer(Instant::now(), connection, relay, peer);
+                        }
+                    }
+                    Command::BindData { connection, data } => {
+                        if let (Some(streams), ClientTransport::Stream(id)) =
+                            (self.streams.as_mut(), data.transport)
+                        {
+                            streams.bind_data(connection, id);
+                        }
+                    }
+                    Command::ClosePeer { connection } => {
+                        if let Some(streams) = self.streams.as_mut() {
+                            streams.close_peer(connection);
                         }
                     }
                 }
-            }
-            while let Some(t) = self.server.poll_transmit() {
-                progressed = true;
-                self.send_to_client_owned(backend, t.from, t.to, t.payload);
             }
             if !progressed {
                 break;
@@ -465,6 +567,28 @@ impl Worker {
         self.relays.insert(relay, (sock, token));
         self.relay_tokens.insert(token, relay);
         Ok(())
+    }
+}
+
+/// The worker as the stream side sees it during a poll (the stream set
+/// itself is taken out of the worker meanwhile).
+struct StreamSide<'a> {
+    worker: &'a mut Worker,
+    now: Instant,
+}
+
+impl StreamHandler for StreamSide<'_> {
+    fn frame(&mut self, tuple: ClientTuple, frame: &[u8]) {
+        self.worker.on_stream_frame(self.now, tuple, frame);
+    }
+
+    fn peer_accepted(&mut self, relay: SocketAddr, peer: SocketAddr) -> Option<u32> {
+        let connection = self
+            .worker
+            .server
+            .handle_peer_connection(self.now, relay, peer);
+        // The ConnectionAttempt indication goes out with this turn's outputs.
+        connection
     }
 }
 

@@ -37,6 +37,11 @@ pub struct Harness {
     pub open_relays: Vec<SocketAddr>,
     /// Ports the fake I/O layer refuses to bind (in use elsewhere).
     pub busy_ports: Vec<u16>,
+    /// RFC 6062: connections to peers the core asked for (answer with
+    /// `server.handle_peer_connected`), data connections bound, peers closed.
+    pub connects: Vec<(u32, SocketAddr, SocketAddr)>,
+    pub bound: Vec<(u32, ClientTuple)>,
+    pub closed_peers: Vec<u32>,
 }
 
 pub fn test_config() -> ServerConfig {
@@ -74,6 +79,9 @@ impl Harness {
             now,
             open_relays: Vec::new(),
             busy_ports: Vec::new(),
+            connects: Vec::new(),
+            bound: Vec::new(),
+            closed_peers: Vec::new(),
         }
     }
 
@@ -81,7 +89,7 @@ impl Harness {
     pub fn run_commands(&mut self) {
         while let Some(cmd) = self.server.poll_command() {
             match cmd {
-                Command::OpenRelay { relay } => {
+                Command::OpenRelay { relay } | Command::OpenTcpRelay { relay } => {
                     let result = if self.busy_ports.contains(&relay.port())
                         || self.open_relays.contains(&relay)
                     {
@@ -99,6 +107,13 @@ impl Harness {
                     );
                     self.open_relays.retain(|r| *r != relay);
                 }
+                Command::ConnectPeer {
+                    connection,
+                    relay,
+                    peer,
+                } => self.connects.push((connection, relay, peer)),
+                Command::BindData { connection, data } => self.bound.push((connection, data)),
+                Command::ClosePeer { connection } => self.closed_peers.push(connection),
             }
         }
     }

@@ -30,6 +30,10 @@ use crate::turn::{ClientTransport, ClientTuple};
 
 use super::poller::{Interest, Poller, Readiness};
 
+mod peers;
+pub use peers::{PeerEvent, StreamHandler};
+use peers::{PeerSock, PEER, RELAY_LISTENER};
+
 /// Limits for stream connections; `0` in a count means "no limit".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamLimits {
@@ -159,6 +163,8 @@ pub struct StreamCounters {
     pub dropped_frames: u64,
     pub frames_in: u64,
     pub frames_out: u64,
+    /// RFC 6062: bytes passed between peers and data connections.
+    pub piped_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,9 +187,12 @@ struct Conn {
     phase: Phase,
     accepted: Instant,
     last_rx: Instant,
-    /// EPOLLOUT is on (the kernel buffer was full).
-    want_write: bool,
+    /// What the poller watches this socket for.
+    interest: Interest,
     queued_for_flush: bool,
+    /// RFC 6062: a data connection joined to this peer connection; its bytes
+    /// are raw, not STUN.
+    pipe: Option<u32>,
 }
 
 impl Conn {
@@ -265,7 +274,7 @@ impl Conn {
     }
 }
 
-fn drain_tls(tls: &mut rustls::ServerConnection, out: &mut Vec<u8>) -> io::Result<()> {
+pub(super) fn drain_tls(tls: &mut rustls::ServerConnection, out: &mut Vec<u8>) -> io::Result<()> {
     while tls.wants_write() {
         tls.write_tls(out)?;
     }
@@ -273,7 +282,11 @@ fn drain_tls(tls: &mut rustls::ServerConnection, out: &mut Vec<u8>) -> io::Resul
 }
 
 /// Writes as much of `out[*sent..]` as the socket takes.
-fn flush_out(socket: &mut TcpStream, out: &mut Vec<u8>, sent: &mut usize) -> io::Result<()> {
+pub(super) fn flush_out(
+    socket: &mut TcpStream,
+    out: &mut Vec<u8>,
+    sent: &mut usize,
+) -> io::Result<()> {
     while let Some(rest) = out.get(*sent..).filter(|r| !r.is_empty()) {
         match socket.write(rest) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -294,7 +307,7 @@ fn flush_out(socket: &mut TcpStream, out: &mut Vec<u8>, sent: &mut usize) -> io:
 }
 
 /// Where a frame came from and what it is.
-pub type FrameHandler<'a> = dyn FnMut(ClientTuple, &[u8]) + 'a;
+type FrameHandler<'a> = dyn FnMut(ClientTuple, &[u8]) + 'a;
 
 /// Token bit that marks a listener (connections use their id).
 const LISTENER: u64 = 1 << 63;
@@ -302,7 +315,7 @@ const LISTENER: u64 = 1 << 63;
 /// cannot starve the datagrams.
 const ACCEPT_BUDGET: usize = 64;
 /// Reads per connection per loop turn, for the same reason.
-const READ_BUDGET: usize = 8;
+pub(super) const READ_BUDGET: usize = 8;
 const SCRATCH_LEN: usize = 64 * 1024;
 /// How often deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
@@ -323,6 +336,13 @@ pub struct StreamSet {
     scratch: Vec<u8>,
     next_sweep: Instant,
     counters: StreamCounters,
+    /// RFC 6062: TCP relay listeners by relayed address, and their tokens.
+    relay_listeners: HashMap<SocketAddr, (TcpListener, u64)>,
+    relay_tokens: HashMap<u64, SocketAddr>,
+    next_relay_token: u64,
+    /// RFC 6062: peer connections by CONNECTION-ID.
+    peers: HashMap<u32, PeerSock>,
+    peer_events: Vec<PeerEvent>,
 }
 
 impl StreamSet {
@@ -350,6 +370,11 @@ impl StreamSet {
             scratch: vec![0; SCRATCH_LEN],
             next_sweep: Instant::now(),
             counters: StreamCounters::default(),
+            relay_listeners: HashMap::new(),
+            relay_tokens: HashMap::new(),
+            next_relay_token: 0,
+            peers: HashMap::new(),
+            peer_events: Vec::new(),
         })
     }
 
@@ -366,13 +391,23 @@ impl StreamSet {
         self.conns.len()
     }
 
-    /// Accepts, reads and hands every complete frame to `on_frame`.
-    pub fn poll(&mut self, now: Instant, on_frame: &mut FrameHandler<'_>) -> io::Result<()> {
+    /// Accepts, reads and hands every complete frame to the handler; moves
+    /// the bytes of RFC 6062 pipes.
+    pub fn poll(&mut self, now: Instant, handler: &mut dyn StreamHandler) -> io::Result<()> {
         let mut ready = std::mem::take(&mut self.ready);
         self.poller.ready_now(&mut ready)?;
         for r in &ready {
             if r.token & LISTENER != 0 {
                 self.accept((r.token & !LISTENER) as usize, now);
+                continue;
+            }
+            if r.token & RELAY_LISTENER != 0 {
+                self.accept_peers(r.token, handler);
+                continue;
+            }
+            if r.token & PEER != 0 {
+                let connection = (r.token & u64::from(u32::MAX)) as u32;
+                self.peer_ready(connection, r.readable, r.writable, r.closed);
                 continue;
             }
             let id = r.token;
@@ -386,7 +421,18 @@ impl StreamSet {
                 }
             }
             if r.readable || r.closed {
-                if let Err(reason) = self.read(id, now, on_frame) {
+                let pipe = self.conns.get(&id).and_then(|c| c.pipe);
+                let result = match pipe {
+                    Some(connection) => {
+                        let mut scratch = std::mem::take(&mut self.scratch);
+                        let result = self.pipe_to_peer(id, connection, &mut scratch);
+                        self.scratch = scratch;
+                        self.refresh_pipe(connection);
+                        result
+                    }
+                    None => self.read(id, now, &mut |t, f| handler.frame(t, f)),
+                };
+                if let Err(reason) = result {
                     self.close(id, reason);
                 }
             }
@@ -463,8 +509,9 @@ impl StreamSet {
                 phase,
                 accepted: now,
                 last_rx: now,
-                want_write: false,
+                interest: Interest::Read,
                 queued_for_flush: false,
+                pipe: None,
             },
         );
         self.counters.accepted += 1;
@@ -577,20 +624,18 @@ impl StreamSet {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let want = conn.pending_out() > 0;
-        if want != conn.want_write {
-            let interest = if want {
-                Interest::ReadWrite
-            } else {
-                Interest::Read
-            };
-            if self
+        if let Some(connection) = conn.pipe {
+            self.refresh_pipe(connection);
+            return;
+        }
+        let interest = Interest::of(true, conn.pending_out() > 0);
+        if interest != conn.interest
+            && self
                 .poller
                 .modify(conn.socket.as_raw_fd(), id, interest)
                 .is_ok()
-            {
-                conn.want_write = want;
-            }
+        {
+            conn.interest = interest;
         }
     }
 
@@ -602,12 +647,16 @@ impl StreamSet {
             return;
         }
         self.next_sweep = now + SWEEP_EVERY;
+        self.sweep_peers(now);
         let limits = self.shared.limits;
         let expired: Vec<u64> = self
             .conns
             .iter()
             .filter(|(_, c)| {
-                now >= c.deadline(&limits) && !(c.phase == Phase::Open && has_allocation(&c.tuple))
+                // A data connection (RFC 6062) lives as long as its peer connection.
+                c.pipe.is_none()
+                    && now >= c.deadline(&limits)
+                    && !(c.phase == Phase::Open && has_allocation(&c.tuple))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -622,6 +671,12 @@ impl StreamSet {
         };
         let _ = self.poller.delete(conn.socket.as_raw_fd());
         self.shared.release(conn.tuple.client.ip());
+        if let Some(connection) = conn.pipe {
+            if let Some(peer) = self.peers.remove(&connection) {
+                let _ = self.poller.delete(peer.sock.as_raw_fd());
+            }
+            self.peer_events.push(PeerEvent::Closed { connection });
+        }
         match reason {
             CloseReason::Peer => self.counters.closed_by_peer += 1,
             CloseReason::Deadline => self.counters.closed_deadline += 1,
@@ -640,6 +695,10 @@ impl StreamSet {
 
     /// Closes every connection (shutdown).
     pub fn close_all(&mut self) {
+        let peers: Vec<u32> = self.peers.keys().copied().collect();
+        for connection in peers {
+            self.close_peer(connection);
+        }
         let ids: Vec<u64> = self.conns.keys().copied().collect();
         for id in ids {
             self.close(id, CloseReason::Peer);
@@ -652,6 +711,39 @@ impl Drop for StreamSet {
         for conn in self.conns.values() {
             self.shared.release(conn.tuple.client.ip());
         }
+    }
+}
+
+/// A client connection on its way to another worker (RFC 6062: a
+/// ConnectionBind for a peer connection that worker holds).
+pub struct DetachedConn(Box<Conn>);
+
+impl StreamSet {
+    /// Takes connection `id` out of this set, socket, TLS state and all.
+    pub fn detach(&mut self, id: u64) -> Option<DetachedConn> {
+        let conn = self.conns.remove(&id)?;
+        let _ = self.poller.delete(conn.socket.as_raw_fd());
+        self.counters.open = self.conns.len() as u64;
+        Some(DetachedConn(Box::new(conn)))
+    }
+
+    /// Takes over a connection another worker detached; its tuple (with its
+    /// id here) is returned. Its admission counts travel with it.
+    pub fn adopt(&mut self, conn: DetachedConn) -> io::Result<ClientTuple> {
+        let mut conn = conn.0;
+        let id = self.next_id;
+        self.next_id += 1;
+        conn.tuple.transport = ClientTransport::Stream(id);
+        conn.queued_for_flush = false;
+        conn.interest = Interest::of(true, conn.pending_out() > 0);
+        if let Err(e) = self.poller.add(conn.socket.as_raw_fd(), id, conn.interest) {
+            self.shared.release(conn.tuple.client.ip());
+            return Err(e);
+        }
+        let tuple = conn.tuple;
+        self.conns.insert(id, *conn);
+        self.counters.open = self.conns.len() as u64;
+        Ok(tuple)
     }
 }
 
@@ -750,8 +842,9 @@ mod tests {
             phase: Phase::FirstMessage,
             accepted: now,
             last_rx: now,
-            want_write: false,
+            interest: Interest::Read,
             queued_for_flush: false,
+            pipe: None,
         };
         let mut frames = Vec::new();
         for chunk in data {
