@@ -16,7 +16,7 @@ const SCRIPT: &str = r#"
   --min-port=49152 --max-port=49999 --realm=example.org --allow-loopback-peers \
   --io-backend="$BACKEND" --workers=2 $AUTH $SERVER_EXTRA > "$LOG" 2>&1 &
 RT=$!
-turnutils_peer -L 127.0.0.1 -p 23480 > /dev/null 2>&1 &
+${PEER_CMD:-turnutils_peer -L 127.0.0.1 -p 23480} > /dev/null 2>&1 &
 PEER=$!
 # Wait until ringturn answers (uclient has no retry for the first request).
 for i in $(seq 1 50); do grep -q started "$LOG" && break; sleep 0.1; done
@@ -46,6 +46,18 @@ fn run_uclient_on(
     server_extra: &str,
     port: u16,
 ) -> Run {
+    run_uclient_with_peer(backend, mode, auth, creds, server_extra, port, "")
+}
+
+fn run_uclient_with_peer(
+    backend: &str,
+    mode: &str,
+    auth: &str,
+    creds: &str,
+    server_extra: &str,
+    port: u16,
+    peer_cmd: &str,
+) -> Run {
     require_tool("turnutils_uclient");
     require_tool("turnutils_peer");
     let log = tempfile_path(&format!("ringturn-{backend}-{}", mode.replace(' ', "")));
@@ -59,6 +71,7 @@ fn run_uclient_on(
             ("CREDS", creds),
             ("LOG", &log),
             ("SERVER_EXTRA", server_extra),
+            ("PEER_CMD", peer_cmd),
             ("PORT", &port.to_string()),
         ],
         Duration::from_secs(90),
@@ -264,5 +277,40 @@ fn uclient_over_tls_channel_data_and_send_indications_both_backends() {
             );
             assert_all_echoed(&run);
         }
+    }
+}
+
+/// A TCP echo server for RFC 6062 runs (turnutils_peer speaks UDP only).
+const TCP_ECHO_PEER: &str = "python3 -c 'import socket,threading\n\
+s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+s.bind((\"127.0.0.1\",23480));s.listen(64)\n\
+def echo(c):\n\
+ while True:\n\
+  d=c.recv(65536)\n\
+  if not d: break\n\
+  c.sendall(d)\n\
+while True:\n\
+ c,_=s.accept();threading.Thread(target=echo,args=(c,),daemon=True).start()'";
+
+#[test]
+fn uclient_tcp_relay_rfc6062_over_tcp_and_tls() {
+    // -T: REQUESTED-TRANSPORT TCP; uclient Connects to the TCP echo peer and
+    // binds data connections (RFC 6062 §4.3, §4.4); several workers, so a
+    // ConnectionBind may land on another worker than its peer connection.
+    let cert = CertFiles::new("uclient-tcp-relay");
+    for (mode, extra, port) in [
+        ("-t -T", String::new(), 3478),
+        ("-t -S -T", cert.server_args(), 5349),
+    ] {
+        let run = run_uclient_with_peer(
+            "uring",
+            &format!("{mode} {PEER}"),
+            LT_AUTH,
+            LT_CREDS,
+            &format!("{extra} --workers=4"),
+            port,
+            TCP_ECHO_PEER,
+        );
+        assert_all_echoed(&run);
     }
 }
