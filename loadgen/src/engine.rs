@@ -171,6 +171,8 @@ struct Tx {
     last_sent_ns: u64,
     tries: u8,
     stale_retries: u8,
+    /// Handed to the socket (a stream's full send buffer can refuse it).
+    sent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -757,7 +759,8 @@ impl Worker {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
-        if !c.conn.send_message(&self.epoll, ci, &bytes) {
+        let sent = c.conn.send_message(&self.epoll, ci, &bytes);
+        if !sent {
             self.counters.send_errors += 1;
         }
         self.alloc.requests += 1;
@@ -771,6 +774,7 @@ impl Worker {
             last_sent_ns: now,
             tries: 1,
             stale_retries,
+            sent,
         });
     }
 
@@ -925,9 +929,13 @@ impl Worker {
                 }
                 if tx.tries < MAX_TRIES && stream {
                     // RFC 8489 §6.2.2: no retransmission over a reliable transport;
-                    // the transaction waits as long as the UDP schedule would.
+                    // the transaction waits as long as the UDP schedule would. Only a
+                    // request its send buffer refused is tried again.
                     tx.tries += 1;
                     tx.last_sent_ns = now;
+                    if !tx.sent {
+                        tx.sent = c.conn.send_message(&self.epoll, ci, &tx.bytes);
+                    }
                     continue;
                 }
                 if tx.tries < MAX_TRIES {
