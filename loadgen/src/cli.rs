@@ -24,7 +24,10 @@ use crate::tls::{TlsSettings, TlsVersion};
       ringturn-loadgen allocate -u test -w test -c 64 -d 5\n  \
       ringturn-loadgen allocate -u test -w test -c 10000 --hold 30 --server-pid PID\n  \
       ringturn-loadgen binding -c 16 --max\n  \
-      ringturn-loadgen compare --netns --rounds 5\n\n\
+      ringturn-loadgen relay --transport tcp -u test -w test -c 100 --size-mix audio\n  \
+      ringturn-loadgen relay -s 127.0.0.1:5349 --transport tls --tls-ca cert.pem -c 100 --max\n  \
+      ringturn-loadgen compare --netns --rounds 5\n  \
+      ringturn-loadgen compare --netns --transport tls --only coturn\n\n\
       Servers refuse loopback peers by default: start them with --allow-loopback-peers \
       (ringturn and coturn both take it)."
 )]
@@ -397,6 +400,31 @@ mod tests {
         assert_eq!(c.cpus, vec![1]);
         assert_eq!(c.duration, Duration::from_millis(2500));
         assert!(Cli::try_parse_from(["x", "relay", "--pps", "5", "--max"]).is_err());
+        let tls = |extra: &[&str]| {
+            let mut argv = vec!["x", "pair", "--transport", "tls"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+                .unwrap()
+                .command
+                .load_args()
+                .unwrap()
+                .to_config(Mode::Pair)
+        };
+        let c = tls(&["--tls-ca", "ca.pem", "--tls-version", "1.2"]).unwrap();
+        assert_eq!(c.transport, Transport::Tls);
+        assert_eq!(c.tls.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(c.tls.version, TlsVersion::Tls12);
+        assert!(tls(&["--tls-insecure"]).unwrap().tls.insecure);
+        assert!(tls(&[]).is_err(), "TLS without a trust decision");
+        assert!(
+            Cli::try_parse_from(["x", "relay", "--tls-ca", "a", "--tls-insecure"]).is_err(),
+            "conflicting"
+        );
+        let s = TlsSettings::default();
+        let name = s
+            .server_name_for("127.0.0.1:5349".parse().unwrap())
+            .unwrap();
+        assert_eq!(name.to_str(), "localhost");
         assert!(Cli::try_parse_from(["x", "relay", "-s", "8.8.8.8:3478"])
             .unwrap()
             .command
