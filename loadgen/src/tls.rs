@@ -201,6 +201,13 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// Connects over `transport` (TCP or TLS) and asks for a STUN Binding;
 /// Ok when the answer comes within `limit`. Tells a server that does not
 /// serve that transport from one that is slow, with the reason.
@@ -252,7 +259,11 @@ pub fn probe(
             while Instant::now() < deadline {
                 s.sock.set_read_timeout(Some(left()))?;
                 let room = rx.spare(2048);
-                let got = s.read(room).context("TLS read")?;
+                let got = match s.read(room) {
+                    Ok(n) => n,
+                    Err(e) if is_timeout(&e) => break,
+                    Err(e) => return Err(e).context("TLS read"),
+                };
                 if got == 0 {
                     bail!("the server closed the TLS connection without answering");
                 }
@@ -268,7 +279,11 @@ pub fn probe(
             while Instant::now() < deadline {
                 sock.set_read_timeout(Some(left()))?;
                 let room = rx.spare(2048);
-                let got = sock.read(room).context("TCP read")?;
+                let got = match sock.read(room) {
+                    Ok(n) => n,
+                    Err(e) if is_timeout(&e) => break,
+                    Err(e) => return Err(e).context("TCP read"),
+                };
                 if got == 0 {
                     bail!("the server closed the TCP connection without answering");
                 }
