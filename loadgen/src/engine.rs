@@ -893,9 +893,17 @@ impl Worker {
             }
             return;
         }
+        let in_setup = self
+            .clients
+            .get(ci)
+            .is_some_and(|c| matches!(c.state, State::Setup | State::WaitPartner));
         match tx {
-            Some(t) => self.on_tx_failed(ci, t.step, format!("{}: {what}", t.step.name()), now),
-            None => self.fail(ci, what),
+            // The reason names the step that was waiting.
+            Some(t) if in_setup => {
+                self.on_tx_failed(ci, t.step, format!("{}: {what}", t.step.name()), now)
+            }
+            // A ready client (or a held allocation) lost its allocation with the connection.
+            _ => self.fail(ci, what),
         }
     }
 

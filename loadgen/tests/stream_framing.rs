@@ -328,3 +328,71 @@ fn partial_writes_and_backpressure_lose_nothing() {
         }
     }
 }
+
+/// A "server" that accepts connections and does `what` with each, on its own
+/// thread, for at most a few seconds.
+fn fake_server(what: fn(std::net::TcpStream)) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    what(s);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    addr
+}
+
+fn run_against(addr: std::net::SocketAddr) -> ringturn_loadgen::Report {
+    use ringturn_loadgen::config::{LoadConfig, Mode, Transport};
+    let mut c = LoadConfig::new(Mode::Relay, addr, "test", "test");
+    c.transport = Transport::Tcp;
+    c.clients = 3;
+    c.duration = Duration::from_millis(200);
+    c.warmup = Duration::ZERO;
+    c.setup_timeout = Duration::from_secs(5);
+    let started = Instant::now();
+    let r = ringturn_loadgen::run(c).expect("a run that reports");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.clients_ready, 0);
+    assert_eq!(r.counts.sent, 0);
+    r
+}
+
+#[test]
+fn a_server_that_hangs_up_fails_setup_with_the_reason() {
+    let addr = fake_server(|mut s| {
+        let mut b = [0u8; 64];
+        let _ = s.read(&mut b); // the Allocate request, then hang up
+    });
+    let r = run_against(addr);
+    let why: Vec<_> = r.setup_failures.keys().collect();
+    assert!(
+        why.iter()
+            .any(|k| k.contains("Allocate") && k.contains("closed by the server")),
+        "{why:?}"
+    );
+}
+
+#[test]
+fn a_server_that_is_not_turn_fails_setup_with_the_reason() {
+    let addr = fake_server(|mut s| {
+        use std::io::Write;
+        let _ = s.write_all(b"\x80\x00garbage that is not TURN");
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let r = run_against(addr);
+    let why: Vec<_> = r.setup_failures.keys().collect();
+    assert!(why.iter().any(|k| k.contains("not TURN")), "{why:?}");
+}
