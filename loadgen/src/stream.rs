@@ -423,7 +423,8 @@ impl StreamConn {
         !self.tx.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
-    /// Room for more outgoing messages, counting what TLS still holds.
+    /// Room for more outgoing messages in our send buffer (TLS keeps up to
+    /// another [`TX_CAPACITY`] of records of its own before it stops taking more).
     pub fn room(&self) -> usize {
         self.tx.room()
     }
