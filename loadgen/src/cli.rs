@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Credentials, LoadConfig, Mode, Rate, SizeMix};
+use crate::config::{self, Credentials, LoadConfig, Mode, Rate, SizeMix, Transport};
+use crate::tls::{TlsSettings, TlsVersion};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,7 +24,10 @@ use crate::config::{self, Credentials, LoadConfig, Mode, Rate, SizeMix};
       ringturn-loadgen allocate -u test -w test -c 64 -d 5\n  \
       ringturn-loadgen allocate -u test -w test -c 10000 --hold 30 --server-pid PID\n  \
       ringturn-loadgen binding -c 16 --max\n  \
-      ringturn-loadgen compare --netns --rounds 5\n\n\
+      ringturn-loadgen relay --transport tcp -u test -w test -c 100 --size-mix audio\n  \
+      ringturn-loadgen relay -s 127.0.0.1:5349 --transport tls --tls-ca cert.pem -c 100 --max\n  \
+      ringturn-loadgen compare --netns --rounds 5\n  \
+      ringturn-loadgen compare --netns --transport tls --only coturn\n\n\
       Servers refuse loopback peers by default: start them with --allow-loopback-peers \
       (ringturn and coturn both take it)."
 )]
@@ -65,6 +69,12 @@ pub struct LoadArgs {
     /// The TURN server (loopback only).
     #[arg(short, long, default_value = "127.0.0.1:3478")]
     pub server: SocketAddr,
+    /// Client-to-server transport: udp, tcp (one connection per client, RFC 8656 §3.1), or
+    /// tls (TLS over TCP, port 5349 on most servers; see --tls-ca). Peers stay UDP.
+    #[arg(long, value_enum, default_value_t = Transport::Udp)]
+    pub transport: Transport,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Long-term credentials: user name.
     #[arg(short, long, default_value = "test")]
     pub user: String,
@@ -174,6 +184,44 @@ pub struct LoadArgs {
     pub label: Option<String>,
 }
 
+/// TLS flags (with `--transport tls`), shared by the load modes and `compare`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Trust the certificates in this PEM file (a CA, or the server's self-signed certificate).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any server certificate without checking it. For benchmarks on loopback only:
+    /// never use it where an attacker could sit in between.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
+    /// The name the server's certificate must carry (also sent as SNI); default `localhost`
+    /// for a loopback server.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// TLS versions to offer: any (1.3 and 1.2), 1.2 or 1.3.
+    #[arg(long, value_enum, default_value_t = TlsVersion::Any)]
+    pub tls_version: TlsVersion,
+}
+
+impl TlsArgs {
+    pub fn settings(&self) -> TlsSettings {
+        TlsSettings {
+            ca: self.tls_ca.clone(),
+            insecure: self.tls_insecure,
+            server_name: self.tls_server_name.clone(),
+            version: self.tls_version,
+        }
+    }
+
+    /// Whether any TLS flag was given (they only make sense with --transport tls).
+    pub fn any(&self) -> bool {
+        self.tls_ca.is_some()
+            || self.tls_insecure
+            || self.tls_server_name.is_some()
+            || self.tls_version != TlsVersion::Any
+    }
+}
+
 /// `1`, `0,2`, `2-5`, `0,4-6`.
 pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
     let mut out = Vec::new();
@@ -217,6 +265,11 @@ fn secs(v: f64, what: &str) -> Result<Duration> {
 impl LoadArgs {
     pub fn to_config(&self, mode: Mode) -> Result<LoadConfig> {
         let mut c = LoadConfig::new(mode, self.server, &self.user, &self.password);
+        if self.tls.any() && self.transport != Transport::Tls {
+            bail!("the --tls-* flags need --transport tls");
+        }
+        c.transport = self.transport;
+        c.tls = self.tls.settings();
         c.credentials = if self.no_auth {
             Credentials::None
         } else if let Some(secret) = &self.secret {
@@ -347,6 +400,31 @@ mod tests {
         assert_eq!(c.cpus, vec![1]);
         assert_eq!(c.duration, Duration::from_millis(2500));
         assert!(Cli::try_parse_from(["x", "relay", "--pps", "5", "--max"]).is_err());
+        let tls = |extra: &[&str]| {
+            let mut argv = vec!["x", "pair", "--transport", "tls"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+                .unwrap()
+                .command
+                .load_args()
+                .unwrap()
+                .to_config(Mode::Pair)
+        };
+        let c = tls(&["--tls-ca", "ca.pem", "--tls-version", "1.2"]).unwrap();
+        assert_eq!(c.transport, Transport::Tls);
+        assert_eq!(c.tls.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(c.tls.version, TlsVersion::Tls12);
+        assert!(tls(&["--tls-insecure"]).unwrap().tls.insecure);
+        assert!(tls(&[]).is_err(), "TLS without a trust decision");
+        assert!(
+            Cli::try_parse_from(["x", "relay", "--tls-ca", "a", "--tls-insecure"]).is_err(),
+            "conflicting"
+        );
+        let s = TlsSettings::default();
+        let name = s
+            .server_name_for("127.0.0.1:5349".parse().unwrap())
+            .unwrap();
+        assert_eq!(name.to_str(), "localhost");
         assert!(Cli::try_parse_from(["x", "relay", "-s", "8.8.8.8:3478"])
             .unwrap()
             .command

@@ -12,9 +12,10 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::config::{LoadConfig, Mode, Rate, SizeMix};
+use crate::config::{LoadConfig, Mode, Rate, SizeMix, Transport};
 use crate::report::{self, Report};
-use crate::servers::{find_program, ServerProcess};
+use crate::servers::{find_program, tail, ServerProcess};
+use crate::tls::{CertFiles, TlsSettings, TlsVersion};
 
 /// Set in the re-executed child that runs inside the private network namespace.
 pub const NETNS_ENV: &str = "RINGTURN_LOADGEN_IN_NETNS";
@@ -83,6 +84,14 @@ pub struct CompareArgs {
         default_value = "audio-max,video-max,audio-load,pair-max,allocate"
     )]
     pub scenarios: Vec<Scenario>,
+    /// Client-to-server transport for every scenario: udp, tcp, or tls (a self-signed
+    /// certificate is made for the run and given to both servers as cert=/pkey=, with
+    /// tls-listening-port=). Peers stay UDP. A server that does not serve it is reported.
+    #[arg(long, value_enum, default_value_t = Transport::Udp)]
+    pub transport: Transport,
+    /// TLS versions loadgen offers with --transport tls: any (1.3 and 1.2), 1.2 or 1.3.
+    #[arg(long, value_enum, default_value_t = TlsVersion::Any)]
+    pub tls_version: TlsVersion,
     /// Clients in the --max scenarios.
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
@@ -146,12 +155,41 @@ const REALM: &str = "example.org";
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Ports {
     pub listen: u16,
+    /// TURN over TLS (`tls-listening-port`), used with `--transport tls`.
+    pub tls: u16,
     pub min: u16,
     pub max: u16,
 }
 
+impl Ports {
+    /// Where the clients connect for `transport`.
+    pub fn server(&self, transport: Transport) -> SocketAddr {
+        let port = match transport {
+            Transport::Tls => self.tls,
+            Transport::Udp | Transport::Tcp => self.listen,
+        };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
 /// Equivalent command lines for the two servers (TESTING.md's coturn flags).
-pub fn server_argv(kind: ServerKind, args: &CompareArgs, ports: Ports) -> Vec<String> {
+/// With `--transport tls` both get the same certificate and key through
+/// coturn's option names (`cert`, `pkey`, `tls-listening-port`), which
+/// ringturn accepts too. Both serve TCP on the listening port by default.
+pub fn server_argv(
+    kind: ServerKind,
+    args: &CompareArgs,
+    ports: Ports,
+    cert: Option<&CertFiles>,
+) -> Vec<String> {
+    let tls: Vec<String> = match (args.transport, cert) {
+        (Transport::Tls, Some(c)) => vec![
+            format!("--tls-listening-port={}", ports.tls),
+            format!("--cert={}", c.cert.display()),
+            format!("--pkey={}", c.key.display()),
+        ],
+        _ => Vec::new(),
+    };
     let common = [
         "--listening-ip=127.0.0.1".to_string(),
         format!("--listening-port={}", ports.listen),
@@ -169,15 +207,19 @@ pub fn server_argv(kind: ServerKind, args: &CompareArgs, ports: Ports) -> Vec<St
             v.extend(common);
             v.push("--workers=1".into());
             v.push(format!("--cpu-affinity={}", args.server_cpu));
+            v.extend(tls);
             v.extend(args.ringturn_arg.iter().cloned());
             v
         }
         ServerKind::Coturn => {
             let mut v = vec![args.turnserver.clone(), "-n".into()];
             v.extend(common);
+            if tls.is_empty() {
+                v.push("--no-tls".into());
+            }
+            v.extend(tls);
             v.extend(
                 [
-                    "--no-tls",
                     "--no-dtls",
                     "--no-cli",
                     "--log-file=stdout",
@@ -200,6 +242,7 @@ impl CompareArgs {
         server: SocketAddr,
         pid: u32,
         label: &str,
+        cert: Option<&CertFiles>,
     ) -> Result<LoadConfig> {
         let mode = match scenario {
             Scenario::PairMax => Mode::Pair,
@@ -215,7 +258,14 @@ impl CompareArgs {
         c.drain = Duration::from_millis(500);
         c.server_pid = Some(pid);
         c.progress = !self.quiet;
-        c.label = format!("{label} · {}", scenario.name());
+        c.label = match self.transport {
+            Transport::Udp => format!("{label} · {}", scenario.name()),
+            t => format!("{label} · {} · {}", scenario.name(), t.name()),
+        };
+        c.transport = self.transport;
+        c.tls = self.tls_settings(cert);
+        // A server that takes connections but never answers must not hold the run for long.
+        c.setup_timeout = Duration::from_secs(20);
         c.clients = self.clients;
         c.rate = Rate::Max {
             window: self.window,
@@ -241,6 +291,16 @@ impl CompareArgs {
         }
         c.validate()?;
         Ok(c)
+    }
+
+    /// loadgen trusts exactly the certificate made for the run.
+    pub fn tls_settings(&self, cert: Option<&CertFiles>) -> TlsSettings {
+        TlsSettings {
+            ca: cert.map(|c| c.cert.clone()),
+            insecure: false,
+            server_name: None,
+            version: self.tls_version,
+        }
     }
 }
 
@@ -311,6 +371,7 @@ pub struct Runs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub command: String,
+    pub transport: Transport,
     pub started_unix: u64,
     pub machine: Machine,
     pub server_cpu: usize,
@@ -439,20 +500,39 @@ pub fn run(args: &CompareArgs) -> Result<Comparison> {
     let ports = if in_netns {
         Ports {
             listen: 3478,
+            tls: 5349,
             min: 49152,
             max: 65535,
         }
     } else {
+        let listen = free_port_pair()?;
+        let mut tls = free_port_pair()?;
+        for _ in 0..50 {
+            if tls.abs_diff(listen) > 1 {
+                break;
+            }
+            tls = free_port_pair()?;
+        }
         Ports {
-            listen: free_port_pair()?,
+            listen,
+            tls,
             min: 50000,
             max: 59999,
         }
     };
-    let server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], ports.listen));
+    let udp_server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], ports.listen));
+    let server = ports.server(args.transport);
     let logdir =
         std::env::temp_dir().join(format!("ringturn-loadgen-compare-{}", std::process::id()));
     std::fs::create_dir_all(&logdir)?;
+    let cert = match args.transport {
+        Transport::Tls => Some(crate::tls::self_signed(&logdir)?),
+        _ => None,
+    };
+    let tls_client = match args.transport {
+        Transport::Tls => Some(args.tls_settings(cert.as_ref()).client(server)?),
+        _ => None,
+    };
     let started_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -475,13 +555,48 @@ pub fn run(args: &CompareArgs) -> Result<Comparison> {
                 interrupted = true;
                 break 'rounds;
             }
-            let argv = server_argv(kind, args, ports);
+            let argv = server_argv(kind, args, ports, cert.as_ref());
             let log = logdir.join(format!("{}-{round}.log", kind.name()));
-            let mut proc = ServerProcess::start(kind.name(), &argv, Some(args.server_cpu), &log)?;
-            proc.wait_ready(server, Duration::from_secs(15))?;
+            // A server that does not start, or does not serve the transport (ringturn
+            // before its TCP/TLS listeners), is reported for every scenario of the round;
+            // the other server still runs.
+            let started = ServerProcess::start(kind.name(), &argv, Some(args.server_cpu), &log)
+                .and_then(|mut proc| {
+                    proc.wait_ready(udp_server, Duration::from_secs(15))?;
+                    if args.transport.is_stream() {
+                        crate::tls::probe(
+                            server,
+                            args.transport,
+                            tls_client.as_ref(),
+                            Duration::from_secs(5),
+                        )
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "{} does not serve TURN over {} on {server}: {e:#} (it answers \
+                                 on UDP); its log {}:\n{}",
+                                kind.name(),
+                                args.transport.name(),
+                                log.display(),
+                                tail(&log)
+                            )
+                        })?;
+                    }
+                    Ok(proc)
+                });
+            let mut proc = match started {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("  {}: {e:#}", kind.name());
+                    for slot in runs.iter_mut().filter(|r| r.server == kind) {
+                        slot.errors.push(format!("round {round}: {e:#}"));
+                    }
+                    continue;
+                }
+            };
             let pid = proc.pid();
             for &scenario in &args.scenarios {
-                let cfg = args.scenario_config(scenario, server, pid, kind.name())?;
+                let cfg =
+                    args.scenario_config(scenario, server, pid, kind.name(), cert.as_ref())?;
                 if !args.quiet {
                     eprintln!(
                         "round {round}/{}: {} · {}",
@@ -519,14 +634,15 @@ pub fn run(args: &CompareArgs) -> Result<Comparison> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let cmp = Comparison {
         command,
+        transport: args.transport,
         started_unix,
         machine: machine(&args.turnserver),
         server_cpu: args.server_cpu,
         client_cpu: args.client_cpu,
         rounds: args.rounds,
         netns: in_netns,
-        ringturn_argv: server_argv(ServerKind::Ringturn, args, ports),
-        coturn_argv: server_argv(ServerKind::Coturn, args, ports),
+        ringturn_argv: server_argv(ServerKind::Ringturn, args, ports, cert.as_ref()),
+        coturn_argv: server_argv(ServerKind::Coturn, args, ports, cert.as_ref()),
         rows,
         runs,
         interrupted,
@@ -652,7 +768,8 @@ impl Comparison {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "ringturn vs coturn: {} round(s), servers on CPU {}, loadgen on CPU {}{}",
+            "ringturn vs coturn over {}: {} round(s), servers on CPU {}, loadgen on CPU {}{}",
+            self.transport.name(),
             self.rounds,
             self.server_cpu,
             self.client_cpu,
@@ -744,7 +861,8 @@ impl Comparison {
         );
         let _ = write!(
             h,
-            "<h1>ringturn vs coturn</h1><p class=\"sub\">{} · {} × {} · kernel {} · {} · {} round(s), both servers pinned to CPU {}, loadgen on CPU {}</p>",
+            "<h1>ringturn vs coturn over {}</h1><p class=\"sub\">{} · {} × {} · kernel {} · {} · {} round(s), both servers pinned to CPU {}, loadgen on CPU {}</p>",
+            self.transport.name(),
             report::esc(&self.command),
             self.machine.nproc,
             report::esc(&self.machine.cpu_model),
@@ -933,6 +1051,8 @@ mod tests {
             scenarios: vec![Scenario::AudioMax],
             clients: 4,
             window: 4,
+            transport: Transport::Tls,
+            tls_version: TlsVersion::Any,
             offered_pps: 1000,
             alloc_clients: 4,
             netns: false,
@@ -946,30 +1066,56 @@ mod tests {
         };
         let ports = Ports {
             listen: 3478,
+            tls: 5349,
             min: 49152,
             max: 65535,
         };
-        let rt = server_argv(ServerKind::Ringturn, &args, ports);
-        let ct = server_argv(ServerKind::Coturn, &args, ports);
+        let cert = CertFiles {
+            cert: "/tmp/c.pem".into(),
+            key: "/tmp/k.pem".into(),
+        };
+        let rt = server_argv(ServerKind::Ringturn, &args, ports, Some(&cert));
+        let ct = server_argv(ServerKind::Coturn, &args, ports, Some(&cert));
         for flag in [
             "--allow-loopback-peers",
             "--lt-cred-mech",
             "--user=test:test",
             "--min-port=49152",
             "--listening-port=3478",
+            "--tls-listening-port=5349",
+            "--cert=/tmp/c.pem",
+            "--pkey=/tmp/k.pem",
         ] {
             assert!(rt.iter().any(|a| a == flag), "ringturn lacks {flag}");
             assert!(ct.iter().any(|a| a == flag), "coturn lacks {flag}");
         }
+        assert!(
+            !ct.iter().any(|a| a == "--no-tls"),
+            "coturn must serve TLS: {ct:?}"
+        );
+        assert_eq!(ports.server(Transport::Tls).port(), 5349);
         let c = args
             .scenario_config(
                 Scenario::AudioLoad,
-                "127.0.0.1:3478".parse().unwrap(),
+                "127.0.0.1:5349".parse().unwrap(),
                 1,
                 "x",
+                Some(&cert),
             )
             .unwrap();
         assert_eq!(c.clients, 20);
         assert_eq!(c.cpus, vec![1]);
+        assert_eq!(c.transport, Transport::Tls);
+        assert_eq!(
+            c.tls.ca.as_deref(),
+            Some(std::path::Path::new("/tmp/c.pem"))
+        );
+        let udp = CompareArgs {
+            transport: Transport::Udp,
+            ..args
+        };
+        let ct = server_argv(ServerKind::Coturn, &udp, ports, None);
+        assert!(ct.iter().any(|a| a == "--no-tls"));
+        assert!(!ct.iter().any(|a| a.starts_with("--cert")));
     }
 }

@@ -31,6 +31,33 @@ impl Mode {
     }
 }
 
+/// How clients reach the server. The relayed side (peers) is UDP in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// One UDP socket per client (the default).
+    #[default]
+    Udp,
+    /// One TCP connection per client (RFC 8656 §3.1, messages framed per RFC 8489 §6.2.2).
+    Tcp,
+    /// One TLS-over-TCP connection per client (RFC 8656 §3.1; ALPN `stun.turn`, RFC 7443).
+    Tls,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+}
+
 /// How credentials are obtained.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -126,6 +153,10 @@ pub struct Shape {
 pub struct LoadConfig {
     pub mode: Mode,
     pub server: SocketAddr,
+    /// Client to server: UDP, TCP or TLS.
+    pub transport: Transport,
+    /// Certificate checks and versions when `transport` is TLS.
+    pub tls: crate::tls::TlsSettings,
     pub credentials: Credentials,
     pub clients: usize,
     pub threads: usize,
@@ -196,6 +227,8 @@ impl LoadConfig {
         Self {
             mode,
             server,
+            transport: Transport::Udp,
+            tls: crate::tls::TlsSettings::default(),
             credentials: Credentials::LongTerm {
                 user: user.into(),
                 password: password.into(),
@@ -284,6 +317,12 @@ impl LoadConfig {
                     crate::payload::HEADER_LEN
                 );
             }
+        }
+        if self.transport == Transport::Tls && self.tls.ca.is_none() && !self.tls.insecure {
+            bail!(
+                "--transport tls needs --tls-ca FILE (the CA or the server's self-signed \
+                 certificate, PEM) or --tls-insecure"
+            );
         }
         if self.peers_per_thread == 0 || self.setup_concurrency == 0 {
             bail!("--peers and --setup-concurrency must be positive");

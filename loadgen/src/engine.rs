@@ -1,6 +1,7 @@
-//! One worker thread: its share of the clients (each its own UDP socket,
-//! connected to the server), its own echo peers, one epoll loop. Threads share
-//! nothing but the phase and a few progress counters.
+//! One worker thread: its share of the clients (each its own UDP socket
+//! connected to the server, or its own TCP/TLS connection), its own echo
+//! peers (UDP), one epoll loop. Threads share nothing but the phase and a few
+//! progress counters.
 //!
 //! Every loop here is bounded: the main thread moves the phase on by the
 //! clock, every transaction gives up after a fixed number of tries, and the
@@ -8,7 +9,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use ringturn::stun::{
 use crate::config::{LoadConfig, Mode, Rate, Shape};
 use crate::net::{bind_udp, Epoll, RecvBatch, SendBatch, BATCH};
 use crate::payload::{self, Clock, Stamp};
+use crate::stream::{Fill, StreamConn, TlsClient};
 use crate::track::{new_histogram, Counters, FlowRx, Seen, Timeline};
 
 pub const PHASE_SETUP: u8 = 0;
@@ -42,6 +45,11 @@ const REFRESH_EVERY_NS: u64 = 120_000_000_000;
 /// How long the final Refresh(0) round may take.
 const RELEASE_NS: u64 = 1_000_000_000;
 const PEER_TOKEN: u64 = 1 << 40;
+/// Room kept in a stream's send buffer for control messages (Refresh, ChannelBind)
+/// when data fills it.
+const CONTROL_RESERVE: usize = 2048;
+/// Largest data message composed: payload plus Send-indication framing.
+const DATA_OVERHEAD: usize = 64;
 
 /// Per-thread counters the main thread reads for the progress line.
 #[derive(Debug, Default)]
@@ -66,6 +74,8 @@ pub struct Shared {
     pub warmup_start_ns: AtomicU64,
     pub progress: Vec<Progress>,
     pub workers_started: AtomicUsize,
+    /// TLS client settings every connection shares (`--transport tls`).
+    pub tls: Option<TlsClient>,
 }
 
 impl Shared {
@@ -76,6 +86,7 @@ impl Shared {
             warmup_start_ns: AtomicU64::new(0),
             progress: (0..threads).map(|_| Progress::default()).collect(),
             workers_started: AtomicUsize::new(0),
+            tls: None,
         }
     }
 
@@ -160,6 +171,8 @@ struct Tx {
     last_sent_ns: u64,
     tries: u8,
     stale_retries: u8,
+    /// Handed to the socket (a stream's full send buffer can refuse it).
+    sent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,8 +189,146 @@ enum State {
     Done,
 }
 
+/// What one client's data messages look like; writes one into `out`.
+struct Compose {
+    mode: Mode,
+    indications: bool,
+    size: usize,
+    target: Option<SocketAddr>,
+    flow_id: u32,
+}
+
+impl Compose {
+    /// Writes a Binding request, a Send indication or a ChannelData message
+    /// (unpadded: a stream pads it) carrying `stamp`; returns its length.
+    fn write(&self, stamp: &Stamp, scratch: &mut [u8], out: &mut [u8]) -> Option<usize> {
+        let flow_id = self.flow_id;
+        match self.mode {
+            Mode::Binding => {
+                let tid = payload::binding_tid(stamp);
+                let w =
+                    MessageWriter::new(out, MessageType::new(Method::BINDING, Class::Request), tid)
+                        .ok()?;
+                Some(w.finish())
+            }
+            _ if self.indications => {
+                let n = payload::write(stamp, self.size, scratch)?;
+                let data = scratch.get(..n)?;
+                let tid = TransactionId([
+                    0x22,
+                    (stamp.seq >> 40) as u8,
+                    (stamp.seq >> 32) as u8,
+                    0,
+                    (stamp.seq >> 24) as u8,
+                    (stamp.seq >> 16) as u8,
+                    (stamp.seq >> 8) as u8,
+                    stamp.seq as u8,
+                    (flow_id >> 24) as u8,
+                    (flow_id >> 16) as u8,
+                    (flow_id >> 8) as u8,
+                    flow_id as u8,
+                ]);
+                let mut w =
+                    MessageWriter::new(out, MessageType::new(Method::SEND, Class::Indication), tid)
+                        .ok()?;
+                w.add(&XorPeerAddress(self.target?)).ok()?;
+                w.add(&Data(data)).ok()?;
+                Some(w.finish())
+            }
+            _ => {
+                let (head, body) = out.split_at_mut_checked(4)?;
+                let n = payload::write(stamp, self.size, body)?;
+                head.copy_from_slice(&ringturn::stun::channel_data::write_header(
+                    ChannelNumber(CHANNEL),
+                    u16::try_from(n).ok()?,
+                ));
+                Some(4 + n)
+            }
+        }
+    }
+}
+
+/// A client's way to the server.
+enum Conn {
+    Udp(UdpSocket),
+    Stream(Box<StreamConn>),
+}
+
+impl Conn {
+    fn fd(&self) -> RawFd {
+        match self {
+            Conn::Udp(s) => s.as_raw_fd(),
+            Conn::Stream(s) => s.fd(),
+        }
+    }
+
+    /// Opens client `global`'s socket (UDP, connected) or connection (TCP/TLS,
+    /// connecting: it completes in the event loop).
+    fn open(cfg: &LoadConfig, tls: Option<&TlsClient>, global: usize) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let ip = cfg
+            .client_ips
+            .get(global % cfg.client_ips.len().max(1))
+            .copied()
+            .unwrap_or(Ipv4Addr::LOCALHOST);
+        if cfg.transport.is_stream() {
+            let tls = match cfg.transport {
+                crate::config::Transport::Tls => Some(
+                    tls.ok_or_else(|| anyhow::anyhow!("--transport tls without TLS settings"))?,
+                ),
+                _ => None,
+            };
+            let s = StreamConn::connect(ip, cfg.server, cfg.sockbuf, tls).with_context(|| {
+                format!(
+                    "cannot open a {} connection from {ip} to {}",
+                    cfg.transport.name(),
+                    cfg.server
+                )
+            })?;
+            return Ok(Conn::Stream(Box::new(s)));
+        }
+        let sock = bind_udp(ip, cfg.sockbuf)
+            .with_context(|| format!("cannot open a client socket on {ip}"))?;
+        sock.connect(cfg.server)
+            .with_context(|| format!("cannot connect a client socket to {}", cfg.server))?;
+        Ok(Conn::Udp(sock))
+    }
+
+    /// Sends one control message (a request); false when it could not go.
+    fn send_message(&mut self, epoll: &Epoll, token: usize, bytes: &[u8]) -> bool {
+        match self {
+            Conn::Udp(s) => s.send(bytes).is_ok(),
+            Conn::Stream(s) => {
+                if s.closed {
+                    return false;
+                }
+                let queued = s.tx.push_bytes(bytes);
+                flush_stream(epoll, token, s);
+                queued && s.failed.is_none()
+            }
+        }
+    }
+}
+
+/// Writes what a stream holds, and asks epoll for writability exactly while
+/// bytes still wait. A write error is kept on the stream for the read side.
+fn flush_stream(epoll: &Epoll, token: usize, s: &mut StreamConn) {
+    if s.closed {
+        return;
+    }
+    if let Err(e) = s.flush() {
+        if s.failed.is_none() {
+            s.failed = Some(format!("write: {e}"));
+        }
+    }
+    let want = s.wants_write() && s.failed.is_none();
+    if want != s.write_armed && epoll.modify(s.fd(), token as u64, want).is_ok() {
+        s.write_armed = want;
+    }
+}
+
 struct Client {
-    sock: UdpSocket,
+    conn: Conn,
     user: String,
     pass: String,
     realm: Option<String>,
@@ -243,25 +394,16 @@ impl Worker {
     /// Opens this thread's sockets (clients connected to the server, echo peers).
     pub fn new(cfg: Arc<LoadConfig>, shared: Arc<Shared>, plan: Plan) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        use std::os::fd::AsRawFd;
         let epoll = Epoll::new(1024)?;
         let now = unix_now();
         let mut clients = Vec::with_capacity(plan.clients);
         for k in 0..plan.clients {
             let global = plan.first_client + k;
-            let ip = cfg
-                .client_ips
-                .get(global % cfg.client_ips.len().max(1))
-                .copied()
-                .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
-            let sock = bind_udp(ip, cfg.sockbuf)
-                .with_context(|| format!("cannot open a client socket on {ip}"))?;
-            sock.connect(cfg.server)
-                .with_context(|| format!("cannot connect a client socket to {}", cfg.server))?;
-            epoll.add(sock.as_raw_fd(), k as u64)?;
+            let conn = Conn::open(&cfg, shared.tls.as_ref(), global)?;
+            epoll.add(conn.fd(), k as u64)?;
             let (user, pass) = cfg.credentials.for_client(global, now);
             clients.push(Client {
-                sock,
+                conn,
                 user,
                 pass,
                 realm: cfg.credentials.realm_override().map(str::to_owned),
@@ -617,7 +759,8 @@ impl Worker {
         let Some(c) = self.clients.get_mut(ci) else {
             return;
         };
-        if c.sock.send(&bytes).is_err() {
+        let sent = c.conn.send_message(&self.epoll, ci, &bytes);
+        if !sent {
             self.counters.send_errors += 1;
         }
         self.alloc.requests += 1;
@@ -631,6 +774,7 @@ impl Worker {
             last_sent_ns: now,
             tries: 1,
             stale_retries,
+            sent,
         });
     }
 
@@ -704,29 +848,84 @@ impl Worker {
         }
     }
 
-    /// Replaces client `ci`'s socket with a new one (new source port).
+    /// Replaces client `ci`'s socket with a new one (new source port); a
+    /// stream client gets a new connection (the old one, and with it any
+    /// allocation still on it, is closed).
     fn renew_socket(&mut self, ci: usize) -> anyhow::Result<()> {
-        use std::os::fd::AsRawFd;
         let global = self.plan.first_client + ci;
-        let ip = self
-            .cfg
-            .client_ips
-            .get(global % self.cfg.client_ips.len().max(1))
-            .copied()
-            .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
-        let sock = bind_udp(ip, self.cfg.sockbuf)?;
-        sock.connect(self.cfg.server)?;
+        let conn = Conn::open(&self.cfg, self.shared.tls.as_ref(), global)?;
         let Some(c) = self.clients.get_mut(ci) else {
             return Ok(());
         };
-        self.epoll.delete(c.sock.as_raw_fd());
-        self.epoll.add(sock.as_raw_fd(), ci as u64)?;
-        c.sock = sock;
+        self.epoll.delete(c.conn.fd());
+        self.epoll.add(conn.fd(), ci as u64)?;
+        c.conn = conn;
         Ok(())
+    }
+
+    /// A stream client's connection is gone (closed by the server, reset, or
+    /// not TURN): its allocation went with it (RFC 8656 §3.1).
+    fn on_conn_lost(&mut self, ci: usize, why: String, now: u64) {
+        let storm = self.cfg.mode == Mode::Allocate && self.cfg.hold.is_none();
+        let Some(c) = self.clients.get_mut(ci) else {
+            return;
+        };
+        let Conn::Stream(s) = &mut c.conn else {
+            return;
+        };
+        if s.closed {
+            return;
+        }
+        self.epoll.delete(s.fd());
+        s.close();
+        c.allocated = false;
+        let tx = c.tx.take();
+        let expected = tx.is_none() && matches!(c.state, State::Idle | State::Done | State::Failed);
+        if expected {
+            return; // nothing was waiting on it (a storm client between cycles, or the end)
+        }
+        let what = format!("{} connection lost: {why}", self.cfg.transport.name());
+        if storm {
+            *self.failures.entry(what).or_default() += 1;
+            if let Some(c) = self.clients.get_mut(ci) {
+                c.state = State::Idle;
+                c.cycle_start_ns = now;
+            }
+            return;
+        }
+        let in_setup = self
+            .clients
+            .get(ci)
+            .is_some_and(|c| matches!(c.state, State::Setup | State::WaitPartner));
+        match tx {
+            // The reason names the step that was waiting.
+            Some(t) if in_setup => {
+                self.on_tx_failed(ci, t.step, format!("{}: {what}", t.step.name()), now)
+            }
+            // A ready client (or a held allocation) lost its allocation with the connection.
+            _ => self.fail(ci, what),
+        }
+    }
+
+    /// Streams whose writes failed: handled as lost connections.
+    fn check_streams(&mut self, now: u64) {
+        for ci in 0..self.clients.len() {
+            let why = match self.clients.get_mut(ci).map(|c| &mut c.conn) {
+                Some(Conn::Stream(s)) if !s.closed => s.failed.take(),
+                _ => None,
+            };
+            if let Some(why) = why {
+                self.on_conn_lost(ci, why, now);
+            }
+        }
     }
 
     fn scan_timeouts(&mut self, now: u64, phase: u8) {
         let rto = self.cfg.rto.as_nanos() as u64;
+        let stream = self.cfg.transport.is_stream();
+        if stream {
+            self.check_streams(now);
+        }
         for ci in 0..self.clients.len() {
             let Some(c) = self.clients.get_mut(ci) else {
                 continue;
@@ -736,10 +935,21 @@ impl Worker {
                 if now.saturating_sub(tx.last_sent_ns) < wait {
                     continue;
                 }
+                if tx.tries < MAX_TRIES && stream {
+                    // RFC 8489 §6.2.2: no retransmission over a reliable transport;
+                    // the transaction waits as long as the UDP schedule would. Only a
+                    // request its send buffer refused is tried again.
+                    tx.tries += 1;
+                    tx.last_sent_ns = now;
+                    if !tx.sent {
+                        tx.sent = c.conn.send_message(&self.epoll, ci, &tx.bytes);
+                    }
+                    continue;
+                }
                 if tx.tries < MAX_TRIES {
                     tx.tries += 1;
                     tx.last_sent_ns = now;
-                    if c.sock.send(&tx.bytes).is_err() {
+                    if !c.conn.send_message(&self.epoll, ci, &tx.bytes) {
                         self.counters.send_errors += 1;
                     }
                     self.alloc.requests += 1;
@@ -1170,81 +1380,69 @@ impl Worker {
         let size = c.shape.size;
         let target = c.target;
         let first_seq = f.next_seq;
-        self.send.clear();
-        for j in 0..k {
-            let stamp = Stamp {
-                flow: flow_id,
-                seq: first_seq + j as u64,
-                sent_ns: now,
-                measured,
+        let what = Compose {
+            mode,
+            indications,
+            size,
+            target,
+            flow_id,
+        };
+        let stamp = |j: usize| Stamp {
+            flow: flow_id,
+            seq: first_seq + j as u64,
+            sent_ns: now,
+            measured,
+        };
+        let (batch, sent) =
+            if let Some(Conn::Stream(st)) = self.clients.get_mut(ci).map(|c| &mut c.conn) {
+                // Composed in place in the connection's send buffer, written with one
+                // flush; a full buffer (the server reads slower than we send) is
+                // backpressure: fewer go, and they are not counted as sent.
+                if st.closed {
+                    return 0;
+                }
+                let max = size + DATA_OVERHEAD;
+                let scratch = &mut self.scratch;
+                let mut n = 0;
+                for j in 0..k {
+                    if st.room() < max + CONTROL_RESERVE {
+                        break;
+                    }
+                    let stamp = stamp(j);
+                    if !st.tx.push(max, |out| what.write(&stamp, scratch, out)) {
+                        break;
+                    }
+                    n += 1;
+                }
+                if n > 0 {
+                    flush_stream(&self.epoll, ci, st);
+                }
+                (k, n)
+            } else {
+                self.send.clear();
+                for j in 0..k {
+                    let stamp = stamp(j);
+                    let scratch = &mut self.scratch;
+                    if !self.send.push(None, |out| what.write(&stamp, scratch, out)) {
+                        break;
+                    }
+                }
+                let batch = self.send.len();
+                if batch == 0 {
+                    return 0;
+                }
+                let Some(Conn::Udp(sock)) = self.clients.get(ci).map(|c| &c.conn) else {
+                    return 0;
+                };
+                let sent = match self.send.send(sock, false) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.counters.send_errors += 1;
+                        0
+                    }
+                };
+                (batch, sent)
             };
-            let scratch = &mut self.scratch;
-            let pushed = self.send.push(None, |out| match mode {
-                Mode::Binding => {
-                    let tid = payload::binding_tid(&stamp);
-                    let w = MessageWriter::new(
-                        out,
-                        MessageType::new(Method::BINDING, Class::Request),
-                        tid,
-                    )
-                    .ok()?;
-                    Some(w.finish())
-                }
-                _ if indications => {
-                    let n = payload::write(&stamp, size, scratch)?;
-                    let data = scratch.get(..n)?;
-                    let tid = TransactionId([
-                        0x22,
-                        (stamp.seq >> 40) as u8,
-                        (stamp.seq >> 32) as u8,
-                        0,
-                        (stamp.seq >> 24) as u8,
-                        (stamp.seq >> 16) as u8,
-                        (stamp.seq >> 8) as u8,
-                        stamp.seq as u8,
-                        (flow_id >> 24) as u8,
-                        (flow_id >> 16) as u8,
-                        (flow_id >> 8) as u8,
-                        flow_id as u8,
-                    ]);
-                    let mut w = MessageWriter::new(
-                        out,
-                        MessageType::new(Method::SEND, Class::Indication),
-                        tid,
-                    )
-                    .ok()?;
-                    w.add(&XorPeerAddress(target?)).ok()?;
-                    w.add(&Data(data)).ok()?;
-                    Some(w.finish())
-                }
-                _ => {
-                    let (head, body) = out.split_at_mut_checked(4)?;
-                    let n = payload::write(&stamp, size, body)?;
-                    head.copy_from_slice(&ringturn::stun::channel_data::write_header(
-                        ChannelNumber(CHANNEL),
-                        u16::try_from(n).ok()?,
-                    ));
-                    Some(4 + n)
-                }
-            });
-            if !pushed {
-                break;
-            }
-        }
-        let batch = self.send.len();
-        if batch == 0 {
-            return 0;
-        }
-        let Some(c) = self.clients.get(ci) else {
-            return 0;
-        };
-        let sent = match self.send.send(&c.sock, false) {
-            Ok(n) => n,
-            Err(_) => {
-                self.counters.send_errors += 1;
-                0
-            }
-        };
         if sent < batch {
             self.counters.send_blocked += 1;
         }
@@ -1297,13 +1495,19 @@ impl Worker {
     }
 
     fn receive(&mut self, ci: usize, now: u64, phase: u8) {
+        if let Some(Conn::Stream(_)) = self.clients.get(ci).map(|c| &c.conn) {
+            self.receive_stream(ci, now, phase);
+            return;
+        }
         let Some(mut batch) = self.recv.take() else {
             return;
         };
         for _ in 0..8 {
             let n = {
-                let Some(c) = self.clients.get(ci) else { break };
-                match batch.recv(&c.sock) {
+                let Some(Conn::Udp(sock)) = self.clients.get(ci).map(|c| &c.conn) else {
+                    break;
+                };
+                match batch.recv(sock) {
                     Ok(n) => n,
                     Err(_) => {
                         // ICMP errors (a server that went away) surface here on connected sockets.
@@ -1323,6 +1527,67 @@ impl Worker {
             }
         }
         self.recv = Some(batch);
+    }
+
+    /// A stream client's socket is ready: write what waits, read what came,
+    /// and handle every complete message (bounded turns per wake-up).
+    fn receive_stream(&mut self, ci: usize, now: u64, phase: u8) {
+        let mut lost = None;
+        for _ in 0..16 {
+            let Some(Conn::Stream(s)) = self.clients.get_mut(ci).map(|c| &mut c.conn) else {
+                return;
+            };
+            if s.closed {
+                return;
+            }
+            if s.wants_write() {
+                flush_stream(&self.epoll, ci, s);
+            }
+            if let Some(why) = s.failed.take() {
+                lost = Some(why);
+                break;
+            }
+            let fill = s.fill();
+            // Taken out while its messages are handled (they borrow it); an
+            // empty Deframer does not allocate.
+            let mut rx = std::mem::take(&mut s.rx);
+            let mut garbage = None;
+            // Bounded by what one read brought in.
+            loop {
+                match rx.next_frame() {
+                    Ok(Some(frame)) => self.handle_datagram(ci, frame, now, phase),
+                    Ok(None) => break,
+                    Err(e) => {
+                        garbage = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(Conn::Stream(s)) = self.clients.get_mut(ci).map(|c| &mut c.conn) {
+                s.rx = rx;
+            }
+            if let Some(e) = garbage {
+                self.counters.foreign += 1;
+                lost = Some(format!("the server sent something that is not TURN: {e}"));
+                break;
+            }
+            match fill {
+                Ok(Fill::Data(0)) => break,
+                Ok(Fill::Data(_)) => {}
+                Ok(Fill::Closed) => {
+                    lost = Some("closed by the server".into());
+                    break;
+                }
+                Err(e) => {
+                    self.counters.recv_errors += 1;
+                    lost = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(why) = lost {
+            self.on_conn_lost(ci, why, now);
+        }
     }
 
     fn handle_datagram(&mut self, ci: usize, d: &[u8], now: u64, phase: u8) {

@@ -5,6 +5,7 @@
 //! - `engine`: a worker thread (its clients' sockets, its echo peers, one epoll loop).
 //! - `run`: phases by the clock, server CPU sampling, progress line, the report.
 //! - `report`: table, JSON, HTML/SVG. `compare`: ringturn vs coturn.
+//! - `stream`: TURN over TCP/TLS (framing, buffers, one connection); `tls`: rustls setup.
 //! - `net`: the only `unsafe` (epoll, recvmmsg/sendmmsg, clocks, rlimits, signals).
 
 pub mod cli;
@@ -17,6 +18,8 @@ pub mod procstat;
 pub mod report;
 pub mod run;
 pub mod servers;
+pub mod stream;
+pub mod tls;
 pub mod track;
 
 pub use config::{LoadConfig, Mode, Rate, SizeMix};

@@ -55,6 +55,22 @@ impl Epoll {
         Ok(())
     }
 
+    /// Asks for readability, plus writability when `write` (a stream with
+    /// bytes waiting for room in the socket buffer).
+    pub fn modify(&self, fd: RawFd, token: u64, write: bool) -> io::Result<()> {
+        let mut events = libc::EPOLLIN as u32;
+        if write {
+            events |= libc::EPOLLOUT as u32;
+        }
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a live epoll_event; both fds are open.
+        let rc = unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_MOD, fd, &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     pub fn delete(&self, fd: RawFd) {
         let mut ev = libc::epoll_event { events: 0, u64: 0 };
         // SAFETY: as in `add`; an error (fd not registered) is harmless.

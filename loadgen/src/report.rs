@@ -225,9 +225,10 @@ impl Report {
         row(
             "mode",
             format!(
-                "{} against {} ({})",
+                "{} against {} over {} ({})",
                 self.mode.name(),
                 self.config.server,
+                self.config.transport.name(),
                 self.label
             ),
         );
@@ -382,9 +383,10 @@ impl Report {
     /// A self-contained HTML page (or, for a .svg path, just the charts).
     pub fn to_html(&self) -> String {
         let title = format!(
-            "ringturn-loadgen: {} against {}",
+            "ringturn-loadgen: {} against {} over {}",
             self.mode.name(),
-            self.label
+            self.label,
+            self.config.transport.name()
         );
         let mut h = String::new();
         let _ = write!(

@@ -97,7 +97,11 @@ pub fn run(cfg: LoadConfig) -> Result<Report> {
     }
     let cfg = Arc::new(cfg);
     let plans = plan(&cfg);
-    let shared = Arc::new(Shared::new(plans.len()));
+    let mut shared = Shared::new(plans.len());
+    if cfg.transport == crate::config::Transport::Tls {
+        shared.tls = Some(cfg.tls.client(cfg.server)?);
+    }
+    let shared = Arc::new(shared);
     let mut workers = Vec::with_capacity(plans.len());
     for p in &plans {
         workers.push(

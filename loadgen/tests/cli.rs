@@ -161,7 +161,61 @@ fn help_lists_every_mode() {
         "--report",
         "--count",
         "--warmup",
+        "--transport",
+        "--tls-ca",
+        "--tls-insecure",
+        "--tls-server-name",
+        "--tls-version",
     ] {
         assert!(text.contains(flag), "{flag} missing from relay --help");
     }
+    assert!(
+        text.contains("benchmarks on loopback only"),
+        "--tls-insecure says what it is for:\n{text}"
+    );
+    let out = loadgen(&["compare", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--transport") && text.contains("--tls-version"));
+}
+
+#[test]
+fn tls_needs_a_trust_decision_and_tls_flags_need_tls() {
+    let out = loadgen(&["relay", "--transport", "tls", "-d", "0.2", "-q"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--tls-ca") && err.contains("--tls-insecure"),
+        "{err}"
+    );
+    let out = loadgen(&["relay", "--tls-insecure", "-d", "0.2", "-q"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--transport tls"), "{err}");
+}
+
+#[test]
+fn tcp_to_a_server_without_tcp_fails_setup_and_says_why() {
+    // Nothing listens on this TCP port: every client's connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let out = loadgen(&[
+        "relay",
+        "-s",
+        &format!("127.0.0.1:{port}"),
+        "--transport",
+        "tcp",
+        "-c",
+        "2",
+        "-d",
+        "0.2",
+        "--setup-timeout",
+        "5",
+        "-q",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("tcp connection lost"), "{stdout}");
+    assert!(stdout.contains("refused"), "{stdout}");
 }
