@@ -123,6 +123,7 @@ pub(crate) struct Builder {
     no_tcp: bool,
     no_tls: bool,
     no_tlsv1_2: bool,
+    no_tcp_relay: bool,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     tls_handshake_timeout: Option<u64>,
@@ -179,7 +180,7 @@ impl Builder {
                     source_name: e.origin.source.clone(),
                     line: e.origin.line,
                     key: e.key.clone(),
-                    message: "coturn option not implemented by ringturn; ignored".to_owned(),
+                    message: keys::why_ignored(&e.key).to_owned(),
                 });
                 return Ok(());
             }
@@ -324,6 +325,7 @@ impl Builder {
             Key::NoTcp => self.no_tcp = ck(&e, values::flag(opt))?,
             Key::NoTls => self.no_tls = ck(&e, values::flag(opt))?,
             Key::NoTlsv12 => self.no_tlsv1_2 = ck(&e, values::flag(opt))?,
+            Key::NoTcpRelay => self.no_tcp_relay = ck(&e, values::flag(opt))?,
             Key::MaxConnections => {
                 self.max_connections = Some(ck(&e, values::number(val()?, "a connection count"))?);
             }
@@ -735,6 +737,7 @@ impl Builder {
             pkey: self.pkey.or_else(|| self.cert.clone()),
             cert: self.cert,
             tls12: !self.no_tlsv1_2,
+            tcp_relay: !self.no_tcp_relay,
             stream_limits: {
                 let d = crate::io::stream::StreamLimits::default();
                 let s = |v: Option<u64>, d: std::time::Duration| {

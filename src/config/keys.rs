@@ -77,6 +77,7 @@ pub(crate) enum Key {
     StreamFirstMessageTimeout,
     StreamIdleTimeout,
     StreamBufferLimit,
+    NoTcpRelay,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +171,7 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("no-tcp", Key::NoTcp, Flag, false, false, "no TURN over TCP on the listening port"),
     spec("no-tls", Key::NoTls, Flag, false, false, "no TURN over TLS"),
     spec("no-tlsv1_2", Key::NoTlsv12, Flag, false, false, "TLS 1.3 only"),
+    spec("no-tcp-relay", Key::NoTcpRelay, Flag, false, false, "no TCP relaying (RFC 6062): Allocate with REQUESTED-TRANSPORT TCP gets 442"),
     spec("max-connections", Key::MaxConnections, Value, false, true, "TCP/TLS connections at once, all workers (default 50000; 0 = no limit)"),
     spec("max-connections-per-ip", Key::MaxConnectionsPerIp, Value, false, true, "TCP/TLS connections at once from one IP address (default 1000; 0 = no limit)"),
     spec("tls-handshake-timeout", Key::TlsHandshakeTimeout, Value, false, true, "seconds a TLS handshake may take (default 10)"),
@@ -178,6 +180,19 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("stream-buffer-limit", Key::StreamBufferLimit, Value, false, true, "bytes waiting to be written to one connection before frames are dropped (default 256K)"),
     spec("signaling-max-rooms-per-connection", Key::SignalingMaxRoomsPerConnection, Value, false, true, "rooms one signaling connection may be in at once (default 4)"),
 ];
+
+/// Why a coturn option is read and ignored, for its warning.
+pub(crate) fn why_ignored(key: &str) -> &'static str {
+    match key {
+        "no-sslv2" | "no-sslv3" | "no-tlsv1" | "no-tlsv1_1" | "dh566" | "dh1066" | "dh2066"
+        | "dh-file" => "moot: ringturn's TLS (rustls) offers only TLS 1.2 and 1.3 with ECDHE; ignored",
+        "cipher-list" | "ec-curve-name" => {
+            "rustls chooses its own safe cipher suites and curves; ignored"
+        }
+        "no-dtls" => "ringturn has no DTLS; ignored",
+        _ => "coturn option not implemented by ringturn; ignored",
+    }
+}
 
 /// coturn options (its `long_options`, plus a few older names) that ringturn
 /// reads without acting on them.
@@ -208,7 +223,6 @@ pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
     ("no-udp", Flag),
     ("no-dtls", Flag),
     ("no-udp-relay", Flag),
-    ("no-tcp-relay", Flag),
     ("raw-public-keys", Flag),
     ("pkey-pwd", Value),
     ("no-stdout-log", Flag),

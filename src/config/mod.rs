@@ -278,6 +278,8 @@ pub struct Config {
     pub cert: Option<PathBuf>,
     pub pkey: Option<PathBuf>,
     pub tls12: bool,
+    /// RFC 6062 TCP relaying (`no-tcp-relay` turns it off).
+    pub tcp_relay: bool,
     pub stream_limits: crate::io::stream::StreamLimits,
     /// Set by [`Config::embedded`] only.
     pub demo_user: Option<DemoUser>,
@@ -517,6 +519,7 @@ impl Config {
             },
             fingerprint: self.fingerprint,
             relay_shortcut: !self.no_relay_shortcut,
+            tcp_relay: self.tcp_relay,
             default_lifetime: defaults.default_lifetime.min(self.max_allocate_lifetime),
             max_lifetime: self.max_allocate_lifetime,
             permission_lifetime: self.permission_lifetime,
