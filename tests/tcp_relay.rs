@@ -336,6 +336,20 @@ fn rfc6062_outgoing_and_incoming_connections_carry_bytes_both_ways() {
         let cid2 = m.get::<ConnectionId>().unwrap().unwrap().0;
         let mut data2 = bind(&server, &control, cid2);
         exchange(&mut data2, &mut peer2);
+        // Plain TCP data connections are spliced, and every byte was counted.
+        let sum = |f: fn(&ringturn::metrics::WorkerMetrics) -> u64| -> u64 {
+            server.metrics.iter().map(|m| f(m)).sum()
+        };
+        wait_for(|| {
+            sum(|m| {
+                m.tcp_relay_spliced
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            }) == 2
+        });
+        // 300,000 bytes up and 8 back on each of the two.
+        wait_for(|| {
+            sum(|m| m.tcp_relay_bytes.load(std::sync::atomic::Ordering::Relaxed)) == 2 * 300_008
+        });
         // The peer hangs up: its data connection is closed.
         drop(peer2);
         let mut b = [0u8; 1];
@@ -344,5 +358,13 @@ fn rfc6062_outgoing_and_incoming_connections_carry_bytes_both_ways() {
             "data connection closed"
         );
         server.stop().unwrap();
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -185,7 +185,9 @@ pub(crate) const SUPPORTED: &[Spec] = &[
 pub(crate) fn why_ignored(key: &str) -> &'static str {
     match key {
         "no-sslv2" | "no-sslv3" | "no-tlsv1" | "no-tlsv1_1" | "dh566" | "dh1066" | "dh2066"
-        | "dh-file" => "moot: ringturn's TLS (rustls) offers only TLS 1.2 and 1.3 with ECDHE; ignored",
+        | "dh-file" => {
+            "moot: ringturn's TLS (rustls) offers only TLS 1.2 and 1.3 with ECDHE; ignored"
+        }
         "cipher-list" | "ec-curve-name" => {
             "rustls chooses its own safe cipher suites and curves; ignored"
         }

@@ -287,9 +287,14 @@ fn stream_transports_follow_coturn_keys() {
         Some(std::path::Path::new("/etc/t.pem")),
         "pkey defaults to the cert file (one PEM with both)"
     );
-    let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ncert=/etc/t.pem\nno-tls\nno-tcp-relay\nno-tlsv1\n");
+    let c = ok(
+        "relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ncert=/etc/t.pem\nno-tls\nno-tcp-relay\nno-tlsv1\n",
+    );
     assert!(!c.tls);
-    assert!(!c.server_config(0, 1).tcp_relay, "no-tcp-relay turns RFC 6062 off");
+    assert!(
+        !c.server_config(0, 1).tcp_relay,
+        "no-tcp-relay turns RFC 6062 off"
+    );
     let moot = c.warnings.iter().find(|w| w.key == "no-tlsv1").unwrap();
     assert!(moot.message.contains("moot"), "{}", moot.message);
     let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ntls-listening-port=5350\n");

@@ -13,6 +13,7 @@ pub mod gso;
 pub mod poller;
 pub mod sockaddr;
 pub mod socket;
+pub mod splice;
 pub mod stream;
 pub mod uring;
 

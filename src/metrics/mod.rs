@@ -54,6 +54,9 @@ pub struct WorkerMetrics {
     /// Closed by: [peer, deadline, malformed, error].
     pub stream_closed: [AtomicU64; 4],
     pub stream_dropped_frames: AtomicU64,
+    /// RFC 6062: bytes between peers and data connections; pipes spliced.
+    pub tcp_relay_bytes: AtomicU64,
+    pub tcp_relay_spliced: AtomicU64,
 }
 
 fn set(a: &AtomicU64, v: u64) {
@@ -110,6 +113,8 @@ impl WorkerMetrics {
             set(a, v);
         }
         set(&self.stream_dropped_frames, s.dropped_frames);
+        set(&self.tcp_relay_bytes, s.piped_bytes);
+        set(&self.tcp_relay_spliced, s.spliced_pipes);
     }
 }
 
@@ -399,6 +404,22 @@ pub fn render(src: &MetricsSource) -> String {
         "counter",
         "Frames dropped because a connection's output was full (stream-buffer-limit).",
         |w| get(&w.stream_dropped_frames),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_tcp_relay_bytes_total",
+        "counter",
+        "RFC 6062: bytes passed between peer connections and data connections.",
+        |w| get(&w.tcp_relay_bytes),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_tcp_relay_spliced_total",
+        "counter",
+        "RFC 6062: data connections joined to their peer with splice(2), bytes never copied to user space.",
+        |w| get(&w.tcp_relay_spliced),
     );
     out
 }

@@ -165,6 +165,8 @@ pub struct StreamCounters {
     pub frames_out: u64,
     /// RFC 6062: bytes passed between peers and data connections.
     pub piped_bytes: u64,
+    /// RFC 6062 data connections joined with splice(2) (plain TCP) rather than copied.
+    pub spliced_pipes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,7 +419,10 @@ impl StreamSet {
                         self.close(id, CloseReason::Error);
                         continue;
                     }
-                    self.update_interest(id);
+                    match conn.pipe {
+                        Some(connection) => self.drain_down(connection),
+                        None => self.update_interest(id),
+                    }
                 }
             }
             if r.readable || r.closed {

@@ -5,9 +5,10 @@
 //! A pipe moves bytes with backpressure, never buffering without bound: while
 //! the peer has not taken what the client sent, the client's connection is
 //! not read; while the client has not taken what the peer sent (up to
-//! `PIPE_LIMIT`), the peer's is not read. Bytes pass through user space
-//! (one read, one write): the client side may be TLS, which the kernel cannot
-//! splice.
+//! `PIPE_LIMIT`), the peer's is not read. Over plain TCP the bytes never
+//! enter user space: splice(2) moves them socket → kernel pipe → socket. A
+//! TLS data connection must be decrypted and encrypted, so it is copied
+//! (one read, one write).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,6 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{CloseReason, Interest, StreamSet};
 use crate::io::socket::bind_stream_listener;
+use crate::io::splice::KernelPipe;
 use crate::turn::ClientTuple;
 
 /// Token bits: a TCP relay listener, a peer connection (low 32 bits: its number).
@@ -41,11 +43,18 @@ pub(super) struct PeerSock {
     pub up: Vec<u8>,
     pub up_sent: usize,
     pub interest: Interest,
+    /// Kernel pipes (client → peer, peer → client) when the data connection
+    /// is plain TCP.
+    pub splice: Option<(KernelPipe, KernelPipe)>,
 }
 
 impl PeerSock {
     fn pending_up(&self) -> usize {
-        self.up.len() - self.up_sent
+        self.up.len() - self.up_sent + self.splice.as_ref().map_or(0, |(up, _)| up.held())
+    }
+
+    fn held_down(&self) -> usize {
+        self.splice.as_ref().map_or(0, |(_, down)| down.held())
     }
 
     /// Writes what the peer will take of `up`.
@@ -151,6 +160,7 @@ impl StreamSet {
                         up: Vec::new(),
                         up_sent: 0,
                         interest: Interest::Write,
+                        splice: None,
                     },
                 );
             }
@@ -172,6 +182,15 @@ impl StreamSet {
         };
         conn.pipe = Some(connection);
         peer.data = Some(data);
+        // Plain TCP: splice. Without pipes (fd limit), copy instead.
+        if conn.tls.is_none() {
+            peer.splice = KernelPipe::new()
+                .and_then(|up| Ok((up, KernelPipe::new()?)))
+                .ok();
+            if peer.splice.is_some() {
+                self.counters.spliced_pipes += 1;
+            }
+        }
         let early = std::mem::take(&mut conn.partial);
         peer.up.extend_from_slice(&early);
         if peer.flush_up().is_err() {
@@ -244,6 +263,7 @@ impl StreamSet {
                     up: Vec::new(),
                     up_sent: 0,
                     interest: Interest::Silent,
+                    splice: None,
                 },
             );
         }
@@ -281,7 +301,7 @@ impl StreamSet {
             self.refresh_pipe(connection);
             return;
         }
-        if writable && peer.flush_up().is_err() {
+        if writable && peer_flush_up(peer).is_err() {
             self.end_pipe(connection);
             return;
         }
@@ -309,6 +329,27 @@ impl StreamSet {
         let Some(conn) = peer.data.and_then(|d| self.conns.get_mut(&d)) else {
             return Err(());
         };
+        if let Some((_, down)) = peer.splice.as_mut() {
+            // What is in the connection's output (the ConnectionBind answer) first.
+            conn.flush_out().map_err(|_| ())?;
+            if conn.pending_out() > 0 {
+                return Ok(());
+            }
+            for _ in 0..super::READ_BUDGET {
+                down.drain_into(&conn.socket).map_err(|_| ())?;
+                if down.held() > 0 {
+                    break;
+                }
+                match down.fill_from(&peer.sock) {
+                    Ok(0) => return Err(()),
+                    Ok(n) => self.counters.piped_bytes += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Err(()),
+                }
+            }
+            return down.drain_into(&conn.socket).map_err(|_| ());
+        }
         for _ in 0..super::READ_BUDGET {
             if conn.pending_out() >= PIPE_LIMIT {
                 break;
@@ -353,6 +394,25 @@ impl StreamSet {
         else {
             return Err(CloseReason::Peer);
         };
+        if peer.splice.is_some() {
+            for _ in 0..super::READ_BUDGET {
+                peer_flush_up(peer).map_err(|_| CloseReason::Error)?;
+                if peer.pending_up() > 0 {
+                    break;
+                }
+                let Some((up, _)) = peer.splice.as_mut() else {
+                    break;
+                };
+                match up.fill_from(&conn.socket) {
+                    Ok(0) => return Err(CloseReason::Peer),
+                    Ok(n) => self.counters.piped_bytes += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Err(CloseReason::Peer),
+                }
+            }
+            return peer_flush_up(peer).map_err(|_| CloseReason::Error);
+        }
         for _ in 0..super::READ_BUDGET {
             if peer.pending_up() > 0 {
                 break;
@@ -379,6 +439,24 @@ impl StreamSet {
         Ok(())
     }
 
+    /// The data connection can take more: what waits in the kernel pipe
+    /// towards it goes now.
+    pub(super) fn drain_down(&mut self, connection: u32) {
+        let Some(peer) = self.peers.get_mut(&connection) else {
+            return;
+        };
+        let Some(conn) = peer.data.and_then(|d| self.conns.get_mut(&d)) else {
+            return;
+        };
+        if let Some((_, down)) = peer.splice.as_mut() {
+            if down.drain_into(&conn.socket).is_err() {
+                self.end_pipe(connection);
+                return;
+            }
+        }
+        self.refresh_pipe(connection);
+    }
+
     /// Ends a pipe from the peer's side: the data connection closes too.
     fn end_pipe(&mut self, connection: u32) {
         self.close_peer(connection);
@@ -393,9 +471,15 @@ impl StreamSet {
         let data = peer
             .data
             .and_then(|d| self.conns.get_mut(&d).map(|c| (d, c)));
-        let client_room = data
-            .as_ref()
-            .is_some_and(|(_, c)| c.pending_out() < PIPE_LIMIT);
+        let spliced = peer.splice.is_some();
+        let held_down = peer.held_down();
+        let client_room = data.as_ref().is_some_and(|(_, c)| {
+            if spliced {
+                held_down == 0 && c.pending_out() == 0
+            } else {
+                c.pending_out() < PIPE_LIMIT
+            }
+        });
         let peer_wants = Interest::of(
             client_room,
             peer.connecting.is_some() || peer.pending_up() > 0,
@@ -413,7 +497,7 @@ impl StreamSet {
             peer.interest = peer_wants;
         }
         if let Some((id, conn)) = data {
-            let wants = Interest::of(peer.pending_up() == 0, conn.pending_out() > 0);
+            let wants = Interest::of(peer.pending_up() == 0, conn.pending_out() + held_down > 0);
             if wants != conn.interest
                 && self
                     .poller
@@ -443,4 +527,16 @@ impl StreamSet {
             });
         }
     }
+}
+
+/// Writes the bytes waiting for the peer: the copied ones, then the spliced.
+fn peer_flush_up(peer: &mut PeerSock) -> io::Result<()> {
+    peer.flush_up()?;
+    if peer.up_sent < peer.up.len() {
+        return Ok(());
+    }
+    if let Some((up, _)) = peer.splice.as_mut() {
+        up.drain_into(&peer.sock)?;
+    }
+    Ok(())
 }
