@@ -140,16 +140,11 @@ fn realistic_coturn_file_parses_with_warnings_for_the_rest() {
         .collect();
     assert_eq!(
         warned,
-        vec![
-            (7, "tls-listening-port"),
-            (37, "cert"),
-            (38, "pkey"),
-            (40, "no-tls"),
-            (41, "no-dtls"),
-            (42, "no-cli"),
-            (44, "simple-log"),
-        ]
+        vec![(41, "no-dtls"), (42, "no-cli"), (44, "simple-log")]
     );
+    // TLS keys are coturn's: read, and TLS stays off because of no-tls.
+    assert!(c.cert.is_some() && c.pkey.is_some());
+    assert!(!c.tls, "no-tls");
     for w in &c.warnings {
         assert_eq!(w.source_name, "turnserver.conf");
         assert!(
@@ -165,7 +160,8 @@ fn realistic_coturn_file_parses_with_warnings_for_the_rest() {
         "advertised as 203.0.113.5",
         "realm \"example.org\"",
         "2 static users",
-        "turnserver.conf:7: tls-listening-port",
+        "turnserver.conf:41: no-dtls",
+        "TLS:              off (no-tls)",
     ] {
         assert!(
             summary.contains(needle),
@@ -280,10 +276,10 @@ fn unknown_keys_are_errors_and_coturn_keys_are_warnings() {
     assert!(e.message.contains("did you mean listening-port"), "{e}");
     assert_err("relay-ip=10.0.0.1\nfrobnicate\n", 2, "frobnicate");
     let c = parse(
-        "relay-ip=10.0.0.1\nno-auth\nmobility\nserver-name=turn.example.org\n--no-tcp-relay\n",
+        "relay-ip=10.0.0.1\nno-auth\nmobility\nserver-name=turn.example.org\n--no-udp-relay\n",
     );
     let keys: Vec<&str> = c.warnings.iter().map(|w| w.key.as_str()).collect();
-    assert_eq!(keys, vec!["mobility", "server-name", "no-tcp-relay"]);
+    assert_eq!(keys, vec!["mobility", "server-name", "no-udp-relay"]);
 }
 
 #[test]

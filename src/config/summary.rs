@@ -41,6 +41,8 @@ pub(crate) fn render(c: &Config) -> String {
                 .as_ref()
                 .map_or("?".into(), |p| p.display().to_string())
         );
+    } else if c.cert.is_some() {
+        let _ = writeln!(s, "  TLS:              off (no-tls)");
     } else {
         let _ = writeln!(s, "  TLS:              off (needs cert= and pkey=)");
     }
