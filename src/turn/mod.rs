@@ -10,6 +10,7 @@ pub mod ports;
 mod reply;
 mod requests;
 pub mod server;
+pub mod shared;
 pub mod timers;
 
 pub use allocation::{AllocationId, ClientTransport, ClientTuple};
@@ -19,3 +20,4 @@ pub use server::{
     ClientOutcome, Command, DropReason, Forward, PeerOutcome, Server, Stats, Transmit,
     PEER_HEADROOM, PEER_TAILROOM,
 };
+pub use shared::RelaySocketMode;

@@ -102,6 +102,14 @@ impl PortPool {
             && shard_of_port(port, self.min, self.shards) == usize::from(self.shard)
     }
 
+    /// The lowest free port (the shared relay socket's: predictable, so an
+    /// operator's firewall rule can name it).
+    pub fn take_lowest(&mut self) -> Option<u16> {
+        let port = *self.free.iter().next()?;
+        self.free.remove(&port);
+        Some(port)
+    }
+
     /// Takes one given port if it is free.
     pub fn take_specific(&mut self, port: u16) -> bool {
         self.free.remove(&port)

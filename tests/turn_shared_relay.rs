@@ -1,0 +1,328 @@
+//! Scenario tests of the shared relay socket mode (`relay-socket-mode=shared`)
+//! on the sans-IO core and a virtual clock: one relay socket per shard and
+//! relay IP, peers demultiplexed by their exact address (see `turn::shared`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ringturn::stun::{
+    EvenPort, Method, RequestedTransport, ReservationToken, TransportProtocol, XorRelayedAddress,
+};
+use ringturn::turn::{ClientOutcome, DropReason, PeerPolicy, RelaySocketMode, ServerConfig};
+
+fn shared() -> ServerConfig {
+    ServerConfig {
+        relay_socket_mode: RelaySocketMode::Shared,
+        peer_policy: PeerPolicy {
+            allow_loopback: true,
+            ..Default::default()
+        },
+        ..test_config()
+    }
+}
+
+const P: &str = "127.0.0.2:40000";
+const Q: &str = "127.0.0.2:40001";
+
+fn drops(h: &Harness, reason: DropReason) -> u64 {
+    h.server.stats().drops[reason.index()]
+}
+
+#[test]
+fn rfc8656_7_2_two_allocations_of_a_shard_share_one_relayed_address() {
+    let mut h = Harness::new(shared());
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
+    let ra = a.allocate(&mut h).unwrap();
+    let rb = b.allocate(&mut h).unwrap();
+    assert_eq!(ra, rb, "one XOR-RELAYED-ADDRESS for every allocation");
+    // The shard's lowest port of the range, so a firewall rule can name it.
+    assert_eq!(ra, addr("127.0.0.1:50000"));
+    assert_eq!(
+        h.open_relays,
+        vec![ra],
+        "one socket, not one per allocation"
+    );
+    assert_eq!(h.server.allocation_count(), 2);
+    assert!(h.server.has_relay(ra));
+    // Deleting one allocation leaves the socket to the other.
+    assert_eq!(a.refresh(&mut h, 0), Ok(0));
+    assert_eq!(h.open_relays, vec![ra]);
+    assert_eq!(h.server.allocation_count(), 1);
+}
+
+#[test]
+fn shared_socket_opens_before_answering_and_skips_a_busy_port() {
+    // Learn a nonce on another harness with the same key, so the first
+    // datagram the shared server sees is an authenticated Allocate: it waits
+    // for the shared socket, which is first refused (port busy) and then
+    // opened on the next port.
+    let mut warm = Harness::new(shared());
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    a.allocate(&mut warm).unwrap();
+    let mut h = Harness::new(shared());
+    h.busy_ports = vec![50000];
+    let relayed = a.allocate(&mut h).unwrap();
+    assert_eq!(relayed, addr("127.0.0.1:50001"));
+    assert_eq!(h.open_relays, vec![relayed]);
+    let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
+    assert_eq!(b.allocate(&mut h), Ok(relayed));
+}
+
+#[test]
+fn rfc8656_11_2_channel_bind_to_a_peer_claimed_by_another_allocation_gets_508() {
+    let mut h = Harness::new(shared());
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
+    a.allocate(&mut h).unwrap();
+    b.allocate(&mut h).unwrap();
+    let (p, q) = (addr(P), addr(Q));
+    a.channel_bind(&mut h, 0x4001, p).unwrap();
+    assert_eq!(b.channel_bind(&mut h, 0x4001, p), Err(508));
+    // The claim is by exact endpoint: another port of the same host is free.
+    assert_eq!(b.channel_bind(&mut h, 0x4001, q), Ok(()));
+    // The holder may refresh its own binding.
+    assert_eq!(a.channel_bind(&mut h, 0x4001, p), Ok(()));
+    assert_eq!(h.server.claimed_peers(), 2);
+}
+
+#[test]
+fn rfc8656_10_2_send_indication_to_a_claimed_peer_is_dropped_and_counted() {
+    let mut h = Harness::new(shared());
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
+    let relayed = a.allocate(&mut h).unwrap();
+    b.allocate(&mut h).unwrap();
+    let p = addr(P);
+    a.create_permission(&mut h, &[p]).unwrap();
+    b.create_permission(&mut h, &[p]).unwrap();
+    // A Send indication claims the endpoint for A.
+    let ind = a.send_indication(p, b"from a");
+    match h.input(a.tuple, &ind) {
+        ClientOutcome::Forward(f) => assert_eq!((f.from, f.to), (relayed, p)),
+        other => panic!("expected a forward, got {other:?}"),
+    }
+    let ind = b.send_indication(p, b"from b");
+    assert_eq!(
+        h.input(b.tuple, &ind),
+        ClientOutcome::Dropped(DropReason::PeerClaimed)
+    );
+    assert_eq!(drops(&h, DropReason::PeerClaimed), 1);
+}
+
+#[test]
+fn rfc8656_10_3_data_from_a_peer_reaches_only_the_allocation_that_claimed_it() {
+    let mut h = Harness::new(shared());
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
+    let relayed = a.allocate(&mut h).unwrap();
+    b.allocate(&mut h).unwrap();
+    let (p, q) = (addr(P), addr(Q));
+    a.channel_bind(&mut h, 0x4001, p).unwrap();
+    b.channel_bind(&mut h, 0x4002, q).unwrap();
+    // Both allocations have a permission for 127.0.0.2 (§9: by IP), yet each
+    // endpoint's datagrams go only to the allocation that claimed it.
+    let (to, framed) = h.peer_sends(relayed, p, b"to a").unwrap();
+    assert_eq!(to, a.tuple.client);
+    assert_eq!(&framed[..2], &0x4001u16.to_be_bytes());
+    let (to, framed) = h.peer_sends(relayed, q, b"to b").unwrap();
+    assert_eq!(to, b.tuple.client);
+    assert_eq!(&framed[..2], &0x4002u16.to_be_bytes());
+    // A third port of the same host is nobody's: dropped and counted.
+    assert_eq!(h.peer_sends(relayed, addr("127.0.0.2:40002"), b"?"), None);
+    assert_eq!(drops(&h, DropReason::Unclaimed), 1);
+    // ChannelData out claims nothing new and goes from the shared address.
+    match h.input(b.tuple, &Client::channel_data(0x4002, b"hi q")) {
+        ClientOutcome::Forward(f) => assert_eq!((f.from, f.to), (relayed, q)),
+        other => panic!("expected a forward, got {other:?}"),
+    }
+}
+
+#[test]
+fn rfc8656_10_3_a_claimed_peer_still_needs_the_permission() {
+    let mut h = Harness::new(shared());
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let relayed = a.allocate(&mut h).unwrap();
+    let p = addr(P);
+    a.channel_bind(&mut h, 0x4001, p).unwrap();
+    assert!(h.peer_sends(relayed, p, b"x").is_some());
+    // §9: the permission lapses after 300 s; the claim goes with it (the rule in
+    // `turn::shared`), and the peer's datagrams are dropped.
+    h.advance(Duration::from_secs(301));
+    assert_eq!(h.peer_sends(relayed, p, b"x"), None);
+    assert_eq!(h.server.claimed_peers(), 0);
+}
+
+#[test]
+fn rfc8656_9_claim_is_released_when_the_permission_expires() {
+    let mut h = Harness::new(shared());
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
+    a.allocate(&mut h).unwrap();
+    b.allocate(&mut h).unwrap();
+    let p = addr(P);
+    a.channel_bind(&mut h, 0x4001, p).unwrap();
+    assert_eq!(b.channel_bind(&mut h, 0x4001, p), Err(508));
+    h.advance(Duration::from_secs(301));
+    // Keep the allocations alive; A's permission is gone, so is its claim.
+    a.refresh(&mut h, 600).unwrap();
+    b.refresh(&mut h, 600).unwrap();
+    assert_eq!(b.channel_bind(&mut h, 0x4001, p), Ok(()));
+    // A's channel is still bound (600 s) but sending on it no longer reaches P.
+    a.create_permission(&mut h, &[p]).unwrap();
+    assert_eq!(
+        h.input(a.tuple, &Client::channel_data(0x4001, b"x")),
+        ClientOutcome::Dropped(DropReason::PeerClaimed)
+    );
+}
+
+#[test]
+fn rfc8656_7_4_claims_are_released_by_refresh_zero_and_by_expiry() {
+    let mut h = Harness::new(shared());
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
+    let mut c = Client::new("192.0.2.12:7777", "alice", "secret");
+    let relayed = a.allocate(&mut h).unwrap();
+    b.allocate(&mut h).unwrap();
+    let p = addr(P);
+    a.channel_bind(&mut h, 0x4001, p).unwrap();
+    assert_eq!(b.channel_bind(&mut h, 0x4001, p), Err(508));
+    // Refresh with LIFETIME 0 deletes A and frees P.
+    assert_eq!(a.refresh(&mut h, 0), Ok(0));
+    assert_eq!(h.server.claimed_peers(), 0);
+    assert_eq!(b.channel_bind(&mut h, 0x4001, p), Ok(()));
+    let (to, _) = h.peer_sends(relayed, p, b"now b's").unwrap();
+    assert_eq!(to, b.tuple.client);
+    // B expires (600 s default lifetime, its permission refreshed on the way).
+    c.allocate(&mut h).unwrap();
+    h.advance(Duration::from_secs(250));
+    c.refresh(&mut h, 600).unwrap();
+    b.create_permission(&mut h, &[p]).unwrap();
+    h.advance(Duration::from_secs(360));
+    assert_eq!(h.server.allocation_count(), 1, "b expired, c is alive");
+    assert_eq!(h.server.claimed_peers(), 0);
+    assert_eq!(c.channel_bind(&mut h, 0x4001, p), Ok(()));
+    assert_eq!(
+        h.open_relays,
+        vec![relayed],
+        "the shared socket outlives them"
+    );
+}
+
+#[test]
+fn rfc8656_7_2_even_port_and_reservation_token_get_508_in_shared_mode() {
+    let mut h = Harness::new(shared());
+    let mut c = Client::new("192.0.2.1:1", "alice", "secret");
+    for reserve_next in [false, true] {
+        let resp = c.transact(
+            &mut h,
+            Method::ALLOCATE,
+            &[
+                &RequestedTransport(TransportProtocol::UDP),
+                &EvenPort { reserve_next },
+            ],
+        );
+        assert_eq!(resp.error_code(), Some(508));
+    }
+    let resp = c.transact(
+        &mut h,
+        Method::ALLOCATE,
+        &[
+            &RequestedTransport(TransportProtocol::UDP),
+            &ReservationToken([1, 2, 3, 4, 5, 6, 7, 8]),
+        ],
+    );
+    assert_eq!(resp.error_code(), Some(508));
+    assert_eq!(h.server.allocation_count(), 0);
+    // Without them the same client is served.
+    let resp = c.transact(
+        &mut h,
+        Method::ALLOCATE,
+        &[&RequestedTransport(TransportProtocol::UDP)],
+    );
+    assert!(resp.msg().get::<XorRelayedAddress>().is_some());
+}
+
+#[test]
+fn peer_endpoint_cap_per_allocation_gets_508_and_drops() {
+    let mut h = Harness::new(ServerConfig {
+        max_claimed_peers: 2,
+        ..shared()
+    });
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    a.allocate(&mut h).unwrap();
+    a.channel_bind(&mut h, 0x4001, addr("127.0.0.2:1")).unwrap();
+    a.channel_bind(&mut h, 0x4002, addr("127.0.0.2:2")).unwrap();
+    assert_eq!(
+        a.channel_bind(&mut h, 0x4003, addr("127.0.0.2:3")),
+        Err(508)
+    );
+    let ind = a.send_indication(addr("127.0.0.2:4"), b"x");
+    assert_eq!(
+        h.input(a.tuple, &ind),
+        ClientOutcome::Dropped(DropReason::PeerLimit)
+    );
+    // Endpoints it holds still work.
+    let ind = a.send_indication(addr("127.0.0.2:1"), b"x");
+    assert!(matches!(h.input(a.tuple, &ind), ClientOutcome::Forward(_)));
+    assert_eq!(drops(&h, DropReason::PeerLimit), 1);
+}
+
+#[test]
+fn shared_mode_is_not_limited_by_the_port_range() {
+    // Two relay ports: per-allocation mode serves two allocations, shared mode many.
+    let tiny = |mode| ServerConfig {
+        min_port: 50000,
+        max_port: 50001,
+        relay_socket_mode: mode,
+        ..test_config()
+    };
+    let mut per = Harness::new(tiny(RelaySocketMode::PerAllocation));
+    let mut sh = Harness::new(tiny(RelaySocketMode::Shared));
+    let mut per_ok = 0;
+    let mut shared_ok = 0;
+    for i in 0..50u16 {
+        let client = format!("192.0.2.20:{}", 1000 + i);
+        if Client::new(&client, "alice", "secret")
+            .allocate(&mut per)
+            .is_ok()
+        {
+            per_ok += 1;
+        }
+        if Client::new(&client, "alice", "secret")
+            .allocate(&mut sh)
+            .is_ok()
+        {
+            shared_ok += 1;
+        }
+    }
+    assert_eq!(per_ok, 2);
+    assert_eq!(shared_ok, 50);
+    assert_eq!(sh.open_relays.len(), 1);
+}
+
+#[test]
+fn relay_to_relay_between_shards_demultiplexes_by_the_sending_relay() {
+    // Two shards (as two workers): their shared addresses differ, and each
+    // allocation reaches the other's relayed address by claiming it.
+    let shard = |offset| ServerConfig {
+        port_offset: offset,
+        port_stride: 2,
+        ..shared()
+    };
+    let mut h0 = Harness::new(shard(0));
+    let mut h1 = Harness::new(shard(1));
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
+    let ra = a.allocate(&mut h0).unwrap();
+    let rb = b.allocate(&mut h1).unwrap();
+    assert_eq!((ra.port(), rb.port()), (50000, 50002));
+    a.channel_bind(&mut h0, 0x4001, rb).unwrap();
+    b.channel_bind(&mut h1, 0x4001, ra).unwrap();
+    let (to, _) = h1.peer_sends(rb, ra, b"a to b").unwrap();
+    assert_eq!(to, b.tuple.client);
+    let (to, _) = h0.peer_sends(ra, rb, b"b to a").unwrap();
+    assert_eq!(to, a.tuple.client);
+}
