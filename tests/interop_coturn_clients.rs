@@ -20,7 +20,7 @@ turnutils_peer -L 127.0.0.1 -p 23480 > /dev/null 2>&1 &
 PEER=$!
 # Wait until ringturn answers (uclient has no retry for the first request).
 for i in $(seq 1 50); do grep -q started "$LOG" && break; sleep 0.1; done
-timeout 60 turnutils_uclient -p 3478 $CREDS -n 100 -m 4 -l 120 -z 5 $MODE 127.0.0.1
+timeout 60 turnutils_uclient -p 3478 $CREDS -n 100 -m "$CLIENTS" -l 120 -z 5 $MODE 127.0.0.1
 UC=$?
 kill -TERM $RT $PEER
 wait $RT
@@ -35,6 +35,10 @@ struct Run {
 }
 
 fn run_uclient(backend: &str, mode: &str, auth: &str, creds: &str) -> Run {
+    run_uclient_clients(backend, mode, auth, creds, 4)
+}
+
+fn run_uclient_clients(backend: &str, mode: &str, auth: &str, creds: &str, clients: u32) -> Run {
     require_tool("turnutils_uclient");
     require_tool("turnutils_peer");
     let log = tempfile_path(&format!("ringturn-{backend}-{}", mode.replace(' ', "")));
@@ -47,6 +51,7 @@ fn run_uclient(backend: &str, mode: &str, auth: &str, creds: &str) -> Run {
             ("AUTH", auth),
             ("CREDS", creds),
             ("LOG", &log),
+            ("CLIENTS", &clients.to_string()),
         ],
         Duration::from_secs(90),
     );
@@ -184,4 +189,27 @@ fn uclient_wrong_password_relays_nothing() {
         "uclient reports the refusal\n{}",
         run.output
     );
+}
+
+/// relay-socket-mode=shared: one uclient (its `-m` clients would all use the
+/// same peer endpoint, which only one allocation per worker may claim), in
+/// ChannelData and Send-indication modes, with `-c` (no RTP/RTCP pairs: those
+/// need EVEN-PORT R=1 and RESERVATION-TOKEN, refused with 508 in this mode;
+/// uclient still sends EVEN-PORT R=0 on every other Allocate, which the even
+/// shared port satisfies).
+#[test]
+fn uclient_shared_relay_socket_mode_both_backends() {
+    for backend in ["uring", "batch"] {
+        for mode in [format!("{PEER} -c"), format!("{PEER} -c -s")] {
+            let run = run_uclient_clients(
+                backend,
+                &mode,
+                &format!("{LT_AUTH} --relay-socket-mode=shared"),
+                LT_CREDS,
+                1,
+            );
+            assert_eq!(run.sent, 100, "{backend} {mode}\n{}", run.output);
+            assert_eq!(run.received, 100, "{backend} {mode}\n{}", run.output);
+        }
+    }
 }

@@ -58,14 +58,14 @@ fn shared_socket_opens_before_answering_and_skips_a_busy_port() {
     // Learn a nonce on another harness with the same key, so the first
     // datagram the shared server sees is an authenticated Allocate: it waits
     // for the shared socket, which is first refused (port busy) and then
-    // opened on the next port.
+    // opened on the next even port.
     let mut warm = Harness::new(shared());
     let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
     a.allocate(&mut warm).unwrap();
     let mut h = Harness::new(shared());
     h.busy_ports = vec![50000];
     let relayed = a.allocate(&mut h).unwrap();
-    assert_eq!(relayed, addr("127.0.0.1:50001"));
+    assert_eq!(relayed, addr("127.0.0.1:50002"));
     assert_eq!(h.open_relays, vec![relayed]);
     let mut b = Client::new("192.0.2.11:6666", "bob", "hunter2");
     assert_eq!(b.allocate(&mut h), Ok(relayed));
@@ -211,29 +211,26 @@ fn rfc8656_7_4_claims_are_released_by_refresh_zero_and_by_expiry() {
     );
 }
 
+fn allocate_with(
+    h: &mut Harness,
+    c: &mut Client,
+    extra: &dyn ringturn::stun::EncodeAttribute,
+) -> common::Response {
+    c.transact(
+        h,
+        Method::ALLOCATE,
+        &[&RequestedTransport(TransportProtocol::UDP), extra],
+    )
+}
+
 #[test]
-fn rfc8656_7_2_even_port_and_reservation_token_get_508_in_shared_mode() {
+fn rfc8656_7_2_reservation_token_and_even_port_r_bit_get_508_in_shared_mode() {
     let mut h = Harness::new(shared());
     let mut c = Client::new("192.0.2.1:1", "alice", "secret");
-    for reserve_next in [false, true] {
-        let resp = c.transact(
-            &mut h,
-            Method::ALLOCATE,
-            &[
-                &RequestedTransport(TransportProtocol::UDP),
-                &EvenPort { reserve_next },
-            ],
-        );
-        assert_eq!(resp.error_code(), Some(508));
-    }
-    let resp = c.transact(
-        &mut h,
-        Method::ALLOCATE,
-        &[
-            &RequestedTransport(TransportProtocol::UDP),
-            &ReservationToken([1, 2, 3, 4, 5, 6, 7, 8]),
-        ],
-    );
+    // R=1 asks to hold the next port for a later Allocate: nothing to hold.
+    let resp = allocate_with(&mut h, &mut c, &EvenPort { reserve_next: true });
+    assert_eq!(resp.error_code(), Some(508));
+    let resp = allocate_with(&mut h, &mut c, &ReservationToken([1, 2, 3, 4, 5, 6, 7, 8]));
     assert_eq!(resp.error_code(), Some(508));
     assert_eq!(h.server.allocation_count(), 0);
     // Without them the same client is served.
@@ -243,6 +240,40 @@ fn rfc8656_7_2_even_port_and_reservation_token_get_508_in_shared_mode() {
         &[&RequestedTransport(TransportProtocol::UDP)],
     );
     assert!(resp.msg().get::<XorRelayedAddress>().is_some());
+}
+
+#[test]
+fn rfc8656_7_2_even_port_without_r_is_served_only_by_an_even_shared_port() {
+    // The shared socket takes the lowest even port of the shard's share, so
+    // EVEN-PORT R=0 (coturn's uclient sends it) is satisfied.
+    let mut h = Harness::new(shared());
+    let mut c = Client::new("192.0.2.1:1", "alice", "secret");
+    let resp = allocate_with(
+        &mut h,
+        &mut c,
+        &EvenPort {
+            reserve_next: false,
+        },
+    );
+    let relayed = resp.msg().get::<XorRelayedAddress>().unwrap().unwrap().0;
+    assert_eq!(relayed.port() % 2, 0);
+    // A range with only an odd port: the request cannot be satisfied (508).
+    let mut odd = Harness::new(ServerConfig {
+        min_port: 50001,
+        max_port: 50001,
+        ..shared()
+    });
+    let mut d = Client::new("192.0.2.1:2", "alice", "secret");
+    assert_eq!(d.allocate(&mut odd), Ok(addr("127.0.0.1:50001")));
+    let mut e = Client::new("192.0.2.1:3", "alice", "secret");
+    let resp = allocate_with(
+        &mut odd,
+        &mut e,
+        &EvenPort {
+            reserve_next: false,
+        },
+    );
+    assert_eq!(resp.error_code(), Some(508));
 }
 
 #[test]

@@ -439,17 +439,40 @@ impl Server {
             ));
         }
         // Shared relay socket mode: every allocation of the shard gets the one
-        // shared address, so neither can be honoured. RFC 8656 §7.2: "If the
-        // server cannot satisfy the request [EVEN-PORT], then the server rejects
-        // the request with a 508 (Insufficient Capacity) error", and an unusable
-        // RESERVATION-TOKEN is "rejected with a 508 (Insufficient Capacity)
-        // error" too — so 508, not 400: the request is well formed, this
-        // server just has no such address to give (the client may retry without).
-        if self.shared.is_some() && (token.is_some() || even.is_some()) {
-            return Err((
-                ErrorCode::INSUFFICIENT_CAPACITY,
-                "Insufficient Capacity (EVEN-PORT and RESERVATION-TOKEN need a port per allocation; this server shares relay sockets)",
-            ));
+        // shared address, so no port can be reserved for a later Allocate:
+        // RESERVATION-TOKEN and EVEN-PORT with the R bit are refused. RFC 8656
+        // §7.2: "If the server cannot satisfy the request [EVEN-PORT], then the
+        // server rejects the request with a 508 (Insufficient Capacity) error",
+        // and a RESERVATION-TOKEN it cannot honour is rejected with 508 too —
+        // so 508, not 400: the request is well formed, this server just has no
+        // such address to give (the client may retry without). EVEN-PORT
+        // without R asks only for an even port: the shared socket takes an even
+        // one when the range has any, so that is satisfied, and refused with
+        // 508 only if the shared port is odd (coturn's turnutils_uclient sends
+        // it on every other Allocate).
+        if let Some(shared) = &self.shared {
+            let even_ok = |port: u16| port.is_multiple_of(2);
+            let refuse = match (token, even) {
+                (Some(_), _) => true,
+                (None, Some(Ok(EvenPort { reserve_next: true }))) => true,
+                (
+                    None,
+                    Some(Ok(EvenPort {
+                        reserve_next: false,
+                    })),
+                ) => !shared
+                    .relays
+                    .iter()
+                    .filter(|r| r.state != super::shared::SharedState::Closed)
+                    .all(|r| even_ok(r.addr.port())),
+                _ => false,
+            };
+            if refuse {
+                return Err((
+                    ErrorCode::INSUFFICIENT_CAPACITY,
+                    "Insufficient Capacity (relay sockets are shared: no port reservation, RESERVATION-TOKEN or odd/even choice)",
+                ));
+            }
         }
         let family = match (requested_family, additional) {
             (Some(_), Some(_)) => {
