@@ -650,10 +650,18 @@ impl Server {
                     match new_addr.filter(|_| moved) {
                         Some(addr) => {
                             let advertised = self.advertised(addr);
-                            if let Some(alloc) = self.allocation_mut(id) {
-                                alloc.relay = addr;
-                                alloc.advertised = advertised;
+                            let Some(alloc) = slot_allocation(&mut self.slots, id) else {
+                                continue;
+                            };
+                            // Claims are per relay address: any made on the
+                            // old one (a ChannelBind sent before the answer) go.
+                            if let Some(shared) = self.shared.as_mut() {
+                                for peer in alloc.claims.drain(..) {
+                                    shared.release(id, alloc.relay, peer);
+                                }
                             }
+                            alloc.relay = addr;
+                            alloc.advertised = advertised;
                         }
                         None => self.fail_pending_allocation(id),
                     }
