@@ -23,6 +23,7 @@ use crate::config::{self, Credentials, LoadConfig, Mode, Rate, SizeMix};
       ringturn-loadgen allocate -u test -w test -c 64 -d 5\n  \
       ringturn-loadgen allocate -u test -w test -c 10000 --hold 30 --server-pid PID\n  \
       ringturn-loadgen binding -c 16 --max\n  \
+      ringturn-loadgen hold -c 100000 --hold 30 --refresh-every 10 --server-pid PID\n  \
       ringturn-loadgen compare --netns --rounds 5\n\n\
       Servers refuse loopback peers by default: start them with --allow-loopback-peers \
       (ringturn and coturn both take it)."
@@ -45,6 +46,9 @@ pub enum Command {
     Allocate(LoadArgs),
     /// STUN Binding requests.
     Binding(LoadArgs),
+    /// Make N authenticated allocations a batch of sockets at a time (so N may exceed the
+    /// open-files limit), hold and refresh them, and read the server's resident memory.
+    Hold(crate::hold::HoldArgs),
     /// Starts ringturn and coturn with equivalent settings, pinned to the same core, runs the
     /// same loads against each, interleaved, and prints the ratios.
     Compare(crate::compare::CompareArgs),
@@ -301,7 +305,7 @@ impl Command {
             Command::Relay(a) | Command::Pair(a) | Command::Allocate(a) | Command::Binding(a) => {
                 Some(a)
             }
-            Command::Compare(_) => None,
+            Command::Compare(_) | Command::Hold(_) => None,
         }
     }
 }
