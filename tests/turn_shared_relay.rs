@@ -357,3 +357,208 @@ fn relay_to_relay_between_shards_demultiplexes_by_the_sending_relay() {
     let (to, _) = h0.peer_sends(ra, rb, b"b to a").unwrap();
     assert_eq!(to, a.tuple.client);
 }
+
+// ====================================================================== model
+
+mod model {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
+    use ringturn::stun::{Method, RequestedTransport, TransportProtocol};
+    use ringturn::turn::{ClientOutcome, DropReason};
+
+    use super::common::*;
+
+    const PEERS: [&str; 4] = [
+        "127.0.0.2:4000",
+        "127.0.0.2:4001",
+        "127.0.0.3:4000",
+        "127.0.0.3:4001",
+    ];
+
+    #[derive(Debug, Clone)]
+    pub enum Op {
+        Allocate(usize),
+        Delete(usize),
+        Bind(usize, usize),
+        Permit(usize, usize),
+        Send(usize, usize),
+        PeerSends(usize),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..3usize).prop_map(Op::Allocate),
+            1 => (0..3usize).prop_map(Op::Delete),
+            3 => (0..3usize, 0..4usize).prop_map(|(c, p)| Op::Bind(c, p)),
+            2 => (0..3usize, 0..4usize).prop_map(|(c, p)| Op::Permit(c, p)),
+            3 => (0..3usize, 0..4usize).prop_map(|(c, p)| Op::Send(c, p)),
+            3 => (0..4usize).prop_map(Op::PeerSends),
+            2 => (1..400u64).prop_map(Op::Advance),
+        ]
+    }
+
+    /// What the server should hold: allocations, permissions by (client, IP)
+    /// and claims by peer endpoint, all in virtual seconds.
+    #[derive(Default)]
+    struct Model {
+        t: u64,
+        alloc: [Option<u64>; 3],
+        perm: HashMap<(usize, std::net::IpAddr), u64>,
+        claims: HashMap<SocketAddr, usize>,
+    }
+
+    impl Model {
+        fn permitted(&self, c: usize, p: SocketAddr) -> bool {
+            self.perm.get(&(c, p.ip())).is_some_and(|e| self.t < *e)
+        }
+
+        fn alive(&self, c: usize) -> bool {
+            self.alloc[c].is_some_and(|e| self.t < e)
+        }
+
+        fn drop_client(&mut self, c: usize) {
+            self.alloc[c] = None;
+            self.perm.retain(|(k, _), _| *k != c);
+            self.claims.retain(|_, k| *k != c);
+        }
+
+        /// The clock moved: what is due goes (RFC 8656 §7 allocations, §9
+        /// permissions), and with a permission the claims on its IP.
+        fn settle(&mut self) {
+            for c in 0..3 {
+                if self.alloc[c].is_some_and(|e| e <= self.t) {
+                    self.drop_client(c);
+                }
+            }
+            let t = self.t;
+            self.perm.retain(|_, e| t < *e);
+            let perm = &self.perm;
+            self.claims
+                .retain(|p, c| perm.get(&(*c, p.ip())).is_some_and(|e| t < *e));
+        }
+    }
+
+    fn run(ops: &[Op]) {
+        let mut h = Harness::new(super::shared());
+        // The shared socket is asked for at start-up; the fake I/O layer opens it.
+        h.run_commands();
+        let mut clients: Vec<Client> = (0..3)
+            .map(|i| Client::new(&format!("192.0.2.{}:5000", 10 + i), "alice", "secret"))
+            .collect();
+        let peers: Vec<SocketAddr> = PEERS.iter().map(|p| addr(p)).collect();
+        let mut m = Model::default();
+        let relay = addr("127.0.0.1:50000");
+        for op in ops {
+            match *op {
+                Op::Allocate(c) => {
+                    let udp = RequestedTransport(TransportProtocol::UDP);
+                    let resp = clients[c].transact(&mut h, Method::ALLOCATE, &[&udp]);
+                    if m.alive(c) {
+                        assert_eq!(resp.error_code(), Some(437));
+                    } else {
+                        assert!(resp.is_success(), "{:?}", resp.error_code());
+                        m.alloc[c] = Some(m.t + 600);
+                    }
+                }
+                Op::Delete(c) => {
+                    let r = clients[c].refresh(&mut h, 0);
+                    assert_eq!(r.is_ok(), m.alive(c), "{r:?}");
+                    m.drop_client(c);
+                }
+                Op::Bind(c, p) => {
+                    let r = clients[c].channel_bind(&mut h, 0x4000 + p as u16, peers[p]);
+                    let want = if !m.alive(c) {
+                        Err(437)
+                    } else if m.claims.get(&peers[p]).is_some_and(|k| *k != c) {
+                        // The endpoint is another allocation's: 508.
+                        Err(508)
+                    } else {
+                        m.perm.insert((c, peers[p].ip()), m.t + 300);
+                        m.claims.insert(peers[p], c);
+                        Ok(())
+                    };
+                    assert_eq!(r, want, "{op:?}");
+                }
+                Op::Permit(c, p) => {
+                    let r = clients[c].create_permission(&mut h, &[peers[p]]);
+                    if m.alive(c) {
+                        assert_eq!(r, Ok(()));
+                        m.perm.insert((c, peers[p].ip()), m.t + 300);
+                    } else {
+                        assert_eq!(r, Err(437));
+                    }
+                }
+                Op::Send(c, p) => {
+                    let ind = clients[c].send_indication(peers[p], b"x");
+                    let out = h.input(clients[c].tuple, &ind);
+                    let want = if !m.alive(c) {
+                        ClientOutcome::Dropped(DropReason::NoAllocation)
+                    } else if !m.permitted(c, peers[p]) {
+                        ClientOutcome::Dropped(DropReason::NoPermission)
+                    } else if m.claims.get(&peers[p]).is_some_and(|k| *k != c) {
+                        ClientOutcome::Dropped(DropReason::PeerClaimed)
+                    } else {
+                        m.claims.insert(peers[p], c);
+                        match out {
+                            ClientOutcome::Forward(ref f) => {
+                                assert_eq!((f.from, f.to), (relay, peers[p]));
+                                out.clone()
+                            }
+                            ref other => panic!("{op:?}: expected a forward, got {other:?}"),
+                        }
+                    };
+                    assert_eq!(out, want, "{op:?}");
+                }
+                Op::PeerSends(p) => {
+                    let got = h.peer_sends(relay, peers[p], b"y").map(|(to, _)| to);
+                    let want = m
+                        .claims
+                        .get(&peers[p])
+                        .filter(|c| m.alive(**c) && m.permitted(**c, peers[p]))
+                        .map(|c| clients[*c].tuple.client);
+                    assert_eq!(got, want, "{op:?}: delivered to the claimant only");
+                }
+                Op::Advance(s) => {
+                    h.advance(Duration::from_secs(s));
+                    m.t += s;
+                    m.settle();
+                }
+            }
+            assert_eq!(
+                h.server.claimed_peers(),
+                m.claims.len(),
+                "claims after {op:?}"
+            );
+            assert_eq!(h.open_relays, vec![relay], "one shared socket, always");
+        }
+        // Past every lifetime nothing is left but the socket.
+        h.advance(Duration::from_secs(3601));
+        assert_eq!(h.server.allocation_count(), 0);
+        assert_eq!(h.server.claimed_peers(), 0);
+        assert_eq!(h.open_relays, vec![relay]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            rng_seed: RngSeed::Fixed(0x5_4a2e_d001),
+            ..ProptestConfig::with_cases(200)
+        })]
+
+        /// RFC 8656 §7–§10 in shared mode: random Allocate / delete /
+        /// ChannelBind / CreatePermission / Send / peer data / clock jumps
+        /// for three clients and four peer endpoints agree with a model of
+        /// claims: a ChannelBind to another's endpoint gets 508, a Send to it
+        /// is dropped, a peer's datagram reaches exactly its claimant, and
+        /// claims go with the permission or the allocation.
+        #[test]
+        fn rfc8656_shared_mode_random_sequences_match_the_claim_model(ops in vec(op(), 1..60)) {
+            run(&ops);
+        }
+    }
+}
