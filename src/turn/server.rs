@@ -631,7 +631,8 @@ impl Server {
                 if let Some(r) = self.shared.as_mut().and_then(|s| s.relays.get_mut(index)) {
                     r.state = SharedState::Open;
                 }
-                tracing::debug!(%relay, "shared relay socket open");
+                // Once per worker and relay IP: the port an operator's firewall must open.
+                tracing::info!(%relay, "shared relay socket open");
                 for id in waiting {
                     self.activate_allocation(now, id);
                 }
