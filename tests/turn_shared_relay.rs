@@ -535,6 +535,7 @@ mod model {
                 m.claims.len(),
                 "claims after {op:?}"
             );
+            assert_eq!(h.server.stats().peer_claims, m.claims.len(), "the gauge");
             assert_eq!(h.open_relays, vec![relay], "one shared socket, always");
         }
         // Past every lifetime nothing is left but the socket.

@@ -193,6 +193,8 @@ pub struct Stats {
     /// Permissions installed (not refreshed) and channels newly bound.
     pub permissions_installed: u64,
     pub channels_bound: u64,
+    /// Gauge, shared relay socket mode: peer endpoints claimed (`turn::shared`).
+    pub peer_claims: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -660,6 +662,7 @@ impl Server {
                                 for peer in alloc.claims.drain(..) {
                                     shared.release(id, alloc.relay, peer);
                                 }
+                                self.stats.peer_claims = shared.claim_count();
                             }
                             alloc.relay = addr;
                             alloc.advertised = advertised;
@@ -728,6 +731,7 @@ impl Server {
             ClaimStatus::Free => {
                 shared.insert(id, relay, peer);
                 alloc.claims.push(peer);
+                self.stats.peer_claims = shared.claim_count();
                 Ok(())
             }
             ClaimStatus::Taken => Err(DropReason::PeerClaimed),
@@ -760,6 +764,7 @@ impl Server {
         if !alloc.claims.contains(&peer) {
             shared.insert(id, alloc.relay, peer);
             alloc.claims.push(peer);
+            self.stats.peer_claims = shared.claim_count();
         }
     }
 
@@ -910,6 +915,7 @@ impl Server {
             for peer in &alloc.claims {
                 shared.release(id, alloc.relay, *peer);
             }
+            self.stats.peer_claims = shared.claim_count();
         } else {
             self.by_relay.remove(&RelayKey(alloc.relay));
             self.release_port(alloc.relay);
@@ -989,6 +995,7 @@ impl Server {
                                 }
                                 keep
                             });
+                            self.stats.peer_claims = shared.claim_count();
                         }
                     }
                 }
