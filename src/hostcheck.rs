@@ -79,6 +79,9 @@ pub struct Wanted {
     pub listeners: usize,
     /// Signaling connections at once, when signaling is on.
     pub signaling_connections: Option<usize>,
+    /// `relay-socket-mode=shared`: the relay sockets in all (workers × relay
+    /// IPs) instead of one per relay port. `None`: a socket per allocation.
+    pub shared_relay_sockets: Option<u64>,
 }
 
 impl Wanted {
@@ -95,11 +98,20 @@ impl Wanted {
             signaling_connections: c
                 .signaling_listening_port
                 .map(|_| c.signaling_max_connections),
+            shared_relay_sockets: (c.relay_socket_mode == crate::turn::RelaySocketMode::Shared)
+                .then(|| (c.workers.max(1) * c.relay_ips.len().max(1)) as u64),
         }
     }
 
     fn relay_ports(&self) -> u64 {
         u64::from(self.max_port.saturating_sub(self.min_port)) + 1
+    }
+
+    /// Relay sockets ringturn may hold: one per port of the range, or in
+    /// shared mode one per worker and relay IP.
+    fn relay_sockets(&self) -> u64 {
+        self.shared_relay_sockets
+            .unwrap_or_else(|| self.relay_ports())
     }
 }
 
@@ -173,7 +185,7 @@ pub fn check(facts: &HostFacts, wanted: &Wanted) -> Vec<Finding> {
         facts.open_files,
         facts.file_max,
         open_files_needed(wanted),
-        wanted.relay_ports(),
+        wanted.relay_sockets(),
     ));
     out.extend(check_cores(facts.cores, facts.online.as_deref(), wanted));
     out.extend(check_nics(facts.nics.as_deref(), wanted));
@@ -318,12 +330,12 @@ pub fn check_backlog(backlog: Option<u64>) -> Finding {
 }
 
 /// Descriptors ringturn may hold at once: a socket per relay port (one per
-/// allocation), each worker's listeners, eventfd, ring or epoll, the
+/// allocation; in shared relay socket mode one per worker and relay IP), each worker's listeners, eventfd, ring or epoll, the
 /// signaling connections, and some slack.
 pub fn open_files_needed(w: &Wanted) -> u64 {
     let per_worker = w.listeners as u64 + 4;
     let signaling = w.signaling_connections.map_or(0, |n| n as u64 + 16);
-    w.relay_ports() + w.workers as u64 * per_worker + signaling + 64
+    w.relay_sockets() + w.workers as u64 * per_worker + signaling + 64
 }
 
 /// The open-file limit against what ringturn may need.
@@ -331,7 +343,7 @@ pub fn check_open_files(
     limit: Option<FileLimit>,
     file_max: Option<u64>,
     need: u64,
-    relay_ports: u64,
+    relay_sockets: u64,
 ) -> Finding {
     let suggest = need.next_power_of_two().max(65_536);
     let todo = format!(
@@ -358,7 +370,7 @@ pub fn check_open_files(
         Some(FileLimit { soft: Some(s), .. }) if s >= need => Finding::new(
             Level::Ok,
             format!(
-                "open files: limit {s} ≥ {need} needed ({relay_ports} relay ports and the rest)"
+                "open files: limit {s} ≥ {need} needed ({relay_sockets} relay sockets and the rest)"
             ),
             "nothing to change",
         ),
@@ -373,7 +385,7 @@ pub fn check_open_files(
             Finding::new(
                 Level::Fix,
                 format!(
-                    "open files: limit {s} < {need} needed ({relay_ports} relay ports, one socket per allocation, plus listeners, rings and signaling connections){hard_note}; allocations fail once it is reached"
+                    "open files: limit {s} < {need} needed ({relay_sockets} relay sockets — one per relay port unless relay-socket-mode=shared — plus listeners, rings and signaling connections){hard_note}; allocations fail once it is reached"
                 ),
                 todo,
             )
@@ -705,6 +717,7 @@ mod tests {
             io_backend: IoBackend::Auto,
             listeners: 1,
             signaling_connections: None,
+            shared_relay_sockets: None,
         }
     }
 
@@ -843,6 +856,12 @@ mod tests {
             ..w.clone()
         };
         assert_eq!(open_files_needed(&with_signaling), need + 10_016);
+        // Shared relay sockets: 12 workers × 1 relay IP instead of 16384 ports.
+        let shared = Wanted {
+            shared_relay_sockets: Some(12),
+            ..w.clone()
+        };
+        assert_eq!(open_files_needed(&shared), 12 + 60 + 64);
 
         let limit = |soft, hard| {
             Some(FileLimit {

@@ -156,6 +156,7 @@ fn run() -> anyhow::Result<()> {
         listening = %listening.join(", "),
         relay = %config.relay_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         ports = %format!("{}-{}", config.min_port, config.max_port),
+        relay_sockets = %config.relay_socket_mode,
         workers = config.workers.max(1),
         backend = server.backend.name(),
         auth = %auth,

@@ -525,3 +525,37 @@ fn server_config_splits_ports_across_workers_disjointly() {
     assert_eq!(seen.len(), 1000);
     assert_eq!(seeds.len(), 4, "each worker gets its own rng seed");
 }
+
+#[test]
+fn relay_socket_mode_and_its_peer_cap() {
+    use ringturn::config::RelaySocketMode;
+    let base = "realm=r\nrelay-ip=10.0.0.1\nlistening-ip=10.0.0.1\n";
+    let c = parse(base);
+    assert_eq!(c.relay_socket_mode, RelaySocketMode::PerAllocation);
+    assert_eq!(c.max_shared_peers, 64);
+    let c = parse(&format!(
+        "{base}relay-socket-mode=shared\nmax-shared-peers=8\n"
+    ));
+    assert_eq!(c.relay_socket_mode, RelaySocketMode::Shared);
+    let sc = c.server_config(1, 4);
+    assert_eq!(sc.relay_socket_mode, RelaySocketMode::Shared);
+    assert_eq!(sc.max_claimed_peers, 8);
+    // The command line overrides the file.
+    let c = Config::parse(
+        "turnserver.conf",
+        &format!("{base}relay-socket-mode=shared\n"),
+        &args(&["--relay-socket-mode=per-allocation"]),
+    )
+    .unwrap();
+    assert_eq!(c.relay_socket_mode, RelaySocketMode::PerAllocation);
+    assert_err(
+        &format!("{base}relay-socket-mode=multiplex\n"),
+        4,
+        "relay-socket-mode",
+    );
+    assert_err(
+        &format!("{base}max-shared-peers=0\n"),
+        4,
+        "max-shared-peers",
+    );
+}

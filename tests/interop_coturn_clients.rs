@@ -20,7 +20,7 @@ ${PEER_CMD:-turnutils_peer -L 127.0.0.1 -p 23480} > /dev/null 2>&1 &
 PEER=$!
 # Wait until ringturn answers (uclient has no retry for the first request).
 for i in $(seq 1 50); do grep -q started "$LOG" && break; sleep 0.1; done
-timeout 60 turnutils_uclient -p "$PORT" $CREDS -n 100 -m 4 -l 120 -z 5 $MODE 127.0.0.1
+timeout 60 turnutils_uclient -p "$PORT" $CREDS -n 100 -m "$CLIENTS" -l 120 -z 5 $MODE 127.0.0.1
 UC=$?
 kill -TERM $RT $PEER
 wait $RT
@@ -46,7 +46,11 @@ fn run_uclient_on(
     server_extra: &str,
     port: u16,
 ) -> Run {
-    run_uclient_with_peer(backend, mode, auth, creds, server_extra, port, "")
+    run_uclient_full(backend, mode, auth, creds, server_extra, port, "", 4)
+}
+
+fn run_uclient_clients(backend: &str, mode: &str, auth: &str, creds: &str, clients: u32) -> Run {
+    run_uclient_full(backend, mode, auth, creds, "", 3478, "", clients)
 }
 
 fn run_uclient_with_peer(
@@ -57,6 +61,20 @@ fn run_uclient_with_peer(
     server_extra: &str,
     port: u16,
     peer_cmd: &str,
+) -> Run {
+    run_uclient_full(backend, mode, auth, creds, server_extra, port, peer_cmd, 4)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_uclient_full(
+    backend: &str,
+    mode: &str,
+    auth: &str,
+    creds: &str,
+    server_extra: &str,
+    port: u16,
+    peer_cmd: &str,
+    clients: u32,
 ) -> Run {
     require_tool("turnutils_uclient");
     require_tool("turnutils_peer");
@@ -73,6 +91,7 @@ fn run_uclient_with_peer(
             ("SERVER_EXTRA", server_extra),
             ("PEER_CMD", peer_cmd),
             ("PORT", &port.to_string()),
+            ("CLIENTS", &clients.to_string()),
         ],
         Duration::from_secs(90),
     );
@@ -312,5 +331,27 @@ fn uclient_tcp_relay_rfc6062_over_tcp_and_tls() {
             TCP_ECHO_PEER,
         );
         assert_all_echoed(&run);
+    }
+}
+/// relay-socket-mode=shared: one uclient (its `-m` clients would all use the
+/// same peer endpoint, which only one allocation per worker may claim), in
+/// ChannelData and Send-indication modes, with `-c` (no RTP/RTCP pairs: those
+/// need EVEN-PORT R=1 and RESERVATION-TOKEN, refused with 508 in this mode;
+/// uclient still sends EVEN-PORT R=0 on every other Allocate, which the even
+/// shared port satisfies).
+#[test]
+fn uclient_shared_relay_socket_mode_both_backends() {
+    for backend in ["uring", "batch"] {
+        for mode in [format!("{PEER} -c"), format!("{PEER} -c -s")] {
+            let run = run_uclient_clients(
+                backend,
+                &mode,
+                &format!("{LT_AUTH} --relay-socket-mode=shared"),
+                LT_CREDS,
+                1,
+            );
+            assert_eq!(run.sent, 100, "{backend} {mode}\n{}", run.output);
+            assert_eq!(run.received, 100, "{backend} {mode}\n{}", run.output);
+        }
     }
 }

@@ -111,6 +111,71 @@ fn channel_data_and_indications_allocate_nothing_in_either_direction() {
 }
 
 #[test]
+fn shared_relay_socket_demultiplexing_allocates_nothing() {
+    // relay-socket-mode=shared: every datagram looks up the peer-endpoint
+    // claim table (client → peer to check or take the claim, peer → client to
+    // find the allocation). Once the endpoints are claimed, no heap at all.
+    let mut h = Harness::new(ServerConfig {
+        relay_socket_mode: ringturn::turn::RelaySocketMode::Shared,
+        peer_policy: PeerPolicy {
+            allow_loopback: true,
+            ..Default::default()
+        },
+        ..test_config()
+    });
+    let mut a = Client::new("192.0.2.10:5555", "alice", "secret");
+    let mut b = Client::new("192.0.2.11:5555", "bob", "hunter2");
+    let relayed = a.allocate(&mut h).unwrap();
+    assert_eq!(b.allocate(&mut h).unwrap(), relayed);
+    let peer = addr("127.0.0.2:40000");
+    let other = addr("127.0.0.2:40001");
+    a.channel_bind(&mut h, 0x4001, peer).unwrap();
+    b.create_permission(&mut h, &[other]).unwrap();
+    let channel_data = Client::channel_data(0x4001, &[0x42; 160]);
+    let send_indication = b.send_indication(other, &[0x43; 160]);
+    let unclaimed = addr("127.0.0.2:40002");
+    let mut buf = vec![0u8; PEER_HEADROOM + 160 + PEER_TAILROOM];
+    let payload = PEER_HEADROOM..PEER_HEADROOM + 160;
+    let now = h.now;
+    let (ta, tb) = (a.tuple, b.tuple);
+
+    // Warm up once: B's Send indication takes its claim here.
+    let _ = h.server.handle_client_datagram(now, ta, &channel_data);
+    let _ = h.server.handle_client_datagram(now, tb, &send_indication);
+    let n = allocations_during(|| {
+        for _ in 0..10_000 {
+            assert!(matches!(
+                h.server.handle_client_datagram(now, ta, &channel_data),
+                ClientOutcome::Forward(_)
+            ));
+            assert!(matches!(
+                h.server.handle_client_datagram(now, tb, &send_indication),
+                ClientOutcome::Forward(_)
+            ));
+            assert!(matches!(
+                h.server
+                    .handle_peer_datagram(now, relayed, peer, &mut buf, payload.clone()),
+                PeerOutcome::Forward(f) if f.to == ta.client
+            ));
+            assert!(matches!(
+                h.server
+                    .handle_peer_datagram(now, relayed, other, &mut buf, payload.clone()),
+                PeerOutcome::Forward(f) if f.to == tb.client
+            ));
+            assert!(matches!(
+                h.server
+                    .handle_peer_datagram(now, relayed, unclaimed, &mut buf, payload.clone()),
+                PeerOutcome::Dropped(_)
+            ));
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "50,000 shared-socket datagrams made {n} heap allocations"
+    );
+}
+
+#[test]
 fn backends_receive_and_send_in_place_without_allocating() {
     use ringturn::io::socket::{bind_listener, BufferSizes};
     use ringturn::io::{create_backend, BackendKind};

@@ -23,7 +23,9 @@ use ringturn::stun::{
     ChannelData, ChannelNumberAttr, ChannelRange, Class, Data, ErrorCodeAttr, Lifetime, Message,
     Method, RequestedTransport, TransportProtocol, XorPeerAddress,
 };
-use ringturn::turn::{ClientOutcome, ClientTransport, PeerOutcome, PeerPolicy, ServerConfig};
+use ringturn::turn::{
+    ClientOutcome, ClientTransport, PeerOutcome, PeerPolicy, RelaySocketMode, ServerConfig,
+};
 
 const CLIENTS: [(&str, &str, &str); 3] = [
     ("192.0.2.1:1000", "alice", "secret"),
@@ -64,12 +66,25 @@ fn config(flags: u8) -> ServerConfig {
         c.total_quota = 2;
         c.max_permissions_per_allocation = 2;
         c.max_channels_per_allocation = 2;
+        c.max_claimed_peers = 2;
+    }
+    if flags & 64 != 0 {
+        // Shared relay sockets: the peer-endpoint claim table is reachable.
+        c.relay_socket_mode = RelaySocketMode::Shared;
     }
     c
 }
 
 fn check_table(h: &Harness) {
-    assert_eq!(h.server.allocation_count(), h.open_relays.len());
+    match h.server.config().relay_socket_mode {
+        RelaySocketMode::PerAllocation => {
+            assert_eq!(h.server.allocation_count(), h.open_relays.len())
+        }
+        // One socket per relay IP, whatever the allocations.
+        RelaySocketMode::Shared => {
+            assert!(h.open_relays.len() <= h.server.config().relay_ips.len())
+        }
+    }
 }
 
 fn client_datagram(h: &mut Harness, c: &Client, bytes: &[u8]) {

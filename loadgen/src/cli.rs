@@ -26,6 +26,7 @@ use crate::tls::{TlsSettings, TlsVersion};
       ringturn-loadgen binding -c 16 --max\n  \
       ringturn-loadgen relay --transport tcp -u test -w test -c 100 --size-mix audio\n  \
       ringturn-loadgen relay -s 127.0.0.1:5349 --transport tls --tls-ca cert.pem -c 100 --max\n  \
+      ringturn-loadgen hold -c 100000 --hold 30 --refresh-every 10 --server-pid PID\n  \
       ringturn-loadgen compare --netns --rounds 5\n  \
       ringturn-loadgen compare --netns --transport tls --only coturn\n\n\
       Servers refuse loopback peers by default: start them with --allow-loopback-peers \
@@ -49,6 +50,9 @@ pub enum Command {
     Allocate(LoadArgs),
     /// STUN Binding requests.
     Binding(LoadArgs),
+    /// Make N authenticated allocations a batch of sockets at a time (so N may exceed the
+    /// open-files limit), hold and refresh them, and read the server's resident memory.
+    Hold(crate::hold::HoldArgs),
     /// Starts ringturn and coturn with equivalent settings, pinned to the same core, runs the
     /// same loads against each, interleaved, and prints the ratios.
     Compare(crate::compare::CompareArgs),
@@ -354,7 +358,7 @@ impl Command {
             Command::Relay(a) | Command::Pair(a) | Command::Allocate(a) | Command::Binding(a) => {
                 Some(a)
             }
-            Command::Compare(_) => None,
+            Command::Compare(_) | Command::Hold(_) => None,
         }
     }
 }

@@ -6,12 +6,14 @@
 //! - `run`: phases by the clock, server CPU sampling, progress line, the report.
 //! - `report`: table, JSON, HTML/SVG. `compare`: ringturn vs coturn.
 //! - `stream`: TURN over TCP/TLS (framing, buffers, one connection); `tls`: rustls setup.
+//! - `hold`: N allocations made a batch of sockets at a time, held, refreshed; the server's RSS.
 //! - `net`: the only `unsafe` (epoll, recvmmsg/sendmmsg, clocks, rlimits, signals).
 
 pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod engine;
+pub mod hold;
 pub mod net;
 pub mod payload;
 pub mod procstat;

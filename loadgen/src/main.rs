@@ -36,6 +36,19 @@ fn real_main() -> Result<()> {
         Command::Pair(_) => Mode::Pair,
         Command::Allocate(_) => Mode::Allocate,
         Command::Binding(_) => Mode::Binding,
+        Command::Hold(args) => {
+            let report = ringturn_loadgen::hold::run(args)?;
+            print!("{}", report.table());
+            if let Some(p) = &args.json {
+                let text = serde_json::to_string_pretty(&report).context("cannot encode")?;
+                std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
+            if report.allocated == 0 {
+                anyhow::bail!("no allocation was made");
+            }
+            return Ok(());
+        }
         Command::Compare(args) => {
             let cmp = compare::main(args)?;
             print!("{}", cmp.table());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::auth::parse_user;
 use crate::stun::ChannelRange;
-use crate::turn::IpRange;
+use crate::turn::{IpRange, RelaySocketMode};
 
 use super::keys::{self, Key, Lookup};
 use super::source::{Entry, Origin};
@@ -90,6 +90,8 @@ pub(crate) struct Builder {
     max_bps: u64,
     allow_loopback_peers: bool,
     no_relay_shortcut: bool,
+    relay_socket_mode: RelaySocketMode,
+    max_shared_peers: Option<usize>,
     allowed_peer_ips: Vec<PeerRange>,
     denied_peer_ips: Vec<PeerRange>,
     no_multicast_peers: bool,
@@ -144,6 +146,8 @@ const DEFAULT_STALE_NONCE: u64 = 600;
 const DEFAULT_MAX_ALLOCATE_LIFETIME: u64 = 3600;
 const DEFAULT_CHANNEL_LIFETIME: u64 = 600;
 const DEFAULT_PERMISSION_LIFETIME: u64 = 300;
+/// Peer endpoints per allocation in shared relay socket mode (as `max_permissions_per_allocation`).
+const DEFAULT_MAX_SHARED_PEERS: usize = 64;
 const DEFAULT_ROOM_SIZE: usize = 2;
 const MAX_ROOM_SIZE: usize = 1000;
 /// An SDP offer with many candidates is a few KiB; 64 KiB leaves room.
@@ -265,6 +269,16 @@ impl Builder {
             Key::MaxBps => self.max_bps = ck(&e, values::number(val()?, "rate"))?,
             Key::AllowLoopbackPeers => self.allow_loopback_peers = ck(&e, values::flag(opt))?,
             Key::NoRelayShortcut => self.no_relay_shortcut = ck(&e, values::flag(opt))?,
+            Key::RelaySocketMode => {
+                self.relay_socket_mode = val()?.parse().map_err(|m: String| e.error(m))?;
+            }
+            Key::MaxSharedPeers => {
+                let n: usize = ck(&e, values::number(val()?, "number of peers"))?;
+                if n == 0 {
+                    return Err(e.error("max-shared-peers must be at least 1".to_owned()));
+                }
+                self.max_shared_peers = Some(n);
+            }
             Key::AllowedPeerIp | Key::DeniedPeerIp => {
                 let text = val()?;
                 let range: IpRange = text.parse().map_err(|err| e.error(format!("{err}")))?;
@@ -685,6 +699,8 @@ impl Builder {
             max_bps: self.max_bps,
             allow_loopback_peers: self.allow_loopback_peers,
             no_relay_shortcut: self.no_relay_shortcut,
+            relay_socket_mode: self.relay_socket_mode,
+            max_shared_peers: self.max_shared_peers.unwrap_or(DEFAULT_MAX_SHARED_PEERS),
             allowed_peer_ips: self.allowed_peer_ips,
             denied_peer_ips: self.denied_peer_ips,
             no_multicast_peers: self.no_multicast_peers,

@@ -43,6 +43,7 @@ use thiserror::Error;
 
 use crate::auth::{Credentials, RestApi, UserKeys};
 use crate::stun::ChannelRange;
+pub use crate::turn::RelaySocketMode;
 use crate::turn::{IpRange, PeerPolicy, ServerConfig};
 
 pub use cli::Cli;
@@ -229,6 +230,11 @@ pub struct Config {
     pub allow_loopback_peers: bool,
     /// `no-relay-shortcut`: relay to relay through the kernel (for measuring).
     pub no_relay_shortcut: bool,
+    /// `relay-socket-mode`: a relay socket per allocation (default) or one
+    /// per worker and relay IP, shared by its allocations.
+    pub relay_socket_mode: RelaySocketMode,
+    /// `max-shared-peers`: peer endpoints one allocation may claim in shared mode.
+    pub max_shared_peers: usize,
     pub allowed_peer_ips: Vec<PeerRange>,
     pub denied_peer_ips: Vec<PeerRange>,
     /// Accepted for coturn compatibility; multicast peers are always refused.
@@ -520,6 +526,8 @@ impl Config {
             fingerprint: self.fingerprint,
             relay_shortcut: !self.no_relay_shortcut,
             tcp_relay: self.tcp_relay,
+            relay_socket_mode: self.relay_socket_mode,
+            max_claimed_peers: self.max_shared_peers,
             default_lifetime: defaults.default_lifetime.min(self.max_allocate_lifetime),
             max_lifetime: self.max_allocate_lifetime,
             permission_lifetime: self.permission_lifetime,

@@ -53,13 +53,25 @@ pub(crate) fn render(c: &Config) -> String {
     });
     let _ = writeln!(s, "  relay addresses:  {}", list(relays));
     let ports = usize::from(c.max_port - c.min_port) + 1;
-    let _ = writeln!(
-        s,
-        "  relay ports:      {}-{} ({ports} ports, about {} per worker)",
-        c.min_port,
-        c.max_port,
-        ports / c.workers.max(1)
-    );
+    match c.relay_socket_mode {
+        crate::turn::RelaySocketMode::PerAllocation => {
+            let _ = writeln!(
+                s,
+                "  relay ports:      {}-{} ({ports} ports, about {} per worker; one per allocation)",
+                c.min_port,
+                c.max_port,
+                ports / c.workers.max(1)
+            );
+        }
+        crate::turn::RelaySocketMode::Shared => {
+            let _ = writeln!(
+                s,
+                "  relay ports:      {}-{} (relay-socket-mode=shared: one port per worker and relay IP, \
+                 {} peer endpoints per allocation)",
+                c.min_port, c.max_port, c.max_shared_peers
+            );
+        }
+    }
     let pinning = if c.cpu_affinity.is_empty() {
         "not pinned".to_owned()
     } else {

@@ -32,6 +32,8 @@ pub struct WorkerMetrics {
     pub bytes_to_clients: AtomicU64,
     /// Gauge: live allocations.
     pub allocations: AtomicU64,
+    /// Gauge: peer endpoints claimed on shared relay sockets.
+    pub peer_claims: AtomicU64,
     pub allocations_created: AtomicU64,
     pub allocations_expired: AtomicU64,
     pub permissions_installed: AtomicU64,
@@ -79,6 +81,7 @@ impl WorkerMetrics {
         set(&self.bytes_to_peers, stats.bytes_to_peers);
         set(&self.bytes_to_clients, stats.bytes_to_clients);
         set(&self.allocations, stats.allocations as u64);
+        set(&self.peer_claims, stats.peer_claims as u64);
         set(&self.allocations_created, stats.allocations_created);
         set(&self.allocations_expired, stats.allocations_expired);
         set(&self.permissions_installed, stats.permissions_installed);
@@ -211,6 +214,14 @@ pub fn render(src: &MetricsSource) -> String {
         "gauge",
         "Live allocations.",
         |w| get(&w.allocations),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_shared_relay_peer_claims",
+        "gauge",
+        "Peer endpoints claimed by allocations on shared relay sockets (relay-socket-mode=shared).",
+        |w| get(&w.peer_claims),
     );
     per_worker(
         o,
@@ -584,6 +595,7 @@ mod tests {
             "ringturn_responses_total{worker=\"0\",method=\"other\",result=\"other\"} 1",
             "ringturn_dropped_datagrams_total{worker=\"0\",reason=\"no_permission\"} 3",
             "# TYPE ringturn_allocations gauge",
+            "# TYPE ringturn_shared_relay_peer_claims gauge",
             "# TYPE ringturn_gso_fallbacks_total counter",
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");

@@ -167,6 +167,9 @@ pub struct Allocation {
     /// less per list.
     pub permissions: SmallVec<[Permission; 4]>,
     pub channels: SmallVec<[ChannelBinding; 2]>,
+    /// Shared relay socket mode: the peer endpoints this allocation claimed
+    /// on its (shared) relay address (see `turn::shared`). Empty otherwise.
+    pub claims: SmallVec<[SocketAddr; 2]>,
 }
 
 /// The other-family relayed address of a dual allocation.

@@ -62,6 +62,11 @@ pub struct ServerConfig {
     /// datagram to the owning shard directly). Off: it goes out and back in
     /// through the kernel like any peer's — for measuring the difference.
     pub relay_shortcut: bool,
+    /// `relay-socket-mode`: a socket per allocation, or one per shard and relay IP.
+    pub relay_socket_mode: super::shared::RelaySocketMode,
+    /// `max-shared-peers`: peer endpoints (IP and port) one allocation may
+    /// claim on a shared relay socket (shared mode only).
+    pub max_claimed_peers: usize,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +100,8 @@ impl Default for ServerConfig {
             tcp_relay: true,
             rng_seed: 0x5eed,
             relay_shortcut: true,
+            relay_socket_mode: super::shared::RelaySocketMode::PerAllocation,
+            max_claimed_peers: 64,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod ports;
 mod reply;
 mod requests;
 pub mod server;
+pub mod shared;
 pub mod tcp_relay;
 pub mod timers;
 
@@ -20,4 +21,5 @@ pub use server::{
     ClientOutcome, Command, DropReason, Forward, PeerOutcome, Server, Stats, Transmit,
     PEER_HEADROOM, PEER_TAILROOM,
 };
+pub use shared::RelaySocketMode;
 pub use tcp_relay::{connection_shard, ConnectionNumber, CONNECTION_BIND_TIMEOUT};

@@ -102,6 +102,20 @@ impl PortPool {
             && shard_of_port(port, self.min, self.shards) == usize::from(self.shard)
     }
 
+    /// The lowest free even port, else the lowest free port: the shared
+    /// relay socket's (predictable, so an operator's firewall rule can name
+    /// it; even, so EVEN-PORT without the R bit can be honoured, RFC 8656 §7.2).
+    pub fn take_lowest(&mut self) -> Option<u16> {
+        let port = self
+            .free
+            .iter()
+            .find(|p| p.is_multiple_of(2))
+            .or_else(|| self.free.iter().next())
+            .copied()?;
+        self.free.remove(&port);
+        Some(port)
+    }
+
     /// Takes one given port if it is free.
     pub fn take_specific(&mut self, port: u16) -> bool {
         self.free.remove(&port)

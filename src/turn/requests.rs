@@ -484,6 +484,42 @@ impl Server {
                 "RESERVATION-TOKEN with EVEN-PORT or an address family",
             ));
         }
+        // Shared relay socket mode: every allocation of the shard gets the one
+        // shared address, so no port can be reserved for a later Allocate:
+        // RESERVATION-TOKEN and EVEN-PORT with the R bit are refused. RFC 8656
+        // §7.2: "If the server cannot satisfy the request [EVEN-PORT], then the
+        // server rejects the request with a 508 (Insufficient Capacity) error",
+        // and a RESERVATION-TOKEN it cannot honour is rejected with 508 too —
+        // so 508, not 400: the request is well formed, this server just has no
+        // such address to give (the client may retry without). EVEN-PORT
+        // without R asks only for an even port: the shared socket takes an even
+        // one when the range has any, so that is satisfied, and refused with
+        // 508 only if the shared port is odd (coturn's turnutils_uclient sends
+        // it on every other Allocate).
+        if let Some(shared) = &self.shared {
+            let even_ok = |port: u16| port.is_multiple_of(2);
+            let refuse = match (token, even) {
+                (Some(_), _) => true,
+                (None, Some(Ok(EvenPort { reserve_next: true }))) => true,
+                (
+                    None,
+                    Some(Ok(EvenPort {
+                        reserve_next: false,
+                    })),
+                ) => !shared
+                    .relays
+                    .iter()
+                    .filter(|r| r.state != super::shared::SharedState::Closed)
+                    .all(|r| even_ok(r.addr.port())),
+                _ => false,
+            };
+            if refuse {
+                return Err((
+                    ErrorCode::INSUFFICIENT_CAPACITY,
+                    "Insufficient Capacity (relay sockets are shared: no port reservation, RESERVATION-TOKEN or odd/even choice)",
+                ));
+            }
+        }
         let family = match (requested_family, additional) {
             (Some(_), Some(_)) => {
                 return Err((
@@ -548,6 +584,24 @@ impl Server {
         let lifetime = self.granted_lifetime(
             requested.map(|Lifetime(secs)| std::time::Duration::from_secs(u64::from(secs))),
         );
+
+        // Shared relay sockets are UDP: a TCP allocation (RFC 6062) gets its own
+        // listener from the port range in either mode. A dual allocation's IPv6
+        // half needs per-allocation mode.
+        if self.shared.is_some() && !relay_tcp {
+            let address_error =
+                dual.then_some((AddressFamily::V6, ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED));
+            return self.allocate_shared(
+                now,
+                from,
+                msg,
+                echo,
+                auth,
+                family,
+                address_error,
+                lifetime,
+            );
+        }
 
         // Choose the relay port. RFC 8656 §7.2: a RESERVATION-TOKEN names the
         // port an earlier EVEN-PORT R=1 Allocate held back. Tokens carry the
@@ -646,6 +700,7 @@ impl Server {
             primary_open: false,
             permissions: smallvec::SmallVec::new(),
             channels: smallvec::SmallVec::new(),
+            claims: smallvec::SmallVec::new(),
         });
         self.pending.insert(
             id,
@@ -668,6 +723,100 @@ impl Server {
         if let Some(s) = secondary {
             self.commands
                 .push_back(Command::OpenRelay { relay: s.relay });
+        }
+        Ok(Answer::Deferred)
+    }
+
+    /// Shared relay socket mode's end of Allocate (RFC 8656 §7.2): the
+    /// relayed address is the shard's shared socket for the family; no port
+    /// is taken. Answered at once when the socket is open, else when it opens.
+    #[allow(clippy::too_many_arguments)]
+    fn allocate_shared(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+        auth: Authenticated,
+        family: AddressFamily,
+        address_error: Option<(AddressFamily, ErrorCode)>,
+        lifetime: std::time::Duration,
+    ) -> Result<Answer, Refusal> {
+        use super::shared::SharedState;
+        let of_family =
+            |ip: &std::net::IpAddr| AddressFamily::of(&SocketAddr::new(*ip, 0)) == family;
+        let relays = self
+            .shared
+            .as_ref()
+            .map(|s| s.relays.as_slice())
+            .unwrap_or(&[]);
+        let index = relays
+            .iter()
+            .position(|r| of_family(&r.ip) && r.state == SharedState::Open)
+            .or_else(|| relays.iter().position(|r| of_family(&r.ip)));
+        let Some(index) = index else {
+            return Err((
+                ErrorCode::ADDRESS_FAMILY_NOT_SUPPORTED,
+                "No relay address of that family",
+            ));
+        };
+        let state = relays.get(index).map(|r| r.state);
+        // Closed: never opened, or every port tried failed: try again now.
+        if state == Some(SharedState::Closed) && !self.open_shared(index, 1) {
+            return Err((
+                ErrorCode::INSUFFICIENT_CAPACITY,
+                "Insufficient Capacity (no relay port free)",
+            ));
+        }
+        let Some(relay) = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.relays.get(index))
+            .map(|r| r.addr)
+        else {
+            return Err((ErrorCode::SERVER_ERROR, "Server Error"));
+        };
+        let open = state == Some(SharedState::Open);
+        let advertised = self.advertised(relay);
+        if let Some(owner) = &auth.owner {
+            *self.per_user.entry(owner.username.clone()).or_insert(0) += 1;
+        }
+        let tid = msg.transaction_id();
+        let id = self.insert_allocation(|id| Allocation {
+            id,
+            client: from,
+            relay,
+            advertised,
+            owner: auth.owner,
+            expires: now + lifetime,
+            state: AllocationState::Opening { attempts: 1 },
+            creating_transaction: tid,
+            lifetime,
+            timer_at: now + lifetime,
+            reservation_token: None,
+            address_error,
+            secondary: None,
+            relay_tcp: false,
+            primary_open: false,
+            permissions: smallvec::SmallVec::new(),
+            channels: smallvec::SmallVec::new(),
+            claims: smallvec::SmallVec::new(),
+        });
+        self.pending.insert(
+            id,
+            super::server::PendingAllocate {
+                echo: *echo,
+                integrity: auth.integrity,
+            },
+        );
+        self.transactions
+            .insert((from.client, tid), CachedResponse::InProgress);
+        self.schedule(
+            now + self.config.transaction_cache_lifetime,
+            TimerKey::Transaction(from.client, tid),
+        );
+        if open {
+            self.activate_allocation(now, id);
         }
         Ok(Answer::Deferred)
     }
@@ -798,25 +947,31 @@ impl Server {
                 self.commands.push_back(Command::OpenRelay { relay });
             }
             None => {
-                let pending = self.pending.remove(&id);
-                if let Some(alloc) = self.remove_allocation(id) {
-                    if let Some(p) = pending {
-                        let r = self.reply_error(
-                            alloc.client,
-                            &p.echo,
-                            ErrorCode::INSUFFICIENT_CAPACITY,
-                            "Insufficient Capacity (relay socket)",
-                            p.integrity.as_ref(),
-                        );
-                        if let Some(bytes) = r {
-                            self.transactions.insert(
-                                (alloc.client.client, alloc.creating_transaction),
-                                CachedResponse::Done(Method::ALLOCATE, bytes),
-                            );
-                        }
-                    }
-                }
+                self.fail_pending_allocation(id);
                 let _ = now;
+            }
+        }
+    }
+
+    /// An opening allocation whose relay socket cannot be had: it goes, and
+    /// its Allocate gets 508 (kept for retransmissions).
+    pub(crate) fn fail_pending_allocation(&mut self, id: AllocationId) {
+        let pending = self.pending.remove(&id);
+        if let Some(alloc) = self.remove_allocation(id) {
+            if let Some(p) = pending {
+                let r = self.reply_error(
+                    alloc.client,
+                    &p.echo,
+                    ErrorCode::INSUFFICIENT_CAPACITY,
+                    "Insufficient Capacity (relay socket)",
+                    p.integrity.as_ref(),
+                );
+                if let Some(bytes) = r {
+                    self.transactions.insert(
+                        (alloc.client.client, alloc.creating_transaction),
+                        CachedResponse::Done(Method::ALLOCATE, bytes),
+                    );
+                }
             }
         }
     }
@@ -973,6 +1128,24 @@ impl Server {
             ));
         };
         self.check_peer(id, peer)?;
+        // Shared relay socket mode: the peer endpoint must be free or ours,
+        // and the allocation under its cap (508, see `turn::shared`).
+        let claim = self.claim_status(id, peer);
+        match claim {
+            Some(super::shared::ClaimStatus::Taken) => {
+                return Err((
+                    ErrorCode::INSUFFICIENT_CAPACITY,
+                    "Insufficient Capacity (peer endpoint in use by another allocation on this shared relay address)",
+                ))
+            }
+            Some(super::shared::ClaimStatus::Full) => {
+                return Err((
+                    ErrorCode::INSUFFICIENT_CAPACITY,
+                    "Insufficient Capacity (too many peer endpoints on this allocation)",
+                ))
+            }
+            _ => {}
+        }
         let channel_expires = now + self.config.channel_lifetime;
         let permission_expires = now + self.config.permission_lifetime;
         let max_channels = self.config.max_channels_per_allocation;
@@ -1039,6 +1212,9 @@ impl Server {
         }
         // §11.2: binding a channel installs or refreshes the peer's permission.
         let change = alloc.refresh_permission(peer.ip(), permission_expires, max_permissions);
+        if claim == Some(super::shared::ClaimStatus::Free) {
+            self.insert_claim(id, peer);
+        }
         if new_channel {
             self.stats.channels_bound += 1;
             self.schedule(channel_expires, TimerKey::Channel(id, number));

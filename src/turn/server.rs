@@ -20,6 +20,7 @@ use super::allocation::{
 };
 use super::config::ServerConfig;
 use super::ports::{PortPool, Rng};
+use super::shared::{ClaimStatus, RelaySocketMode, SharedRelays, SharedState};
 use super::timers::{TimerKey, Timers};
 use crate::auth::{Credentials, NonceKey};
 use crate::stun::channel_data::{write_header, CHANNEL_DATA_HEADER_LEN};
@@ -57,11 +58,17 @@ pub enum DropReason {
     Disabled,
     InProgress,
     NoHeadroom,
+    /// Shared relay socket: the peer endpoint belongs to another allocation.
+    PeerClaimed,
+    /// Shared relay socket: the allocation holds its maximum of peer endpoints.
+    PeerLimit,
+    /// Shared relay socket: a datagram from a peer endpoint no allocation claimed.
+    Unclaimed,
 }
 
 impl DropReason {
     /// Every reason, in `index` order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::NotStunOrChannelData,
         DropReason::NoAllocation,
@@ -71,6 +78,9 @@ impl DropReason {
         DropReason::Disabled,
         DropReason::InProgress,
         DropReason::NoHeadroom,
+        DropReason::PeerClaimed,
+        DropReason::PeerLimit,
+        DropReason::Unclaimed,
     ];
 
     /// Position in `ALL` (and in `Stats::drops`).
@@ -90,6 +100,9 @@ impl DropReason {
             DropReason::Disabled => "disabled",
             DropReason::InProgress => "in_progress",
             DropReason::NoHeadroom => "no_headroom",
+            DropReason::PeerClaimed => "peer_claimed",
+            DropReason::PeerLimit => "peer_limit",
+            DropReason::Unclaimed => "unclaimed_peer",
         }
     }
 }
@@ -202,6 +215,8 @@ pub struct Stats {
     /// Permissions installed (not refreshed) and channels newly bound.
     pub permissions_installed: u64,
     pub channels_bound: u64,
+    /// Gauge, shared relay socket mode: peer endpoints claimed (`turn::shared`).
+    pub peer_claims: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -225,9 +240,19 @@ struct Slot {
     allocation: Option<Allocation>,
 }
 
+/// The live allocation `id` names in `slots` (a free function so callers can
+/// hold other fields of the server at the same time).
+fn slot_allocation(slots: &mut [Slot], id: AllocationId) -> Option<&mut Allocation> {
+    let slot = slots.get_mut(usize::try_from(id.index).ok()?)?;
+    if slot.generation != id.generation {
+        return None;
+    }
+    slot.allocation.as_mut()
+}
+
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-fn fast_map<K, V>() -> FastMap<K, V> {
+pub(crate) fn fast_map<K, V>() -> FastMap<K, V> {
     HashMap::with_hasher(foldhash::fast::RandomState::default())
 }
 
@@ -248,6 +273,9 @@ pub struct Server {
     pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
     /// RFC 6062 peer connections, by CONNECTION-ID.
     pub(crate) tcp_connections: FastMap<u32, super::tcp_relay::PeerConnection>,
+    /// Shared relay socket mode: the shard's shared sockets and the
+    /// peer-endpoint claims that demultiplex them (`None`: per-allocation mode).
+    pub(crate) shared: Option<SharedRelays>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) commands: VecDeque<Command>,
     pub(crate) rng: Rng,
@@ -283,7 +311,9 @@ impl Server {
             })
             .collect();
         let rng = Rng::new(config.rng_seed);
-        Self {
+        let shared = (config.relay_socket_mode == RelaySocketMode::Shared)
+            .then(|| SharedRelays::new(&config.relay_ips));
+        let mut server = Self {
             config,
             credentials,
             nonce_key,
@@ -298,12 +328,20 @@ impl Server {
             timers: Timers::default(),
             pending: fast_map(),
             tcp_connections: fast_map(),
+            shared,
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
             rng,
             stats: Stats::default(),
             clock_anchor: (now, unix_now),
+        };
+        // Shared mode: ask for the shared sockets now, so they are open
+        // before the first Allocate (one that comes earlier waits for them).
+        let count = server.shared.as_ref().map_or(0, |s| s.relays.len());
+        for index in 0..count {
+            server.open_shared(index, 1);
         }
+        server
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -371,6 +409,10 @@ impl Server {
         let Some(relay) = alloc.relay_for(&peer) else {
             return self.drop_reason(DropReason::NoPermission);
         };
+        let id = alloc.id;
+        if let Err(reason) = self.claim_for_send(id, relay, peer) {
+            return self.drop_reason(reason);
+        }
         self.stats.forwarded_to_peers += 1;
         self.stats.bytes_to_peers += cd.data.len() as u64;
         let start = CHANNEL_DATA_HEADER_LEN;
@@ -433,6 +475,10 @@ impl Server {
         if !alloc.has_permission(peer.ip(), now) {
             return self.drop_reason(DropReason::NoPermission);
         }
+        let id = alloc.id;
+        if let Err(reason) = self.claim_for_send(id, relay, peer) {
+            return self.drop_reason(reason);
+        }
         let start = (data.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
         self.stats.forwarded_to_peers += 1;
         self.stats.bytes_to_peers += data.len() as u64;
@@ -456,8 +502,16 @@ impl Server {
         buf: &mut [u8],
         payload: Range<usize>,
     ) -> PeerOutcome {
-        let Some(id) = self.by_relay.get(&RelayKey(relay)).copied() else {
-            return self.peer_drop(DropReason::NoAllocation);
+        let id = match &self.shared {
+            // Shared relay socket: the exact peer endpoint says whose it is.
+            Some(shared) => match shared.owner(relay, peer) {
+                Some(id) => id,
+                None => return self.peer_drop(DropReason::Unclaimed),
+            },
+            None => match self.by_relay.get(&RelayKey(relay)).copied() {
+                Some(id) => id,
+                None => return self.peer_drop(DropReason::NoAllocation),
+            },
         };
         let Some(alloc) = self.allocation(id) else {
             return self.peer_drop(DropReason::NoAllocation);
@@ -568,7 +622,13 @@ impl Server {
         relay: SocketAddr,
         result: Result<(), std::io::ErrorKind>,
     ) {
-        let Some(id) = self.by_relay.get(&RelayKey(relay)).copied() else {
+        let own = self.by_relay.get(&RelayKey(relay)).copied();
+        // In shared mode only TCP relays (RFC 6062) have an address of their own.
+        if self.shared.is_some() && own.is_none() {
+            self.shared_relay_opened(now, relay, result);
+            return;
+        }
+        let Some(id) = own else {
             return;
         };
         let Some(alloc) = self.allocation_mut(id) else {
@@ -607,6 +667,179 @@ impl Server {
             }
             Err(_) => self.retry_relay_port(now, id),
         }
+    }
+
+    /// Shared mode's `handle_relay_opened`: the waiting allocations go live,
+    /// or move with the socket to another port, or (out of attempts) get 508.
+    fn shared_relay_opened(
+        &mut self,
+        now: Instant,
+        relay: SocketAddr,
+        result: Result<(), std::io::ErrorKind>,
+    ) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let Some(index) = shared
+            .relays
+            .iter()
+            .position(|r| r.addr == relay && matches!(r.state, SharedState::Opening { .. }))
+        else {
+            return;
+        };
+        let attempts = match shared.relays.get(index).map(|r| r.state) {
+            Some(SharedState::Opening { attempts }) => attempts,
+            _ => return,
+        };
+        let waiting: Vec<AllocationId> = self
+            .pending
+            .keys()
+            .copied()
+            .filter(|id| self.allocation(*id).is_some_and(|a| a.relay == relay))
+            .collect();
+        match result {
+            Ok(()) => {
+                if let Some(r) = self.shared.as_mut().and_then(|s| s.relays.get_mut(index)) {
+                    r.state = SharedState::Open;
+                }
+                // Once per worker and relay IP: the port an operator's firewall must open.
+                tracing::info!(%relay, "shared relay socket open");
+                for id in waiting {
+                    self.activate_allocation(now, id);
+                }
+            }
+            // The failed port stays out of the pool: something else holds it.
+            Err(kind) => {
+                tracing::warn!(%relay, error = ?kind, "cannot open the shared relay socket");
+                let moved = attempts < self.config.relay_open_attempts
+                    && self.open_shared(index, attempts + 1);
+                let new_addr = self
+                    .shared
+                    .as_ref()
+                    .and_then(|s| s.relays.get(index))
+                    .map(|r| r.addr);
+                for id in waiting {
+                    match new_addr.filter(|_| moved) {
+                        Some(addr) => {
+                            let advertised = self.advertised(addr);
+                            let Some(alloc) = slot_allocation(&mut self.slots, id) else {
+                                continue;
+                            };
+                            // Claims are per relay address: any made on the
+                            // old one (a ChannelBind sent before the answer) go.
+                            if let Some(shared) = self.shared.as_mut() {
+                                for peer in alloc.claims.drain(..) {
+                                    shared.release(id, alloc.relay, peer);
+                                }
+                                self.stats.peer_claims = shared.claim_count();
+                            }
+                            alloc.relay = addr;
+                            alloc.advertised = advertised;
+                        }
+                        None => self.fail_pending_allocation(id),
+                    }
+                }
+                if !moved {
+                    if let Some(r) = self.shared.as_mut().and_then(|s| s.relays.get_mut(index)) {
+                        r.state = SharedState::Closed;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shared mode: asks the I/O layer to open shared relay `index` on the
+    /// lowest free port of this shard's share of the range (so worker `w` of
+    /// `n` holds `min-port + 2w` unless it is taken). False if no port is left.
+    pub(crate) fn open_shared(&mut self, index: usize, attempts: u8) -> bool {
+        let Some(shared) = self.shared.as_mut() else {
+            return false;
+        };
+        let Some(r) = shared.relays.get_mut(index) else {
+            return false;
+        };
+        let Some(port) = self
+            .pools
+            .iter_mut()
+            .find(|(ip, _)| *ip == r.ip)
+            .and_then(|(_, pool)| pool.take_lowest())
+        else {
+            return false;
+        };
+        r.addr = SocketAddr::new(r.ip, port);
+        r.state = SharedState::Opening { attempts };
+        let relay = r.addr;
+        self.commands.push_back(Command::OpenRelay { relay });
+        true
+    }
+
+    /// Shared relay mode: allocation `id` sends to `peer` from `relay`; it
+    /// claims the endpoint unless another allocation holds it or it holds its
+    /// maximum (the rules are in `turn::shared`). Per-allocation mode: `Ok`.
+    #[inline]
+    fn claim_for_send(
+        &mut self,
+        id: AllocationId,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    ) -> Result<(), DropReason> {
+        let Some(shared) = self.shared.as_mut() else {
+            return Ok(());
+        };
+        let Some(alloc) = slot_allocation(&mut self.slots, id) else {
+            return Err(DropReason::NoAllocation);
+        };
+        match shared.status(
+            id,
+            alloc.claims.len(),
+            relay,
+            peer,
+            self.config.max_claimed_peers,
+        ) {
+            ClaimStatus::Ours => Ok(()),
+            ClaimStatus::Free => {
+                shared.insert(id, relay, peer);
+                alloc.claims.push(peer);
+                self.stats.peer_claims = shared.claim_count();
+                Ok(())
+            }
+            ClaimStatus::Taken => Err(DropReason::PeerClaimed),
+            ClaimStatus::Full => Err(DropReason::PeerLimit),
+        }
+    }
+
+    /// Shared relay mode: where a ChannelBind of `id` to `peer` stands (`None`
+    /// in per-allocation mode, where every peer is free).
+    pub(crate) fn claim_status(&self, id: AllocationId, peer: SocketAddr) -> Option<ClaimStatus> {
+        let shared = self.shared.as_ref()?;
+        let alloc = self.allocation(id)?;
+        Some(shared.status(
+            id,
+            alloc.claims.len(),
+            alloc.relay,
+            peer,
+            self.config.max_claimed_peers,
+        ))
+    }
+
+    /// Records a claim `claim_status` found `Free`.
+    pub(crate) fn insert_claim(&mut self, id: AllocationId, peer: SocketAddr) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let Some(alloc) = slot_allocation(&mut self.slots, id) else {
+            return;
+        };
+        if !alloc.claims.contains(&peer) {
+            shared.insert(id, alloc.relay, peer);
+            alloc.claims.push(peer);
+            self.stats.peer_claims = shared.claim_count();
+        }
+    }
+
+    /// Peer endpoints claimed on this shard's shared relay sockets (0 in per-allocation mode).
+    pub fn claimed_peers(&self) -> usize {
+        self.shared.as_ref().map_or(0, |s| s.claim_count())
     }
 
     fn count_drop(&mut self, reason: DropReason) {
@@ -702,13 +935,21 @@ impl Server {
 
     /// Whether an allocation of this shard has relay address `relay` (a lookup
     /// that counts nothing, for the I/O layer's relay-to-relay short-circuit).
+    /// In shared mode: whether `relay` is one of this shard's open shared sockets.
     pub fn has_relay(&self, relay: SocketAddr) -> bool {
-        self.by_relay.contains_key(&RelayKey(relay))
+        match &self.shared {
+            Some(shared) => shared.is_open(relay),
+            None => self.by_relay.contains_key(&RelayKey(relay)),
+        }
     }
 
-    /// Relay addresses of live allocations (for the I/O layer's directory).
+    /// Relay addresses of live allocations (for the I/O layer's directory);
+    /// in shared mode, the open shared sockets' addresses.
     pub fn relay_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.by_relay.keys().map(|k| k.0)
+        self.by_relay
+            .keys()
+            .map(|k| k.0)
+            .chain(self.shared.iter().flat_map(|s| s.open_addresses()))
     }
 
     pub(crate) fn insert_allocation(
@@ -731,7 +972,10 @@ impl Server {
         let id = AllocationId { index, generation };
         let alloc = make(id);
         self.by_client.insert(alloc.client, id);
-        self.by_relay.insert(RelayKey(alloc.relay), id);
+        // A TCP relay (RFC 6062) has its own address in either mode.
+        if self.shared.is_none() || alloc.relay_tcp {
+            self.by_relay.insert(RelayKey(alloc.relay), id);
+        }
         if let Some(s) = alloc.secondary {
             self.by_relay.insert(RelayKey(s.relay), id);
         }
@@ -753,8 +997,16 @@ impl Server {
         self.free_slots.push(id.index);
         self.pending.remove(&id);
         self.by_client.remove(&alloc.client);
-        self.by_relay.remove(&RelayKey(alloc.relay));
-        self.release_port(alloc.relay);
+        if let (Some(shared), false) = (self.shared.as_mut(), alloc.relay_tcp) {
+            // The socket stays (other allocations share it); the claims go.
+            for peer in &alloc.claims {
+                shared.release(id, alloc.relay, *peer);
+            }
+            self.stats.peer_claims = shared.claim_count();
+        } else {
+            self.by_relay.remove(&RelayKey(alloc.relay));
+            self.release_port(alloc.relay);
+        }
         if let Some(s) = alloc.secondary {
             self.by_relay.remove(&RelayKey(s.relay));
             self.release_port(s.relay);
@@ -770,7 +1022,7 @@ impl Server {
                 }
             }
         }
-        if alloc.state == AllocationState::Active {
+        if alloc.state == AllocationState::Active && (self.shared.is_none() || alloc.relay_tcp) {
             self.commands
                 .push_back(Command::CloseRelay { relay: alloc.relay });
         }
@@ -822,7 +1074,7 @@ impl Server {
             }
             TimerKey::TcpConnection(connection) => self.expire_tcp_connection(now, connection),
             TimerKey::Permission(id, ip) => {
-                let Some(alloc) = self.allocation_mut(id) else {
+                let Some(alloc) = slot_allocation(&mut self.slots, id) else {
                     return;
                 };
                 if let Some(p) = alloc.permissions.iter().find(|p| p.ip == ip).copied() {
@@ -830,6 +1082,19 @@ impl Server {
                         self.timers.schedule(p.expires, key);
                     } else {
                         alloc.permissions.retain(|p| p.ip != ip);
+                        // Shared relay mode: no permission, no traffic with
+                        // the IP's endpoints, so their claims go (`turn::shared`).
+                        if let Some(shared) = self.shared.as_mut() {
+                            let relay = alloc.relay;
+                            alloc.claims.retain(|peer| {
+                                let keep = peer.ip() != ip;
+                                if !keep {
+                                    shared.release(id, relay, *peer);
+                                }
+                                keep
+                            });
+                            self.stats.peer_claims = shared.claim_count();
+                        }
                     }
                 }
             }

@@ -254,6 +254,11 @@ impl Worker {
             match self.server.handle_client_datagram(now, tuple, bytes) {
                 ClientOutcome::Forward(f) => {
                     let range = payload.start + f.range.start..payload.start + f.range.end;
+                    // In shared relay socket mode this works unchanged: `f.from` is
+                    // the sending worker's shared address, and the owner finds the
+                    // allocation that claimed it as a peer endpoint, exactly as if the
+                    // datagram had come through the kernel. (Two allocations of one
+                    // worker share an address, so they cannot reach each other either way.)
                     let shortcut = self.server.config().relay_shortcut;
                     match self.directory.owner(f.to).filter(|_| shortcut) {
                         // Both ends are relays of this server: skip the kernel.
