@@ -368,3 +368,27 @@ fn wait_for(mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn rfc6062_tcp_allocations_keep_their_own_address_in_shared_relay_socket_mode() {
+    let mut h = Harness::new(ServerConfig {
+        relay_socket_mode: ringturn::turn::RelaySocketMode::Shared,
+        ..config()
+    });
+    let mut udp = Client::new("192.0.2.10:5555", "alice", "secret");
+    let shared = udp.allocate(&mut h).unwrap();
+    let mut c = stream_client(5010, 1, "alice", "secret");
+    let relay = tcp_allocate(&mut h, &mut c);
+    assert_ne!(
+        relay, shared,
+        "a TCP listener of its own, not the shared UDP socket"
+    );
+    assert!(h.open_relays.contains(&relay));
+    let cid = connection_id(&connect(&mut h, &mut c, addr("127.0.0.1:9000"), true));
+    assert_ne!(cid, 0);
+    // Deleting it closes its listener and its peer connection; the shared socket stays.
+    c.refresh(&mut h, 0).unwrap();
+    assert!(!h.open_relays.contains(&relay));
+    assert!(h.open_relays.contains(&shared));
+    assert_eq!(h.closed_peers, vec![cid]);
+}
