@@ -68,6 +68,7 @@ fn settings(config: &Config) -> anyhow::Result<RunSettings> {
         listen: config.listening.clone(),
         workers,
         cpu_affinity: config.cpu_affinity.clone(),
+        steer_by_cpu: config.reuseport_cpu_steering,
         backend: match config.io_backend {
             IoBackend::Auto => None,
             IoBackend::Uring => Some(BackendKind::Uring),

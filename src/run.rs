@@ -2,6 +2,7 @@
 //! sockets (SO_REUSEPORT), create each worker's backend, start the threads.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,6 +28,9 @@ pub struct RunSettings {
     pub listen: Vec<SocketAddr>,
     pub workers: usize,
     pub cpu_affinity: Vec<usize>,
+    /// SO_REUSEPORT by CPU: a datagram (or connection) goes to the worker
+    /// pinned to the CPU that received it (needs `cpu_affinity`).
+    pub steer_by_cpu: bool,
     /// `None` = auto (io_uring, else batch).
     pub backend: Option<BackendKind>,
     pub buffers: BufferSizes,
@@ -198,6 +202,38 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         .map(|(a, _)| *a)
         .collect();
     let stream_shared = StreamShared::new(streams.limits);
+    // One program per reuseport group, attached through worker 0's socket.
+    if settings.steer_by_cpu {
+        let cpus = settings.cpu_affinity.get(..workers).unwrap_or(&[]);
+        if cpus.len() == workers {
+            let groups = sockets_per_worker
+                .first()
+                .map(|s| {
+                    s.iter()
+                        .map(|s| (s.as_raw_fd(), s.local_addr().ok()))
+                        .collect()
+                })
+                .unwrap_or_else(Vec::new)
+                .into_iter()
+                .chain(
+                    stream_listeners_per_worker
+                        .first()
+                        .map(|l| {
+                            l.iter()
+                                .map(|l| (l.socket.as_raw_fd(), l.socket.local_addr().ok()))
+                                .collect()
+                        })
+                        .unwrap_or_else(Vec::new),
+                );
+            for (fd, addr) in groups {
+                if let Err(e) = crate::io::socket::steer_reuseport_by_cpu(fd, cpus) {
+                    tracing::warn!(?addr, error = %e, "cannot steer by CPU; the kernel hashes instead");
+                }
+            }
+        } else {
+            tracing::warn!("reuseport-cpu-steering needs cpu-affinity to list one core per worker; not steering");
+        }
+    }
 
     let first = settings.server_configs.first().cloned().unwrap_or_default();
     let relay_ips: Vec<IpAddr> = first.relay_ips.clone();

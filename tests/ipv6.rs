@@ -201,6 +201,7 @@ fn start_dual_stack(backend: BackendKind, min_port: u16) -> RunningServer {
         listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
         workers: 2,
         cpu_affinity: vec![],
+        steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
         server_configs: configs,

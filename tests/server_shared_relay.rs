@@ -210,6 +210,7 @@ fn shared_mode_relay_to_relay_across_workers_with_and_without_the_shortcut() {
                 listen: vec!["127.0.0.1:0".parse().unwrap()],
                 workers: 2,
                 cpu_affinity: vec![],
+                steer_by_cpu: false,
                 backend: Some(backend),
                 buffers: BufferSizes::default(),
                 server_configs: configs,

@@ -85,6 +85,7 @@ fn start_server(
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers,
         cpu_affinity: vec![],
+        steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
         server_configs: configs,

@@ -60,6 +60,7 @@ fn start_server_with_shortcut(
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers,
         cpu_affinity: vec![],
+        steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
         server_configs: configs,
@@ -163,6 +164,7 @@ fn start_with(
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 2,
         cpu_affinity: vec![],
+        steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
         server_configs: vec![

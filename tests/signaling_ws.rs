@@ -374,6 +374,7 @@ fn ice_servers_credentials_allocate_on_ringturn_turn_rest_api() {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
         cpu_affinity: vec![],
+        steer_by_cpu: false,
         backend: Some(ringturn::io::BackendKind::Batch),
         buffers: BufferSizes::default(),
         server_configs: vec![config.server_config(0, 1)],

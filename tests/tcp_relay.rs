@@ -235,6 +235,7 @@ fn start_server(backend: BackendKind, min_port: u16, workers: usize) -> RunningS
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers,
         cpu_affinity: vec![],
+        steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
         server_configs: configs,

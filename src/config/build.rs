@@ -126,6 +126,7 @@ pub(crate) struct Builder {
     no_tls: bool,
     no_tlsv1_2: bool,
     no_tcp_relay: bool,
+    reuseport_cpu_steering: bool,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     tls_handshake_timeout: Option<u64>,
@@ -340,6 +341,9 @@ impl Builder {
             Key::NoTls => self.no_tls = ck(&e, values::flag(opt))?,
             Key::NoTlsv12 => self.no_tlsv1_2 = ck(&e, values::flag(opt))?,
             Key::NoTcpRelay => self.no_tcp_relay = ck(&e, values::flag(opt))?,
+            Key::ReuseportCpuSteering => {
+                self.reuseport_cpu_steering = ck(&e, values::flag(opt))?;
+            }
             Key::MaxConnections => {
                 self.max_connections = Some(ck(&e, values::number(val()?, "a connection count"))?);
             }
@@ -673,6 +677,14 @@ impl Builder {
             }
         };
 
+        if self.reuseport_cpu_steering && self.cpu_affinity.len() < workers {
+            return Err(self.whole(
+                "reuseport-cpu-steering",
+                format!(
+                    "steering by CPU needs cpu-affinity to list a core for each of the {workers} workers"
+                ),
+            ));
+        }
         let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
         let static_auth_secrets: Vec<String> = self
             .static_auth_secrets
@@ -754,6 +766,7 @@ impl Builder {
             cert: self.cert,
             tls12: !self.no_tlsv1_2,
             tcp_relay: !self.no_tcp_relay,
+            reuseport_cpu_steering: self.reuseport_cpu_steering,
             stream_limits: {
                 let d = crate::io::stream::StreamLimits::default();
                 let s = |v: Option<u64>, d: std::time::Duration| {

@@ -80,6 +80,7 @@ pub(crate) enum Key {
     StreamIdleTimeout,
     StreamBufferLimit,
     NoTcpRelay,
+    ReuseportCpuSteering,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,6 +176,7 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("no-tcp", Key::NoTcp, Flag, false, false, "no TURN over TCP on the listening port"),
     spec("no-tls", Key::NoTls, Flag, false, false, "no TURN over TLS"),
     spec("no-tlsv1_2", Key::NoTlsv12, Flag, false, false, "TLS 1.3 only"),
+    spec("reuseport-cpu-steering", Key::ReuseportCpuSteering, Flag, false, true, "each datagram or connection goes to the worker pinned to the CPU that received it (SO_ATTACH_REUSEPORT_CBPF; needs cpu-affinity, one core per worker)"),
     spec("no-tcp-relay", Key::NoTcpRelay, Flag, false, false, "no TCP relaying (RFC 6062): Allocate with REQUESTED-TRANSPORT TCP gets 442"),
     spec("max-connections", Key::MaxConnections, Value, false, true, "TCP/TLS connections at once, all workers (default 50000; 0 = no limit)"),
     spec("max-connections-per-ip", Key::MaxConnectionsPerIp, Value, false, true, "TCP/TLS connections at once from one IP address (default 1000; 0 = no limit)"),

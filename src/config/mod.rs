@@ -286,6 +286,8 @@ pub struct Config {
     pub tls12: bool,
     /// RFC 6062 TCP relaying (`no-tcp-relay` turns it off).
     pub tcp_relay: bool,
+    /// SO_REUSEPORT steered by the receiving CPU (`reuseport-cpu-steering`).
+    pub reuseport_cpu_steering: bool,
     pub stream_limits: crate::io::stream::StreamLimits,
     /// Set by [`Config::embedded`] only.
     pub demo_user: Option<DemoUser>,

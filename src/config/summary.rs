@@ -74,6 +74,11 @@ pub(crate) fn render(c: &Config) -> String {
     }
     let pinning = if c.cpu_affinity.is_empty() {
         "not pinned".to_owned()
+    } else if c.reuseport_cpu_steering {
+        format!(
+            "pinned to cores {}, datagrams steered to the receiving core's worker",
+            list(&c.cpu_affinity)
+        )
     } else {
         format!("pinned to cores {}", list(&c.cpu_affinity))
     };

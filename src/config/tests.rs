@@ -319,3 +319,15 @@ fn stream_limits_are_read_and_checked() {
     let e = parse("stream-buffer-limit=100\n").unwrap_err();
     assert_eq!((e.line, e.key.as_str()), (1, "stream-buffer-limit"), "{e}");
 }
+
+#[test]
+fn reuseport_cpu_steering_needs_a_core_per_worker() {
+    let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\nworkers=2\ncpu-affinity=2,3\nreuseport-cpu-steering\n");
+    assert!(c.reuseport_cpu_steering);
+    assert!(c
+        .summary()
+        .contains("steered to the receiving core's worker"));
+    let e = parse("relay-ip=10.0.0.1\nworkers=4\ncpu-affinity=2,3\nreuseport-cpu-steering\n")
+        .unwrap_err();
+    assert_eq!(e.key, "reuseport-cpu-steering", "{e}");
+}

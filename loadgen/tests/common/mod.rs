@@ -52,6 +52,7 @@ pub fn ringturn(workers: usize, min_port: u16) -> Server {
         listen: vec!["127.0.0.1:0".parse().expect("address")],
         workers,
         cpu_affinity: vec![],
+        steer_by_cpu: false,
         backend: None,
         buffers: BufferSizes {
             rcvbuf: Some(4 << 20),
