@@ -56,6 +56,7 @@ fn settings(config: &Config) -> RunSettings {
             rcvbuf: config.socket_rcvbuf,
             sndbuf: config.socket_sndbuf,
         },
+        gro: config.udp_gro.policy(),
         server_configs: (0..workers)
             .map(|w| config.server_config(w, workers))
             .collect(),

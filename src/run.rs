@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::auth::{Credentials, NonceKey};
 use crate::io::socket::{bind_listener, BufferSizes};
-use crate::io::{create_backend, BackendKind, Waker};
+use crate::io::{create_backend, BackendKind, GroPolicy, Waker};
 use crate::metrics::{MetricsSource, WorkerMetrics};
 use crate::turn::ServerConfig;
 use crate::worker::{
@@ -27,6 +27,8 @@ pub struct RunSettings {
     /// `None` = auto (io_uring, else batch).
     pub backend: Option<BackendKind>,
     pub buffers: BufferSizes,
+    /// Which sockets receive with UDP GRO.
+    pub gro: GroPolicy,
     /// One per worker.
     pub server_configs: Vec<ServerConfig>,
     pub credentials: Credentials,
@@ -276,6 +278,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             mailboxes: mailboxes.clone(),
             inbox,
             buffers: settings.buffers,
+            gro: settings.gro,
             metrics: metrics.get(index).cloned().unwrap_or_default(),
         };
         let _ = sender.send(parts);

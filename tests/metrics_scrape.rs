@@ -46,6 +46,7 @@ fn start_server(backend: BackendKind, min_port: u16) -> RunningServer {
         cpu_affinity: vec![],
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: configs,
         credentials: creds,
     })

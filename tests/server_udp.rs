@@ -62,6 +62,7 @@ fn start_server_with_shortcut(
         cpu_affinity: vec![],
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: configs,
         credentials: creds,
     })
@@ -164,6 +165,7 @@ fn start_with(
         cpu_affinity: vec![],
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: vec![
             ServerConfig {
                 port_offset: 0,

@@ -376,6 +376,7 @@ fn ice_servers_credentials_allocate_on_ringturn_turn_rest_api() {
         cpu_affinity: vec![],
         backend: Some(ringturn::io::BackendKind::Batch),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: vec![config.server_config(0, 1)],
         credentials: config.credentials(),
     })

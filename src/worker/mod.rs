@@ -18,7 +18,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 pub use directory::RelayDirectory;
 
 use crate::io::socket::{bind_relay, BufferSizes};
-use crate::io::{Backend, Received, SendQueue, Token, Waker, HEADROOM, TAILROOM};
+use crate::io::{
+    Backend, GroPolicy, Received, RecvOptions, SendQueue, Token, Waker, HEADROOM, TAILROOM,
+};
 use crate::metrics::WorkerMetrics;
 use crate::turn::{ClientOutcome, ClientTuple, Command, PeerOutcome, Server};
 
@@ -93,6 +95,7 @@ pub struct Worker {
     mailboxes: Vec<Mailbox>,
     inbox: Receiver<CrossPacket>,
     buffers: BufferSizes,
+    gro: GroPolicy,
     counters: IoCounters,
     metrics: Arc<WorkerMetrics>,
 }
@@ -105,6 +108,8 @@ pub struct WorkerParts {
     pub mailboxes: Vec<Mailbox>,
     pub inbox: Receiver<CrossPacket>,
     pub buffers: BufferSizes,
+    /// Which sockets receive with UDP GRO.
+    pub gro: GroPolicy,
     /// Where the worker publishes its counters once per loop turn.
     pub metrics: Arc<WorkerMetrics>,
 }
@@ -130,7 +135,10 @@ impl Worker {
         let mut listeners = Vec::new();
         for (i, sock) in parts.listeners.into_iter().enumerate() {
             let addr = sock.local_addr()?;
-            backend.register(sock.as_raw_fd(), i as Token)?;
+            let options = RecvOptions {
+                gro: parts.gro.listeners,
+            };
+            backend.register_with(sock.as_raw_fd(), i as Token, options)?;
             listeners.push((addr, sock));
         }
         let next_token = listeners.len() as Token;
@@ -145,6 +153,7 @@ impl Worker {
             mailboxes: parts.mailboxes,
             inbox: parts.inbox,
             buffers: parts.buffers,
+            gro: parts.gro,
             counters: IoCounters::default(),
             metrics: parts.metrics,
         })
@@ -346,8 +355,11 @@ impl Worker {
         let sock = bind_relay(relay, self.buffers).map_err(|e| e.kind())?;
         let token = self.next_token;
         self.next_token += 1;
+        let options = RecvOptions {
+            gro: self.gro.relays,
+        };
         backend
-            .register(sock.as_raw_fd(), token)
+            .register_with(sock.as_raw_fd(), token, options)
             .map_err(|e| e.kind())?;
         self.relays.insert(relay, (sock, token));
         self.relay_tokens.insert(token, relay);
