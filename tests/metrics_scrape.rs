@@ -301,6 +301,8 @@ fn metrics_agree_with_the_traffic_sent() {
         for name in [
             "ringturn_gso_sends_total",
             "ringturn_gso_fallbacks_total",
+            "ringturn_gro_receives_total",
+            "ringturn_gro_fallbacks_total",
             "ringturn_send_dropped_total",
             "ringturn_cross_worker_forwards_total",
         ] {

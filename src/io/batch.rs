@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::gro::{
     gro_segment_size, plan_split, spread_segments, Split, GRO_CMSG_LEN, GRO_MAX_BYTES,
-    GRO_RECV_BUF_LEN,
+    GRO_RECV_BUF_LEN, GRO_TYPICAL_SEGMENTS,
 };
 use super::gso::{send_all, Datagram, Scratch};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
@@ -36,6 +36,8 @@ struct PendingSend {
     fd: RawFd,
     to: RawAddr,
     payload: Payload,
+    /// Position in the queue, so an in-place sort keeps each socket's order.
+    order: u32,
 }
 
 /// A control buffer for one receive, aligned for cmsghdr.
@@ -221,18 +223,22 @@ impl BatchBackend {
 
 impl SendQueue for Vec<PendingSend> {
     fn send_received(&mut self, fd: RawFd, to: SocketAddr, buf_id: u32, range: Range<usize>) {
+        let order = self.len() as u32;
         self.push(PendingSend {
             fd,
             to: RawAddr::from_std(to),
             payload: Payload::Received { buf_id, range },
+            order,
         });
     }
 
     fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
+        let order = self.len() as u32;
         self.push(PendingSend {
             fd,
             to: RawAddr::from_std(to),
             payload: Payload::Owned(data),
+            order,
         });
     }
 }
@@ -249,6 +255,10 @@ impl Backend for BatchBackend {
             for buf in &mut self.bufs {
                 buf.resize(GRO_RECV_BUF_LEN, 0);
             }
+            let most = BATCH * GRO_TYPICAL_SEGMENTS;
+            self.sends.reserve(most);
+            self.datagrams.reserve(most);
+            self.scratch.reserve(most);
         }
         self.epoll_add(fd, fd as u64)?;
         self.tokens.insert(fd, (token, gro));
@@ -383,8 +393,8 @@ impl Backend for BatchBackend {
             return Ok(());
         }
         let mut sends = std::mem::take(&mut self.sends);
-        // Group by socket (stable: each socket keeps its order).
-        sends.sort_by_key(|s| s.fd);
+        // Group by socket, each keeping its order (in place: no merge buffer).
+        sends.sort_unstable_by_key(|s| (s.fd, s.order));
         let mut start = 0;
         while start < sends.len() {
             let fd = sends.get(start).map(|s| s.fd).unwrap_or(-1);

@@ -50,6 +50,10 @@ pub const SEGMENT_GAP: usize = HEADROOM + TAILROOM;
 pub const GRO_SPREAD_LEN: usize = GRO_MAX_BYTES + GRO_MAX_SEGMENTS * SEGMENT_GAP;
 /// A receive buffer for a GRO socket: HEADROOM, then the spread area.
 pub const GRO_RECV_BUF_LEN: usize = HEADROOM + GRO_SPREAD_LEN;
+/// Datagrams a loop turn may have to send per receive buffer once bursts
+/// arrive (64 segments is the kernel's GRO limit): queues are reserved for
+/// that many, so a full turn of bursts does not grow them.
+pub const GRO_TYPICAL_SEGMENTS: usize = 64;
 /// Control buffer for one UDP_GRO cmsg (CMSG_SPACE(4) is 24 on 64-bit Linux), 8-byte words.
 pub const GRO_CMSG_WORDS: usize = 4;
 pub const GRO_CMSG_LEN: usize = GRO_CMSG_WORDS * 8;

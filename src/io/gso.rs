@@ -16,7 +16,7 @@ use super::sockaddr::{storage_bytes, RawAddr};
 /// Linux `UDP_SEGMENT` (include/uapi/linux/udp.h); not exported by libc for glibc targets.
 const UDP_SEGMENT: libc::c_int = 103;
 /// Segments per GSO send (the kernel's UDP_MAX_SEGMENTS is 64 or 128).
-const MAX_SEGMENTS: usize = 64;
+pub(crate) const MAX_SEGMENTS: usize = 64;
 /// A GSO send is one IP datagram before segmentation.
 const MAX_GSO_BYTES: usize = 65_000;
 /// Messages per sendmmsg call.
@@ -44,6 +44,8 @@ pub struct Datagram {
     pub to: RawAddr,
     pub ptr: *const u8,
     pub len: usize,
+    /// Position in the flush, so an in-place (unstable, allocation-free) sort keeps each destination's order.
+    order: u32,
 }
 
 impl Datagram {
@@ -52,6 +54,7 @@ impl Datagram {
             to,
             ptr: bytes.as_ptr(),
             len: bytes.len(),
+            order: 0,
         }
     }
 }
@@ -74,6 +77,17 @@ pub struct Scratch {
     iovecs: Vec<libc::iovec>,
     cmsgs: Vec<[u64; CMSG_WORDS]>,
     msgs: Vec<libc::mmsghdr>,
+}
+
+impl Scratch {
+    /// Makes room for flushes of up to `datagrams` datagrams, so that even the
+    /// largest flush allocates nothing (called once, when receives may burst).
+    pub fn reserve(&mut self, datagrams: usize) {
+        self.runs.reserve(datagrams);
+        self.iovecs.reserve(datagrams);
+        self.cmsgs.reserve(datagrams);
+        self.msgs.reserve(datagrams);
+    }
 }
 
 fn same_destination(a: &RawAddr, b: &RawAddr) -> bool {
@@ -140,9 +154,16 @@ pub fn send_all(
     scratch: &mut Scratch,
 ) -> SendReport {
     let mut report = SendReport::default();
-    // Keep each destination's order, bring its datagrams together (stable sort).
-    datagrams.sort_by(|a, b| {
-        storage_bytes(&a.to.storage, a.to.len).cmp(storage_bytes(&b.to.storage, b.to.len))
+    // Bring each destination's datagrams together, keeping their order: an
+    // unstable sort by (destination, position) is stable and, unlike
+    // `sort_by`, never allocates a merge buffer.
+    for (i, d) in datagrams.iter_mut().enumerate() {
+        d.order = i as u32;
+    }
+    datagrams.sort_unstable_by(|a, b| {
+        storage_bytes(&a.to.storage, a.to.len)
+            .cmp(storage_bytes(&b.to.storage, b.to.len))
+            .then(a.order.cmp(&b.order))
     });
     let mut runs = std::mem::take(&mut scratch.runs);
     runs.clear();

@@ -21,8 +21,9 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::gro::{
     gro_segment_size, plan_split, spread_segments, Split, GRO_CMSG_LEN, GRO_SPREAD_LEN,
+    GRO_TYPICAL_SEGMENTS,
 };
-use super::gso::{is_gso_refusal, plan_runs, segment_cmsg, Run, CMSG_WORDS};
+use super::gso::{is_gso_refusal, plan_runs, segment_cmsg, Run, CMSG_WORDS, MAX_SEGMENTS};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
     close_fd, new_eventfd, try_enable_gro, Backend, BackendCounters, BackendKind, Received,
@@ -76,11 +77,12 @@ impl SendSlot {
             // SAFETY: msghdr is plain old data; zero is valid.
             #[allow(unsafe_code)]
             msghdr: unsafe { std::mem::zeroed() },
-            iovs: Vec::new(),
+            // Room for the longest GSO run, so a reused slot never grows.
+            iovs: Vec::with_capacity(MAX_SEGMENTS),
             to: RawAddr::from_std(SocketAddr::from(([0, 0, 0, 0], 0))),
             cmsg: [0; CMSG_WORDS],
             owned: Vec::new(),
-            buffers: Vec::new(),
+            buffers: Vec::with_capacity(MAX_SEGMENTS),
         }
     }
 }
@@ -97,6 +99,7 @@ type ResolvedSend = (
     usize,
     Option<Vec<u8>>,
     Option<u16>,
+    u32,
 );
 
 enum PendingPayload {
@@ -276,6 +279,8 @@ pub struct UringBackend {
     resolved: Vec<ResolvedSend>,
     runs: Vec<Run>,
     completions: Vec<(u64, i32, u32)>,
+    /// Multishot receives to re-arm after this turn's completions.
+    rearm: Vec<(RawFd, Token, bool)>,
     pending: Vec<PendingSend>,
     eventfd: RawFd,
     wake_buf: Box<u64>,
@@ -329,12 +334,32 @@ impl UringBackend {
             resolved: Vec::new(),
             runs: Vec::new(),
             completions: Vec::with_capacity(256),
+            rearm: Vec::with_capacity(16),
             pending: Vec::new(),
             eventfd,
             wake_buf: Box::new(0),
         };
         backend.arm_wake()?;
         Ok(backend)
+    }
+
+    /// Once, at the first GRO socket: a turn may now carry a burst per
+    /// buffer; make room for that in every queue (and spare send slots), so
+    /// that bursts do not make the send path allocate as they grow.
+    fn reserve_for_bursts(&mut self) {
+        let most = usize::from(GRO_BUFFERS) * GRO_TYPICAL_SEGMENTS;
+        self.pending.reserve(most);
+        self.resolved.reserve(most);
+        self.runs.reserve(most);
+        self.completions.reserve(most);
+        self.rearm.reserve(256);
+        let slots = usize::from(GRO_BUFFERS) * 4;
+        self.slots.reserve(slots);
+        self.free_slots.reserve(slots);
+        self.spare_slots.reserve(slots);
+        while self.spare_slots.len() < slots {
+            self.spare_slots.push(Box::new(SendSlot::empty()));
+        }
     }
 
     /// Puts buffer `bid` back into its ring (published by `publish_tail`).
@@ -428,6 +453,7 @@ impl UringBackend {
                         self.release_buffer(bid);
                         continue;
                     };
+                    let order = items.len() as u32;
                     items.push((
                         send.fd,
                         RawAddr::from_std(send.to),
@@ -435,20 +461,34 @@ impl UringBackend {
                         range.len(),
                         None,
                         Some(bid),
+                        order,
                     ));
                 }
                 PendingPayload::Owned(v) => {
                     let (ptr, len) = (v.as_ptr(), v.len());
-                    items.push((send.fd, RawAddr::from_std(send.to), ptr, len, Some(v), None));
+                    let order = items.len() as u32;
+                    items.push((
+                        send.fd,
+                        RawAddr::from_std(send.to),
+                        ptr,
+                        len,
+                        Some(v),
+                        None,
+                        order,
+                    ));
                 }
             }
         }
         self.pending = pending;
-        // Bring each socket's and destination's datagrams together, keeping their order.
-        items.sort_by(|a, b| {
-            a.0.cmp(&b.0).then_with(|| {
-                storage_bytes(&a.1.storage, a.1.len).cmp(storage_bytes(&b.1.storage, b.1.len))
-            })
+        // Bring each socket's and destination's datagrams together, keeping
+        // their order (in place, by position last: no merge buffer).
+        items.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| {
+                    storage_bytes(&a.1.storage, a.1.len)
+                        .cmp(storage_bytes(&b.1.storage, b.1.len))
+                })
+                .then(a.6.cmp(&b.6))
         });
         let mut start = 0;
         while start < items.len() {
@@ -575,7 +615,10 @@ impl Backend for UringBackend {
                 GRO_BUFFER_LEN,
                 RING_BUFFERS,
             ) {
-                Ok(r) => self.gro = Some(r),
+                Ok(r) => {
+                    self.gro = Some(r);
+                    self.reserve_for_bursts();
+                }
                 Err(e) => {
                     // No second buffer ring: receive plain (the socket then gets
                     // its datagrams one by one; GRO stays set but never coalesces
@@ -641,7 +684,8 @@ impl Backend for UringBackend {
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
 
-        let mut rearm: Vec<(RawFd, Token, bool)> = Vec::new();
+        let mut rearm = std::mem::take(&mut self.rearm);
+        rearm.clear();
         for &(data, result, flags) in &completions {
             let kind = data >> KIND_SHIFT;
             let value = data & ((1 << KIND_SHIFT) - 1);
@@ -674,9 +718,10 @@ impl Backend for UringBackend {
         }
         self.completions = completions;
         self.publish_tail();
-        for (fd, token, gro) in rearm {
+        for &(fd, token, gro) in &rearm {
             self.arm_recv(fd, token, gro)?;
         }
+        self.rearm = rearm;
         self.flush()
     }
 
