@@ -61,7 +61,7 @@ impl Datagram {
 
 /// A run of `count` datagrams starting at `first`, all to one destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Run {
+pub struct Run {
     pub first: usize,
     pub count: usize,
     pub segment: usize,
@@ -98,7 +98,7 @@ fn same_destination(a: &RawAddr, b: &RawAddr) -> bool {
 /// are together, in order; `entry(i)` gives the i-th destination and length)
 /// into runs: one destination, equal sizes (the last of a run may be
 /// shorter), at most MAX_SEGMENTS and MAX_GSO_BYTES. Appends to `runs`.
-pub(crate) fn plan_runs<'a>(
+pub fn plan_runs<'a>(
     count: usize,
     entry: impl Fn(usize) -> (&'a RawAddr, usize),
     gso: bool,
@@ -154,6 +154,19 @@ pub fn send_all(
     scratch: &mut Scratch,
 ) -> SendReport {
     let mut report = SendReport::default();
+    let mut runs = std::mem::take(&mut scratch.runs);
+    plan_flush(datagrams, *gso_enabled, &mut runs);
+    for chunk in runs.chunks(MMSG_BATCH) {
+        send_chunk(fd, datagrams, chunk, gso_enabled, &mut report, scratch);
+    }
+    scratch.runs = runs;
+    report
+}
+
+/// Orders one socket's datagrams by destination (each destination keeping
+/// its order) and plans its runs into `runs` (cleared first): the pure part
+/// of `send_all`, no syscalls.
+pub fn plan_flush(datagrams: &mut [Datagram], gso: bool, runs: &mut Vec<Run>) {
     // Bring each destination's datagrams together, keeping their order: an
     // unstable sort by (destination, position) is stable and, unlike
     // `sort_by`, never allocates a merge buffer.
@@ -165,19 +178,13 @@ pub fn send_all(
             .cmp(storage_bytes(&b.to.storage, b.to.len))
             .then(a.order.cmp(&b.order))
     });
-    let mut runs = std::mem::take(&mut scratch.runs);
     runs.clear();
     plan_runs(
         datagrams.len(),
         |i| datagrams.get(i).map_or((&EMPTY, 0), |d| (&d.to, d.len)),
-        *gso_enabled,
-        &mut runs,
+        gso,
+        runs,
     );
-    for chunk in runs.chunks(MMSG_BATCH) {
-        send_chunk(fd, datagrams, chunk, gso_enabled, &mut report, scratch);
-    }
-    scratch.runs = runs;
-    report
 }
 
 /// A placeholder for out-of-range lookups (never sent).
