@@ -139,7 +139,7 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("cpu-affinity", Key::CpuAffinity, Value, true, true, "cores to pin workers to: 0,1 or 0-3 (repeatable)"),
     spec("no-relay-shortcut", Key::NoRelayShortcut, Flag, false, true, "relay to relay through the kernel instead of directly between workers (for measuring)"),
     spec("io-backend", Key::IoBackend, Value, false, true, "auto, uring or batch (recvmmsg/sendmmsg + epoll)"),
-    spec("udp-gro", Key::UdpGro, Value, false, true, "UDP GRO on receive: on (relay sockets), off, relays or all (listening sockets too)"),
+    spec("udp-gro", Key::UdpGro, Value, false, true, "UDP GRO on receive: on (relay and listening sockets, the default), off, or relays (relay sockets only)"),
     spec("socket-rcvbuf", Key::SocketRcvbuf, Value, false, true, "SO_RCVBUF in bytes (suffixes K, M, G)"),
     spec("socket-sndbuf", Key::SocketSndbuf, Value, false, true, "SO_SNDBUF in bytes (suffixes K, M, G)"),
     spec("rfc5766-channel-numbers", Key::Rfc5766ChannelNumbers, Flag, false, true, "accept channels 0x4000-0x7FFF (the default)"),

@@ -149,11 +149,13 @@ impl fmt::Display for IoBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UdpGro {
     Off,
-    /// Relay sockets (one busy peer each: where bursts of one flow arrive).
-    /// `on` means this: see BENCHMARKS.md for the listening-socket measurement.
-    #[default]
+    /// Relay sockets only (one busy peer each: where bursts of one flow arrive).
     Relays,
-    /// Relay and listening sockets.
+    /// Relay and listening sockets: `on`, the default. Measured (BENCHMARKS.md,
+    /// "UDP GRO on receive"): on listening sockets it pays as much as on relays
+    /// when clients send bursts that arrive coalesced, and costs nothing
+    /// measurable when nothing coalesces.
+    #[default]
     All,
 }
 
@@ -171,9 +173,9 @@ impl FromStr for UdpGro {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "on" | "relays" | "relay" => Ok(Self::Relays),
+            "on" | "all" => Ok(Self::All),
+            "relays" | "relay" => Ok(Self::Relays),
             "off" => Ok(Self::Off),
-            "all" => Ok(Self::All),
             _ => Err(format!("expected on, off, relays or all, got {s:?}")),
         }
     }

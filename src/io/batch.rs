@@ -49,7 +49,7 @@ pub struct BatchBackend {
     epoll: RawFd,
     eventfd: RawFd,
     /// Each registered socket's token and whether it coalesces (UDP GRO).
-    tokens: HashMap<RawFd, (Token, bool)>,
+    tokens: HashMap<RawFd, (Token, bool), foldhash::fast::RandomState>,
     /// Receive buffers: `RECV_BUF_LEN` each, or `GRO_RECV_BUF_LEN` once a GRO
     /// socket is registered (a coalesced receive is spread inside its buffer).
     bufs: Vec<Vec<u8>>,
@@ -97,7 +97,7 @@ impl BatchBackend {
         let mut backend = Self {
             epoll,
             eventfd,
-            tokens: HashMap::new(),
+            tokens: HashMap::default(),
             bufs: (0..BATCH).map(|_| vec![0u8; RECV_BUF_LEN]).collect(),
             controls: vec![Control([0; GRO_CMSG_LEN]); BATCH],
             segments: Vec::with_capacity(BATCH),

@@ -124,11 +124,11 @@ pub struct GroPolicy {
 }
 
 impl Default for GroPolicy {
-    /// Relay sockets only: see `config::UdpGro`.
+    /// Relay and listening sockets: see `config::UdpGro`.
     fn default() -> Self {
         Self {
             relays: true,
-            listeners: false,
+            listeners: true,
         }
     }
 }

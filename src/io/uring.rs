@@ -265,7 +265,7 @@ pub struct UringBackend {
     /// Segment ranges of one spread receive (reused).
     ranges: Vec<Range<usize>>,
     /// Each socket's fd and whether it coalesces (UDP GRO).
-    registered: HashMap<Token, (RawFd, bool)>,
+    registered: HashMap<Token, (RawFd, bool), foldhash::fast::RandomState>,
     slots: Vec<Option<Box<SendSlot>>>,
     free_slots: Vec<usize>,
     /// Completed slots kept for reuse, so a send allocates nothing once warm.
@@ -325,7 +325,7 @@ impl UringBackend {
             recv_msghdr_gro,
             gro_allowed: true,
             ranges: Vec::with_capacity(64),
-            registered: HashMap::new(),
+            registered: HashMap::default(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             spare_slots: Vec::new(),
@@ -834,7 +834,9 @@ impl UringBackend {
                 }
                 self.ranges = ranges;
             }
-            Split::Drop => self.counters.gro_dropped += 1,
+            // Plain sockets: a datagram over MAX_DATAGRAM, as a truncated one in batch.
+            Split::Drop if gro => self.counters.gro_dropped += 1,
+            Split::Drop => {}
         }
         // Every in-place send from this buffer holds a reference until it completes.
         let added = self

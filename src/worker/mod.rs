@@ -7,6 +7,8 @@
 pub mod directory;
 
 use std::collections::HashMap;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,8 +90,10 @@ pub struct Worker {
     pub index: usize,
     server: Server,
     listeners: Vec<(SocketAddr, UdpSocket)>,
-    relays: HashMap<SocketAddr, (UdpSocket, Token)>,
-    relay_tokens: HashMap<Token, SocketAddr>,
+    /// Looked up per relayed datagram: foldhash (keys are our own relay
+    /// addresses and tokens, not chosen by a sender), not SipHash.
+    relays: FastMap<SocketAddr, (UdpSocket, Token)>,
+    relay_tokens: FastMap<Token, SocketAddr>,
     next_token: Token,
     directory: Arc<RelayDirectory>,
     mailboxes: Vec<Mailbox>,
@@ -146,8 +150,8 @@ impl Worker {
             index: parts.index,
             server: parts.server,
             listeners,
-            relays: HashMap::new(),
-            relay_tokens: HashMap::new(),
+            relays: FastMap::default(),
+            relay_tokens: FastMap::default(),
             next_token,
             directory: parts.directory,
             mailboxes: parts.mailboxes,
