@@ -25,13 +25,16 @@ fn turn(n: usize, dests: usize, size: impl Fn(usize) -> usize) -> (Vec<RawAddr>,
     (to, sizes)
 }
 
+/// A mix's name, its destinations and the size of the i-th send.
+type Mix = (&'static str, usize, fn(usize) -> usize);
+
 fn grouping(c: &mut Criterion) {
     let payload = vec![0u8; 1300];
     let mut g = c.benchmark_group("gso_plan_flush");
     g.measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
     // Audio ~100 B, video 1,200 B, and a mix (video bursts ending in a short packet, audio).
-    let mixes: [(&str, usize, fn(usize) -> usize); 3] = [
+    let mixes: [Mix; 3] = [
         ("1dest_1200B", 1, |_| 1200),
         ("16dest_1200B", 16, |_| 1200),
         ("16dest_mixed", 16, |i| match i % 7 {

@@ -262,7 +262,11 @@ fn burst_round_trip(
         },
         || seen.borrow().len() > N,
     );
-    assert_eq!(seen.into_inner(), expected, "{kind:?}: N+1 datagrams, in order, each whole");
+    assert_eq!(
+        seen.into_inner(),
+        expected,
+        "{kind:?}: N+1 datagrams, in order, each whole"
+    );
     let mut buf = [0u8; 2048];
     for d in &expected {
         let (n, from) = sender.recv_from(&mut buf).unwrap();

@@ -942,6 +942,7 @@ mod tests {
             netns: false,
             ringturn_arg: vec![],
             coturn_arg: vec![],
+            gso: false,
             only: None,
             json: None,
             report: None,

@@ -13,7 +13,8 @@ use super::keys::{self, Key, Lookup};
 use super::source::{Entry, Origin};
 use super::values;
 use super::{
-    Config, ConfigError, ConfigWarning, ExternalIp, IoBackend, UdpGro, LogSettings, PeerRange, Verbosity,
+    Config, ConfigError, ConfigWarning, ExternalIp, IoBackend, LogSettings, PeerRange, UdpGro,
+    Verbosity,
 };
 
 /// Socket buffer size used when `socket-rcvbuf` / `socket-sndbuf` are not set.

@@ -204,11 +204,8 @@ impl BatchBackend {
         self.segments.clear();
         for (msg, control) in msgs.iter().zip(self.controls.iter()).take(n) {
             let written = control.0.get(..msg.msg_hdr.msg_controllen).unwrap_or(&[]);
-            self.segments.push(if gro {
-                gro_segment_size(written)
-            } else {
-                None
-            });
+            self.segments
+                .push(if gro { gro_segment_size(written) } else { None });
             let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.lens.push(if truncated {
                 usize::MAX
@@ -250,7 +247,12 @@ impl Backend for BatchBackend {
 
     fn register_with(&mut self, fd: RawFd, token: Token, options: RecvOptions) -> io::Result<()> {
         let gro = options.gro && try_enable_gro(fd, &mut self.gro_allowed, &mut self.counters);
-        if gro && self.bufs.first().is_some_and(|b| b.len() < GRO_RECV_BUF_LEN) {
+        if gro
+            && self
+                .bufs
+                .first()
+                .is_some_and(|b| b.len() < GRO_RECV_BUF_LEN)
+        {
             // Once, at the first GRO socket: room to receive and spread a burst.
             for buf in &mut self.bufs {
                 buf.resize(GRO_RECV_BUF_LEN, 0);

@@ -205,7 +205,10 @@ mod tests {
         spread_segments(&mut buf, HEADROOM, len, seg, &mut out);
         assert_eq!(out.len(), 4);
         for (k, r) in out.iter().enumerate() {
-            assert!(buf[r.clone()].iter().all(|b| *b == k as u8 + 1), "segment {k}");
+            assert!(
+                buf[r.clone()].iter().all(|b| *b == k as u8 + 1),
+                "segment {k}"
+            );
             assert_eq!(r.len(), if k == 3 { 37 } else { seg });
             if let Some(next) = out.get(k + 1) {
                 assert!(r.end + TAILROOM + HEADROOM <= next.start);

@@ -144,7 +144,11 @@ pub struct RecvOptions {
 
 /// Turns UDP GRO on for `fd` unless an earlier refusal turned it off for good.
 /// Returns whether the socket now coalesces.
-pub(crate) fn try_enable_gro(fd: RawFd, allowed: &mut bool, counters: &mut BackendCounters) -> bool {
+pub(crate) fn try_enable_gro(
+    fd: RawFd,
+    allowed: &mut bool,
+    counters: &mut BackendCounters,
+) -> bool {
     if !*allowed {
         return false;
     }

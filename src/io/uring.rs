@@ -154,7 +154,13 @@ struct BufRing {
 }
 
 impl BufRing {
-    fn new(ring: &IoUring, group: u16, count: u16, buf_len: usize, first_id: u16) -> io::Result<Self> {
+    fn new(
+        ring: &IoUring,
+        group: u16,
+        count: u16,
+        buf_len: usize,
+        first_id: u16,
+    ) -> io::Result<Self> {
         let layout = Layout::from_size_align(
             usize::from(count) * std::mem::size_of::<BufRingEntry>(),
             4096,
@@ -485,8 +491,7 @@ impl UringBackend {
         items.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| {
-                    storage_bytes(&a.1.storage, a.1.len)
-                        .cmp(storage_bytes(&b.1.storage, b.1.len))
+                    storage_bytes(&a.1.storage, a.1.len).cmp(storage_bytes(&b.1.storage, b.1.len))
                 })
                 .then(a.6.cmp(&b.6))
         });
