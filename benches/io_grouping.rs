@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ringturn::io::gro::{plan_split, spread_segments, GRO_RECV_BUF_LEN};
-use ringturn::io::gso::{plan_flush, send_all, Datagram, Run, Scratch};
-use ringturn::io::sockaddr::RawAddr;
+use ringturn::io::gso::{plan_flush, plan_runs, send_all, Datagram, PlanScratch, Run, Scratch};
+use ringturn::io::sockaddr::{storage_bytes, RawAddr};
 use ringturn::io::{HEADROOM, RECV_BUF_LEN};
 
 /// A loop turn's output: `n` sends over `dests` destinations, round robin
@@ -27,6 +27,21 @@ fn turn(n: usize, dests: usize, size: impl Fn(usize) -> usize) -> (Vec<RawAddr>,
 
 /// A mix's name, its destinations and the size of the i-th send.
 type Mix = (&'static str, usize, fn(usize) -> usize);
+
+/// The grouping as it was before this bench (commit f6af815): a stable
+/// `sort_by` of the datagrams themselves by destination, then the runs.
+fn plan_flush_before(datagrams: &mut [Datagram], gso: bool, runs: &mut Vec<Run>) {
+    datagrams.sort_by(|a, b| {
+        storage_bytes(&a.to.storage, a.to.len).cmp(storage_bytes(&b.to.storage, b.to.len))
+    });
+    runs.clear();
+    plan_runs(
+        datagrams.len(),
+        |i| (&datagrams[i].to, datagrams[i].len),
+        gso,
+        runs,
+    );
+}
 
 fn grouping(c: &mut Criterion) {
     let payload = vec![0u8; 1300];
@@ -48,16 +63,40 @@ fn grouping(c: &mut Criterion) {
             let (to, sizes) = turn(n, dests, size);
             g.throughput(Throughput::Elements(n as u64));
             let mut runs: Vec<Run> = Vec::with_capacity(n);
-            g.bench_function(format!("{name}/{n}"), |b| {
-                b.iter_batched_ref(
-                    || {
-                        to.iter()
-                            .zip(&sizes)
-                            .map(|(t, &s)| Datagram::new(*t, &payload[..s]))
-                            .collect::<Vec<_>>()
+            let mut plan = PlanScratch::default();
+            let list = || {
+                to.iter()
+                    .zip(&sizes)
+                    .map(|(t, &s)| Datagram::new(*t, &payload[..s]))
+                    .collect::<Vec<_>>()
+            };
+            // Both plans must agree on the runs (as a multiset of shapes).
+            let shapes = |runs: &[Run]| {
+                let mut v: Vec<(usize, usize)> =
+                    runs.iter().map(|r| (r.count, r.segment)).collect();
+                v.sort_unstable();
+                v
+            };
+            let (mut a, mut b) = (list(), list());
+            plan_flush_before(&mut a, true, &mut runs);
+            let before = shapes(&runs);
+            plan_flush(&mut b, true, &mut runs, &mut plan);
+            assert_eq!(before, shapes(&runs), "{name}/{n}");
+            g.bench_function(format!("before_sort_structs/{name}/{n}"), |bench| {
+                bench.iter_batched_ref(
+                    list,
+                    |l| {
+                        plan_flush_before(l, true, &mut runs);
+                        black_box(runs.len())
                     },
-                    |list| {
-                        plan_flush(list, true, &mut runs);
+                    BatchSize::SmallInput,
+                )
+            });
+            g.bench_function(format!("after_sort_keys/{name}/{n}"), |bench| {
+                bench.iter_batched_ref(
+                    list,
+                    |l| {
+                        plan_flush(l, true, &mut runs, &mut plan);
                         black_box(runs.len())
                     },
                     BatchSize::SmallInput,

@@ -395,8 +395,12 @@ impl Backend for BatchBackend {
             return Ok(());
         }
         let mut sends = std::mem::take(&mut self.sends);
-        // Group by socket, each keeping its order (in place: no merge buffer).
-        sends.sort_unstable_by_key(|s| (s.fd, s.order));
+        // Group by socket, each keeping its order (in place: no merge buffer);
+        // nothing to do when they all leave one socket (the common case).
+        let first_fd = sends.first().map(|s| s.fd);
+        if sends.iter().any(|s| Some(s.fd) != first_fd) {
+            sends.sort_unstable_by_key(|s| (s.fd, s.order));
+        }
         let mut start = 0;
         while start < sends.len() {
             let fd = sends.get(start).map(|s| s.fd).unwrap_or(-1);
