@@ -5,7 +5,10 @@
 //! with `HEADROOM` free bytes in front of the payload (so TURN framing is
 //! written in place) and takes sends either as a range of a receive buffer
 //! (zero copy) or as owned bytes. Sends queued during one loop turn go out
-//! together at its end.
+//! together at its end, grouped into GSO runs (`gso`). Sockets registered
+//! with `RecvOptions { gro: true }` may receive coalesced bursts, which are
+//! split into datagrams, each with its own headroom, before the worker sees
+//! them (`gro`).
 
 pub mod affinity;
 pub mod batch;
