@@ -78,6 +78,7 @@ fn settings(config: &Config) -> anyhow::Result<RunSettings> {
             rcvbuf: config.socket_rcvbuf,
             sndbuf: config.socket_sndbuf,
         },
+        gro: config.udp_gro.policy(),
         server_configs: (0..workers)
             .map(|w| config.server_config(w, workers))
             .collect(),

@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::auth::{Credentials, NonceKey};
 use crate::io::socket::{bind_listener, bind_stream_listener, BufferSizes};
 use crate::io::stream::{StreamLimits, StreamListener, StreamSet, StreamShared};
-use crate::io::{create_backend, BackendKind, Waker};
+use crate::io::{create_backend, BackendKind, GroPolicy, Waker};
 use crate::metrics::{MetricsSource, WorkerMetrics};
 use crate::tls::{TlsHandle, TlsReloader};
 use crate::turn::ServerConfig;
@@ -34,6 +34,8 @@ pub struct RunSettings {
     /// `None` = auto (io_uring, else batch).
     pub backend: Option<BackendKind>,
     pub buffers: BufferSizes,
+    /// Which sockets receive with UDP GRO.
+    pub gro: GroPolicy,
     /// One per worker.
     pub server_configs: Vec<ServerConfig>,
     pub credentials: Credentials,
@@ -412,6 +414,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             mailboxes: mailboxes.clone(),
             inbox,
             buffers: settings.buffers,
+            gro: settings.gro,
             metrics: metrics.get(index).cloned().unwrap_or_default(),
             streams: stream_set,
             stream_inbox: handoff_inboxes

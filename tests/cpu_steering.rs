@@ -72,6 +72,7 @@ fn datagrams_go_to_the_worker_pinned_to_the_receiving_cpu() {
             steer_by_cpu: true,
             backend: Some(backend),
             buffers: BufferSizes::default(),
+            gro: Default::default(),
             server_configs: (0..2)
                 .map(|w| ServerConfig {
                     port_offset: w,

@@ -204,6 +204,7 @@ fn start_dual_stack(backend: BackendKind, min_port: u16) -> RunningServer {
         steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: configs,
         credentials: creds,
         streams: StreamSettings {

@@ -47,6 +47,7 @@ fn start_server(backend: BackendKind, min_port: u16) -> RunningServer {
         steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: configs,
         credentials: creds,
         streams: ringturn::run::StreamSettings::none(),
@@ -302,6 +303,8 @@ fn metrics_agree_with_the_traffic_sent() {
         for name in [
             "ringturn_gso_sends_total",
             "ringturn_gso_fallbacks_total",
+            "ringturn_gro_receives_total",
+            "ringturn_gro_fallbacks_total",
             "ringturn_send_dropped_total",
             "ringturn_cross_worker_forwards_total",
         ] {

@@ -224,3 +224,72 @@ fn backends_receive_and_send_in_place_without_allocating() {
         backend.deregister(fd, 1).unwrap();
     }
 }
+
+#[test]
+fn backends_split_gro_bursts_without_allocating() {
+    use ringturn::io::socket::{bind_relay, BufferSizes};
+    use ringturn::io::{create_backend, BackendKind, RecvOptions};
+    const SEGMENTS: usize = 16;
+    for kind in [BackendKind::Batch, BackendKind::Uring] {
+        let Ok((mut backend, _)) = create_backend(Some(kind)) else {
+            assert!(std::env::var_os("CI").is_none(), "io_uring must work in CI");
+            continue;
+        };
+        let sizes = BufferSizes {
+            rcvbuf: Some(8 << 20),
+            sndbuf: Some(8 << 20),
+        };
+        let relay = bind_relay("127.0.0.1:0".parse().unwrap(), sizes).unwrap();
+        let to = relay.local_addr().unwrap();
+        let fd = relay.as_raw_fd();
+        backend
+            .register_with(fd, 1, RecvOptions { gro: true })
+            .unwrap();
+        // The peer sends GSO bursts from its own thread (its allocations are not counted here).
+        let (go, bursts) = std::sync::mpsc::channel::<usize>();
+        let peer = std::thread::spawn(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let (mut tx, _) = create_backend(Some(BackendKind::Batch)).unwrap();
+            for n in bursts {
+                for b in 0..n {
+                    for s in 0..SEGMENTS {
+                        tx.send_owned(sock.as_raw_fd(), to, vec![(b + s) as u8; 1200]);
+                    }
+                    tx.flush().unwrap();
+                }
+            }
+        });
+        let receive = |backend: &mut Box<dyn ringturn::io::Backend>, bursts: usize| {
+            let want = bursts * SEGMENTS;
+            let mut got = 0;
+            let end = std::time::Instant::now() + Duration::from_secs(10);
+            while got < want && std::time::Instant::now() < end {
+                backend
+                    .poll(Duration::from_millis(20), &mut |q, rx| {
+                        let start = rx.payload.start - 4;
+                        rx.buf[start..rx.payload.start].copy_from_slice(&[0x40, 0, 4, 176]);
+                        q.send_received(fd, rx.from, rx.buf_id, start..rx.payload.end);
+                        got += 1;
+                    })
+                    .unwrap();
+            }
+            assert_eq!(got, want, "{kind:?}: every segment delivered");
+        };
+        // Warm up with the same load: queues reach their working size.
+        go.send(200).unwrap();
+        receive(&mut backend, 200);
+        go.send(200).unwrap();
+        let n = allocations_during(|| receive(&mut backend, 200));
+        assert_eq!(
+            n, 0,
+            "{kind:?}: 3,200 datagrams from coalesced receives made {n} heap allocations"
+        );
+        assert!(
+            backend.counters().gro_receives > 0,
+            "{kind:?}: the bursts arrived coalesced"
+        );
+        drop(go);
+        peer.join().unwrap();
+        backend.deregister(fd, 1).unwrap();
+    }
+}

@@ -213,6 +213,7 @@ fn shared_mode_relay_to_relay_across_workers_with_and_without_the_shortcut() {
                 steer_by_cpu: false,
                 backend: Some(backend),
                 buffers: BufferSizes::default(),
+                gro: Default::default(),
                 server_configs: configs,
                 credentials: creds,
                 streams: ringturn::run::StreamSettings::none(),

@@ -88,6 +88,7 @@ fn start_server(
         steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: configs,
         credentials: creds,
         streams: StreamSettings {

@@ -63,6 +63,7 @@ fn start_server_with_shortcut(
         steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: configs,
         credentials: creds,
         streams: ringturn::run::StreamSettings::none(),
@@ -167,6 +168,7 @@ fn start_with(
         steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: vec![
             ServerConfig {
                 port_offset: 0,

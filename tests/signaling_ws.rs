@@ -377,6 +377,7 @@ fn ice_servers_credentials_allocate_on_ringturn_turn_rest_api() {
         steer_by_cpu: false,
         backend: Some(ringturn::io::BackendKind::Batch),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: vec![config.server_config(0, 1)],
         credentials: config.credentials(),
         streams: ringturn::run::StreamSettings::none(),

@@ -238,6 +238,7 @@ fn start_server(backend: BackendKind, min_port: u16, workers: usize) -> RunningS
         steer_by_cpu: false,
         backend: Some(backend),
         buffers: BufferSizes::default(),
+        gro: Default::default(),
         server_configs: configs,
         credentials: creds,
         streams: StreamSettings {

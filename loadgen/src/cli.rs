@@ -180,6 +180,9 @@ pub struct LoadArgs {
     /// Socket buffer size for client and peer sockets, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub sockbuf: usize,
+    /// Clients and echo peers send with UDP GSO (equal-size runs per destination in one send).
+    #[arg(long)]
+    pub gso: bool,
     /// Time-series resolution, milliseconds.
     #[arg(long, default_value_t = 100)]
     pub interval_ms: u64,
@@ -342,6 +345,7 @@ impl LoadArgs {
         c.server_pid = self.server_pid;
         c.progress = !self.quiet;
         c.sockbuf = self.sockbuf.clamp(64 << 10, 256 << 20);
+        c.gso = self.gso;
         c.interval = Duration::from_millis(self.interval_ms.clamp(10, 10_000));
         c.label = self
             .label

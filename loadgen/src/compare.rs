@@ -115,6 +115,9 @@ pub struct CompareArgs {
     /// An extra argument for coturn (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     pub coturn_arg: Vec<String>,
+    /// Clients and echo peers send with UDP GSO (the same for both servers).
+    #[arg(long)]
+    pub gso: bool,
     /// Only this server (for a quick look at one side).
     #[arg(long, value_enum)]
     pub only: Option<ServerKind>,
@@ -252,6 +255,7 @@ impl CompareArgs {
         };
         let mut c = LoadConfig::new(mode, server, USER, PASSWORD);
         c.threads = 1;
+        c.gso = self.gso;
         c.cpus = vec![self.client_cpu];
         c.duration = Duration::from_secs_f64(self.duration.clamp(0.1, 3600.0));
         c.warmup = Duration::from_secs_f64(self.warmup.clamp(0.0, 3600.0));
@@ -1058,6 +1062,7 @@ mod tests {
             netns: false,
             ringturn_arg: vec![],
             coturn_arg: vec![],
+            gso: false,
             only: None,
             json: None,
             report: None,

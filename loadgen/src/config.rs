@@ -199,6 +199,11 @@ pub struct LoadConfig {
     pub progress: bool,
     /// Socket buffer size for client and peer sockets.
     pub sockbuf: usize,
+    /// Clients and echo peers send with UDP GSO: a batch's equal-size
+    /// datagrams to one destination as one UDP_SEGMENT send. On loopback such
+    /// a send reaches a socket with UDP_GRO still coalesced, as a busy peer's
+    /// packets would after NIC GRO; other sockets get it segmented.
+    pub gso: bool,
     /// Time-series bucket width.
     #[serde(serialize_with = "ser_secs")]
     pub interval: Duration,
@@ -256,6 +261,7 @@ impl LoadConfig {
             server_pid: None,
             progress: false,
             sockbuf: 4 << 20,
+            gso: false,
             interval: Duration::from_millis(100),
             label: server.to_string(),
         }

@@ -103,8 +103,32 @@ impl Drop for Epoll {
     }
 }
 
+/// Sends `n` composed datagrams as ringturn's GSO path does: per destination,
+/// equal-size runs as one UDP_SEGMENT send. Returns how many went out.
+fn send_gso(
+    fd: RawFd,
+    n: usize,
+    datagram: impl Fn(usize) -> Option<(RawAddr, *const u8, usize)>,
+    gso: &mut bool,
+) -> usize {
+    let mut list: Vec<ringturn::io::gso::Datagram> = (0..n)
+        .filter_map(&datagram)
+        .map(|(to, ptr, len)| {
+            // SAFETY: `ptr` points at `len` bytes of a batch buffer that the
+            // caller keeps alive and unmodified until this function returns.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+            ringturn::io::gso::Datagram::new(to, bytes)
+        })
+        .collect();
+    let mut scratch = ringturn::io::gso::Scratch::default();
+    let report = ringturn::io::gso::send_all(fd, &mut list, gso, &mut scratch);
+    list.len().saturating_sub(report.dropped as usize)
+}
+
 /// Receive buffers for one `recvmmsg`: BATCH datagrams with their sources.
 pub struct RecvBatch {
+    /// Echo with UDP GSO (equal-size runs per destination in one send).
+    pub gso: bool,
     bufs: Vec<[u8; MAX_DATAGRAM]>,
     lens: [usize; BATCH],
     names: Vec<libc::sockaddr_storage>,
@@ -119,8 +143,14 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
+    pub fn with_gso(mut self, gso: bool) -> Self {
+        self.gso = gso;
+        self
+    }
+
     pub fn new() -> Self {
         Self {
+            gso: false,
             bufs: vec![[0u8; MAX_DATAGRAM]; BATCH],
             lens: [0; BATCH],
             // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
@@ -213,6 +243,22 @@ impl RecvBatch {
     /// (the echo peer); returns how many went out.
     pub fn echo(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         let n = self.count;
+        if self.gso {
+            let (bufs, lens, names, name_lens) =
+                (&self.bufs, &self.lens, &self.names, &self.name_lens);
+            return Ok(send_gso(
+                sock.as_raw_fd(),
+                n,
+                |i| {
+                    let to = RawAddr {
+                        storage: *names.get(i)?,
+                        len: *name_lens.get(i)?,
+                    };
+                    Some((to, bufs.get(i)?.as_ptr(), *lens.get(i)?))
+                },
+                &mut self.gso,
+            ));
+        }
         let mut iov: [libc::iovec; BATCH] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
@@ -271,6 +317,8 @@ fn send_headers(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
 /// Up to BATCH datagrams composed in place, sent with one `sendmmsg` on a
 /// connected socket (or to per-datagram destinations).
 pub struct SendBatch {
+    /// Send with UDP GSO (equal-size runs per destination in one send).
+    pub gso: bool,
     bufs: Vec<[u8; MAX_DATAGRAM]>,
     lens: [usize; BATCH],
     dests: Vec<RawAddr>,
@@ -284,8 +332,14 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
+    pub fn with_gso(mut self, gso: bool) -> Self {
+        self.gso = gso;
+        self
+    }
+
     pub fn new() -> Self {
         Self {
+            gso: false,
             bufs: vec![[0u8; MAX_DATAGRAM]; BATCH],
             lens: [0; BATCH],
             dests: vec![RawAddr::from_std(SocketAddr::from(([127, 0, 0, 1], 0))); BATCH],
@@ -337,6 +391,26 @@ impl SendBatch {
     pub fn send(&mut self, sock: &UdpSocket, with_dest: bool) -> io::Result<usize> {
         let n = self.count;
         self.count = 0;
+        if self.gso && n > 1 {
+            let peer = if with_dest {
+                None
+            } else {
+                Some(RawAddr::from_std(sock.peer_addr()?))
+            };
+            let (bufs, lens, dests) = (&self.bufs, &self.lens, &self.dests);
+            return Ok(send_gso(
+                sock.as_raw_fd(),
+                n,
+                |i| {
+                    let to = match peer {
+                        Some(p) => p,
+                        None => *dests.get(i)?,
+                    };
+                    Some((to, bufs.get(i)?.as_ptr(), *lens.get(i)?))
+                },
+                &mut self.gso,
+            ));
+        }
         let mut iov: [libc::iovec; BATCH] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,

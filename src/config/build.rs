@@ -13,7 +13,8 @@ use super::keys::{self, Key, Lookup};
 use super::source::{Entry, Origin};
 use super::values;
 use super::{
-    Config, ConfigError, ConfigWarning, ExternalIp, IoBackend, LogSettings, PeerRange, Verbosity,
+    Config, ConfigError, ConfigWarning, ExternalIp, IoBackend, LogSettings, PeerRange, UdpGro,
+    Verbosity,
 };
 
 /// Socket buffer size used when `socket-rcvbuf` / `socket-sndbuf` are not set.
@@ -105,6 +106,7 @@ pub(crate) struct Builder {
     workers: Option<At<usize>>,
     cpu_affinity: Vec<usize>,
     io_backend: IoBackend,
+    udp_gro: UdpGro,
     socket_rcvbuf: Option<usize>,
     socket_sndbuf: Option<usize>,
     channel_range: ChannelRange,
@@ -368,6 +370,9 @@ impl Builder {
                     )));
                 }
                 self.stream_buffer_limit = Some(n);
+            }
+            Key::UdpGro => {
+                self.udp_gro = val()?.parse().map_err(|m: String| e.error(m))?;
             }
             Key::SocketRcvbuf => self.socket_rcvbuf = Some(ck(&e, values::size(val()?))?),
             Key::SocketSndbuf => self.socket_sndbuf = Some(ck(&e, values::size(val()?))?),
@@ -729,6 +734,7 @@ impl Builder {
             workers,
             cpu_affinity: self.cpu_affinity,
             io_backend: self.io_backend,
+            udp_gro: self.udp_gro,
             // Unset: 4 MiB each, so a burst (or a stalled moment) does not
             // overflow the kernel's ~208 KiB default; coturn enlarges its buffers too.
             socket_rcvbuf: self.socket_rcvbuf.or(Some(DEFAULT_SOCKET_BUFFER)),

@@ -146,6 +146,52 @@ impl fmt::Display for IoBackend {
     }
 }
 
+/// Which sockets ask the kernel for coalesced receives (`udp-gro`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpGro {
+    Off,
+    /// Relay sockets only (one busy peer each: where bursts of one flow arrive).
+    Relays,
+    /// Relay and listening sockets: `on`, the default. Measured (BENCHMARKS.md,
+    /// "UDP GRO on receive"): on listening sockets it pays as much as on relays
+    /// when clients send bursts that arrive coalesced, and costs nothing
+    /// measurable when nothing coalesces.
+    #[default]
+    All,
+}
+
+impl UdpGro {
+    pub fn policy(self) -> crate::io::GroPolicy {
+        crate::io::GroPolicy {
+            relays: self != Self::Off,
+            listeners: self == Self::All,
+        }
+    }
+}
+
+impl FromStr for UdpGro {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" | "all" => Ok(Self::All),
+            "relays" | "relay" => Ok(Self::Relays),
+            "off" => Ok(Self::Off),
+            _ => Err(format!("expected on, off, relays or all, got {s:?}")),
+        }
+    }
+}
+
+impl fmt::Display for UdpGro {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Relays => "relays",
+            Self::All => "all",
+        })
+    }
+}
+
 /// `verbose` / `Verbose`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Verbosity {
@@ -253,6 +299,8 @@ pub struct Config {
     /// Cores to pin workers to, in order (worker i → `cpu_affinity[i % len]`).
     pub cpu_affinity: Vec<usize>,
     pub io_backend: IoBackend,
+    /// `udp-gro`: which sockets receive coalesced bursts.
+    pub udp_gro: UdpGro,
     pub socket_rcvbuf: Option<usize>,
     pub socket_sndbuf: Option<usize>,
     /// The signaling server's TCP port; `None`: signaling off.

@@ -84,8 +84,8 @@ pub(crate) fn render(c: &Config) -> String {
     };
     let _ = writeln!(
         s,
-        "  workers:          {} ({pinning}), io backend {}",
-        c.workers, c.io_backend
+        "  workers:          {} ({pinning}), io backend {}, udp-gro {}",
+        c.workers, c.io_backend, c.udp_gro
     );
     let buf = |b: Option<usize>| b.map_or("system default".to_owned(), |n| format!("{n} bytes"));
     let _ = writeln!(

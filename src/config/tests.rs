@@ -136,6 +136,33 @@ fn io_backend_names() {
 }
 
 #[test]
+fn udp_gro_values() {
+    assert_eq!(
+        ok("listening-ip=127.0.0.1").udp_gro,
+        UdpGro::All,
+        "on by default, listening sockets too"
+    );
+    assert_eq!(
+        ok("listening-ip=127.0.0.1\nudp-gro=off").udp_gro,
+        UdpGro::Off
+    );
+    assert_eq!(
+        ok("listening-ip=127.0.0.1\nudp-gro=on").udp_gro,
+        UdpGro::All
+    );
+    assert_eq!(
+        ok("listening-ip=127.0.0.1\nudp-gro=relays").udp_gro,
+        UdpGro::Relays
+    );
+    assert!(parse("listening-ip=127.0.0.1\nudp-gro=maybe").is_err());
+    let p = UdpGro::Relays.policy();
+    assert!(p.relays && !p.listeners);
+    let p = UdpGro::Off.policy();
+    assert!(!p.relays && !p.listeners);
+    assert_eq!(UdpGro::All.to_string(), "all");
+}
+
+#[test]
 fn server_config_carries_every_setting() {
     let c = ok(
         "relay-ip=10.0.0.1\nlistening-ip=10.0.0.1\nrealm=r\nuser=a:b\n\

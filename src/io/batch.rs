@@ -10,11 +10,15 @@ use std::ops::Range;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use super::gro::{
+    gro_segment_size, plan_split, spread_segments, Split, GRO_CMSG_LEN, GRO_MAX_BYTES,
+    GRO_RECV_BUF_LEN, GRO_TYPICAL_SEGMENTS,
+};
 use super::gso::{send_all, Datagram, Scratch};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
-    close_fd, new_eventfd, Backend, BackendCounters, BackendKind, Received, SendQueue, Token,
-    Waker, HEADROOM, MAX_DATAGRAM, RECV_BUF_LEN,
+    close_fd, new_eventfd, try_enable_gro, Backend, BackendCounters, BackendKind, Received,
+    RecvOptions, SendQueue, Token, Waker, HEADROOM, MAX_DATAGRAM, RECV_BUF_LEN, TAILROOM,
 };
 
 /// Datagrams per recvmmsg / sendmmsg call.
@@ -34,13 +38,30 @@ struct PendingSend {
     fd: RawFd,
     to: RawAddr,
     payload: Payload,
+    /// Position in the queue, so an in-place sort keeps each socket's order.
+    order: u32,
 }
+
+/// A control buffer for one receive, aligned for cmsghdr.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; GRO_CMSG_LEN]);
 
 pub struct BatchBackend {
     epoll: RawFd,
     eventfd: RawFd,
-    tokens: HashMap<RawFd, Token>,
+    /// Each registered socket's token and whether it coalesces (UDP GRO).
+    tokens: HashMap<RawFd, (Token, bool), foldhash::fast::RandomState>,
+    /// Receive buffers: `RECV_BUF_LEN` each, or `GRO_RECV_BUF_LEN` once a GRO
+    /// socket is registered (a coalesced receive is spread inside its buffer).
     bufs: Vec<Vec<u8>>,
+    controls: Vec<Control>,
+    /// Per received datagram of the current batch: the GRO segment size, if coalesced.
+    segments: Vec<Option<usize>>,
+    /// Segment ranges of one spread receive (reused).
+    ranges: Vec<Range<usize>>,
+    /// Cleared for good when the kernel refuses UDP_GRO.
+    gro_allowed: bool,
     names: Vec<libc::sockaddr_storage>,
     /// Per received datagram of the current batch: length (`usize::MAX` if truncated) and name length.
     lens: Vec<usize>,
@@ -78,8 +99,12 @@ impl BatchBackend {
         let mut backend = Self {
             epoll,
             eventfd,
-            tokens: HashMap::new(),
+            tokens: HashMap::default(),
             bufs: (0..BATCH).map(|_| vec![0u8; RECV_BUF_LEN]).collect(),
+            controls: vec![Control([0; GRO_CMSG_LEN]); BATCH],
+            segments: Vec::with_capacity(BATCH),
+            ranges: Vec::with_capacity(64),
+            gro_allowed: true,
             // SAFETY: sockaddr_storage is plain old data; zero is valid.
             #[allow(unsafe_code)]
             names: vec![unsafe { std::mem::zeroed() }; BATCH],
@@ -117,7 +142,8 @@ impl BatchBackend {
     }
 
     /// One recvmmsg into all buffers; returns how many datagrams arrived.
-    fn recv_batch(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// With `gro`, each may be a coalesced burst (its segment size in `segments`).
+    fn recv_batch(&mut self, fd: RawFd, gro: bool) -> io::Result<usize> {
         // SAFETY (for the zeroed structs): iovec/mmsghdr are plain old data.
         #[allow(unsafe_code)]
         let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
@@ -131,17 +157,29 @@ impl BatchBackend {
             let Some(name) = self.names.get_mut(i) else {
                 break;
             };
-            // The payload lands after the headroom.
+            let Some(control) = self.controls.get_mut(i) else {
+                break;
+            };
+            // The payload lands after the headroom; a coalesced one may fill
+            // up to GRO_MAX_BYTES (the buffer has room to spread it after that).
             iov.iov_base = buf.as_mut_ptr().wrapping_add(HEADROOM).cast();
-            iov.iov_len = MAX_DATAGRAM;
+            iov.iov_len = if gro && buf.len() >= GRO_RECV_BUF_LEN {
+                GRO_MAX_BYTES
+            } else {
+                MAX_DATAGRAM
+            };
             msg.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
             msg.msg_hdr.msg_namelen =
                 std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
+            if gro {
+                msg.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+                msg.msg_hdr.msg_controllen = GRO_CMSG_LEN;
+            }
         }
-        // SAFETY: every mmsghdr points at a live iovec, buffer and name of the
-        // stated sizes, all owned by `self`/this frame for the whole call.
+        // SAFETY: every mmsghdr points at a live iovec, buffer, name and control
+        // buffer of the stated sizes, all owned by `self`/this frame for the whole call.
         #[allow(unsafe_code)]
         let n = unsafe {
             libc::recvmmsg(
@@ -165,7 +203,11 @@ impl BatchBackend {
         // Record lengths and truncation in the name slots' neighbours.
         self.lens.clear();
         self.namelens.clear();
-        for msg in msgs.iter().take(n) {
+        self.segments.clear();
+        for (msg, control) in msgs.iter().zip(self.controls.iter()).take(n) {
+            let written = control.0.get(..msg.msg_hdr.msg_controllen).unwrap_or(&[]);
+            self.segments
+                .push(if gro { gro_segment_size(written) } else { None });
             let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.lens.push(if truncated {
                 usize::MAX
@@ -180,18 +222,22 @@ impl BatchBackend {
 
 impl SendQueue for Vec<PendingSend> {
     fn send_received(&mut self, fd: RawFd, to: SocketAddr, buf_id: u32, range: Range<usize>) {
+        let order = self.len() as u32;
         self.push(PendingSend {
             fd,
             to: RawAddr::from_std(to),
             payload: Payload::Received { buf_id, range },
+            order,
         });
     }
 
     fn send_owned(&mut self, fd: RawFd, to: SocketAddr, data: Vec<u8>) {
+        let order = self.len() as u32;
         self.push(PendingSend {
             fd,
             to: RawAddr::from_std(to),
             payload: Payload::Owned(data),
+            order,
         });
     }
 }
@@ -201,9 +247,25 @@ impl Backend for BatchBackend {
         BackendKind::Batch
     }
 
-    fn register(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+    fn register_with(&mut self, fd: RawFd, token: Token, options: RecvOptions) -> io::Result<()> {
+        let gro = options.gro && try_enable_gro(fd, &mut self.gro_allowed, &mut self.counters);
+        if gro
+            && self
+                .bufs
+                .first()
+                .is_some_and(|b| b.len() < GRO_RECV_BUF_LEN)
+        {
+            // Once, at the first GRO socket: room to receive and spread a burst.
+            for buf in &mut self.bufs {
+                buf.resize(GRO_RECV_BUF_LEN, 0);
+            }
+            let most = BATCH * GRO_TYPICAL_SEGMENTS;
+            self.sends.reserve(most);
+            self.datagrams.reserve(most);
+            self.scratch.reserve(most);
+        }
         self.epoll_add(fd, fd as u64)?;
-        self.tokens.insert(fd, token);
+        self.tokens.insert(fd, (token, gro));
         Ok(())
     }
 
@@ -261,11 +323,11 @@ impl Backend for BatchBackend {
                 continue;
             }
             let fd = data as RawFd;
-            let Some(&token) = self.tokens.get(&fd) else {
+            let Some(&(token, gro)) = self.tokens.get(&fd) else {
                 continue;
             };
             for _ in 0..ROUNDS_PER_SOCKET {
-                let got = self.recv_batch(fd)?;
+                let got = self.recv_batch(fd, gro)?;
                 for i in 0..got {
                     let len = self.lens.get(i).copied().unwrap_or(usize::MAX);
                     if len == usize::MAX {
@@ -282,14 +344,45 @@ impl Backend for BatchBackend {
                     let Some(buf) = self.bufs.get_mut(i) else {
                         continue;
                     };
-                    let received = Received {
-                        token,
-                        from,
-                        buf,
-                        payload: HEADROOM..HEADROOM + len,
-                        buf_id: i as u32,
-                    };
-                    handler(&mut self.sends, received);
+                    let segment = self.segments.get(i).copied().flatten();
+                    let room = buf.len().saturating_sub(HEADROOM);
+                    match plan_split(len, segment, room) {
+                        Split::Single => {
+                            let received = Received {
+                                token,
+                                from,
+                                buf,
+                                payload: HEADROOM..HEADROOM + len,
+                                buf_id: i as u32,
+                            };
+                            handler(&mut self.sends, received);
+                        }
+                        Split::Segments { segment, .. } => {
+                            let mut ranges = std::mem::take(&mut self.ranges);
+                            ranges.clear();
+                            spread_segments(buf, HEADROOM, len, segment, &mut ranges);
+                            self.counters.gro_receives += 1;
+                            self.counters.gro_segments += ranges.len() as u64;
+                            for payload in ranges.drain(..) {
+                                // Up to this segment's tailroom: the handler cannot
+                                // reach the segments after it.
+                                let end = (payload.end + TAILROOM).min(buf.len());
+                                let Some(buf) = buf.get_mut(..end) else {
+                                    continue;
+                                };
+                                let received = Received {
+                                    token,
+                                    from,
+                                    buf,
+                                    payload,
+                                    buf_id: i as u32,
+                                };
+                                handler(&mut self.sends, received);
+                            }
+                            self.ranges = ranges;
+                        }
+                        Split::Drop => self.counters.gro_dropped += 1,
+                    }
                 }
                 // In-place sends refer to these buffers: send before reusing them.
                 self.flush()?;
@@ -311,8 +404,12 @@ impl Backend for BatchBackend {
             return Ok(());
         }
         let mut sends = std::mem::take(&mut self.sends);
-        // Group by socket (stable: each socket keeps its order).
-        sends.sort_by_key(|s| s.fd);
+        // Group by socket, each keeping its order (in place: no merge buffer);
+        // nothing to do when they all leave one socket (the common case).
+        let first_fd = sends.first().map(|s| s.fd);
+        if sends.iter().any(|s| Some(s.fd) != first_fd) {
+            sends.sort_unstable_by_key(|s| (s.fd, s.order));
+        }
         let mut start = 0;
         while start < sends.len() {
             let fd = sends.get(start).map(|s| s.fd).unwrap_or(-1);

@@ -8,6 +8,7 @@
 //! kernel or device refuses GSO (EIO, EINVAL, EOPNOTSUPP) the backend stops
 //! trying for good (sticky) and resends that run segment by segment.
 
+use std::hash::BuildHasher;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -16,7 +17,7 @@ use super::sockaddr::{storage_bytes, RawAddr};
 /// Linux `UDP_SEGMENT` (include/uapi/linux/udp.h); not exported by libc for glibc targets.
 const UDP_SEGMENT: libc::c_int = 103;
 /// Segments per GSO send (the kernel's UDP_MAX_SEGMENTS is 64 or 128).
-const MAX_SEGMENTS: usize = 64;
+pub(crate) const MAX_SEGMENTS: usize = 64;
 /// A GSO send is one IP datagram before segmentation.
 const MAX_GSO_BYTES: usize = 65_000;
 /// Messages per sendmmsg call.
@@ -58,7 +59,7 @@ impl Datagram {
 
 /// A run of `count` datagrams starting at `first`, all to one destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Run {
+pub struct Run {
     pub first: usize,
     pub count: usize,
     pub segment: usize,
@@ -71,9 +72,31 @@ pub(crate) const CMSG_WORDS: usize = CMSG_BUF / 8;
 #[derive(Default)]
 pub struct Scratch {
     runs: Vec<Run>,
+    plan: PlanScratch,
     iovecs: Vec<libc::iovec>,
     cmsgs: Vec<[u64; CMSG_WORDS]>,
     msgs: Vec<libc::mmsghdr>,
+}
+
+impl Scratch {
+    /// Makes room for flushes of up to `datagrams` datagrams, so that even the
+    /// largest flush allocates nothing (called once, when receives may burst).
+    pub fn reserve(&mut self, datagrams: usize) {
+        self.runs.reserve(datagrams);
+        self.iovecs.reserve(datagrams);
+        self.cmsgs.reserve(datagrams);
+        self.msgs.reserve(datagrams);
+        self.plan.keys.reserve(datagrams);
+        self.plan.sorted.reserve(datagrams);
+    }
+}
+
+/// What `plan_flush` reuses from flush to flush.
+#[derive(Default)]
+pub struct PlanScratch {
+    /// (destination key, position), sorted instead of the datagrams themselves.
+    keys: Vec<(u64, u32)>,
+    sorted: Vec<Datagram>,
 }
 
 fn same_destination(a: &RawAddr, b: &RawAddr) -> bool {
@@ -84,7 +107,7 @@ fn same_destination(a: &RawAddr, b: &RawAddr) -> bool {
 /// are together, in order; `entry(i)` gives the i-th destination and length)
 /// into runs: one destination, equal sizes (the last of a run may be
 /// shorter), at most MAX_SEGMENTS and MAX_GSO_BYTES. Appends to `runs`.
-pub(crate) fn plan_runs<'a>(
+pub fn plan_runs<'a>(
     count: usize,
     entry: impl Fn(usize) -> (&'a RawAddr, usize),
     gso: bool,
@@ -140,23 +163,70 @@ pub fn send_all(
     scratch: &mut Scratch,
 ) -> SendReport {
     let mut report = SendReport::default();
-    // Keep each destination's order, bring its datagrams together (stable sort).
-    datagrams.sort_by(|a, b| {
-        storage_bytes(&a.to.storage, a.to.len).cmp(storage_bytes(&b.to.storage, b.to.len))
-    });
     let mut runs = std::mem::take(&mut scratch.runs);
-    runs.clear();
-    plan_runs(
-        datagrams.len(),
-        |i| datagrams.get(i).map_or((&EMPTY, 0), |d| (&d.to, d.len)),
-        *gso_enabled,
-        &mut runs,
-    );
+    plan_flush(datagrams, *gso_enabled, &mut runs, &mut scratch.plan);
     for chunk in runs.chunks(MMSG_BATCH) {
         send_chunk(fd, datagrams, chunk, gso_enabled, &mut report, scratch);
     }
     scratch.runs = runs;
     report
+}
+
+/// Orders one socket's datagrams by destination (each destination keeping
+/// its order) and plans its runs into `runs` (cleared first): the pure part
+/// of `send_all`, no syscalls.
+pub fn plan_flush(
+    datagrams: &mut [Datagram],
+    gso: bool,
+    runs: &mut Vec<Run>,
+    plan: &mut PlanScratch,
+) {
+    group_by_destination(datagrams, plan);
+    runs.clear();
+    plan_runs(
+        datagrams.len(),
+        |i| datagrams.get(i).map_or((&EMPTY, 0), |d| (&d.to, d.len)),
+        gso,
+        runs,
+    );
+}
+
+/// Brings each destination's datagrams together, each keeping its order.
+///
+/// A `Datagram` is ~150 bytes (its sockaddr_storage), so sorting the
+/// datagrams themselves moves a lot of memory (and a stable `sort_by`
+/// allocates a merge buffer). Instead: one destination (the common case: a
+/// relay socket's one peer) needs nothing; otherwise sort 12-byte
+/// (destination hash, position) keys in place and permute once. Equal hashes
+/// of different destinations only interleave them, which `plan_runs` (it
+/// compares the addresses) turns into shorter runs, never wrong ones.
+fn group_by_destination(datagrams: &mut [Datagram], plan: &mut PlanScratch) {
+    let Some(first) = datagrams.first() else {
+        return;
+    };
+    let first = storage_bytes(&first.to.storage, first.to.len);
+    if datagrams
+        .iter()
+        .all(|d| storage_bytes(&d.to.storage, d.to.len) == first)
+    {
+        return;
+    }
+    let hasher = foldhash::fast::FixedState::with_seed(0x5eed);
+    plan.keys.clear();
+    plan.keys.extend(datagrams.iter().enumerate().map(|(i, d)| {
+        let key = hasher.hash_one(storage_bytes(&d.to.storage, d.to.len));
+        (key, i as u32)
+    }));
+    plan.keys.sort_unstable();
+    plan.sorted.clear();
+    plan.sorted.extend(
+        plan.keys
+            .iter()
+            .filter_map(|&(_, i)| datagrams.get(i as usize).copied()),
+    );
+    if plan.sorted.len() == datagrams.len() {
+        datagrams.copy_from_slice(&plan.sorted);
+    }
 }
 
 /// A placeholder for out-of-range lookups (never sent).
@@ -310,5 +380,28 @@ mod tests {
         // 100,100,60 (a shorter last segment ends a run), then 100, then the other destination.
         assert_eq!(shape, vec![(3, 100), (1, 100), (1, 100)]);
         assert!(plan(false).iter().all(|m| m.count == 1));
+    }
+
+    #[test]
+    fn flush_groups_interleaved_destinations_keeping_their_order() {
+        // Three destinations, interleaved as flows arrive; byte i marks position i.
+        let bytes: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 100]).collect();
+        let dests = ["127.0.0.1:1", "127.0.0.1:2", "[::1]:3"];
+        let mut list: Vec<Datagram> = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Datagram::new(RawAddr::from_std(dests[i % 3].parse().unwrap()), b))
+            .collect();
+        let (mut runs, mut plan) = (Vec::new(), PlanScratch::default());
+        plan_flush(&mut list, true, &mut runs, &mut plan);
+        assert_eq!(runs.len(), 3, "one run per destination");
+        for run in &runs {
+            let firsts: Vec<usize> = list[run.first..run.first + run.count]
+                .iter()
+                .filter_map(|d| bytes.iter().position(|b| b.as_ptr() == d.ptr))
+                .collect();
+            assert_eq!(firsts.len(), 10);
+            assert!(firsts.windows(2).all(|w| w[0] + 3 == w[1]), "{firsts:?}");
+        }
     }
 }

@@ -5,10 +5,14 @@
 //! with `HEADROOM` free bytes in front of the payload (so TURN framing is
 //! written in place) and takes sends either as a range of a receive buffer
 //! (zero copy) or as owned bytes. Sends queued during one loop turn go out
-//! together at its end.
+//! together at its end, grouped into GSO runs (`gso`). Sockets registered
+//! with `RecvOptions { gro: true }` may receive coalesced bursts, which are
+//! split into datagrams, each with its own headroom, before the worker sees
+//! them (`gro`).
 
 pub mod affinity;
 pub mod batch;
+pub mod gro;
 pub mod gso;
 pub mod poller;
 pub mod sockaddr;
@@ -99,6 +103,14 @@ pub struct BackendCounters {
     pub gso_segments: u64,
     /// Times the kernel refused GSO (it is then off for good).
     pub gso_fallbacks: u64,
+    /// Coalesced receives (UDP GRO) and the datagrams they carried.
+    pub gro_receives: u64,
+    pub gro_segments: u64,
+    /// Times the kernel refused UDP_GRO on a socket (it is then not asked again).
+    pub gro_fallbacks: u64,
+    /// Receives dropped because they could not be split (a datagram over
+    /// `MAX_DATAGRAM`, a burst the buffer could not spread).
+    pub gro_dropped: u64,
 }
 
 impl BackendCounters {
@@ -110,11 +122,63 @@ impl BackendCounters {
     }
 }
 
+/// Which sockets a worker registers with UDP GRO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroPolicy {
+    pub relays: bool,
+    pub listeners: bool,
+}
+
+impl Default for GroPolicy {
+    /// Relay and listening sockets: see `config::UdpGro`.
+    fn default() -> Self {
+        Self {
+            relays: true,
+            listeners: true,
+        }
+    }
+}
+
+/// How a registered socket is received from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecvOptions {
+    /// Ask for UDP GRO (coalesced receives, split before delivery; see `gro`).
+    /// If the kernel refuses, the socket is received from without it and the
+    /// backend stops asking (sticky), counting `gro_fallbacks`.
+    pub gro: bool,
+}
+
+/// Turns UDP GRO on for `fd` unless an earlier refusal turned it off for good.
+/// Returns whether the socket now coalesces.
+pub(crate) fn try_enable_gro(
+    fd: RawFd,
+    allowed: &mut bool,
+    counters: &mut BackendCounters,
+) -> bool {
+    if !*allowed {
+        return false;
+    }
+    match gro::enable_gro(fd) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("UDP_GRO refused ({e}); receiving without it from now on");
+            *allowed = false;
+            counters.gro_fallbacks += 1;
+            false
+        }
+    }
+}
+
 pub trait Backend: Send {
     fn kind(&self) -> BackendKind;
 
     /// Starts receiving on `fd`.
-    fn register(&mut self, fd: RawFd, token: Token) -> io::Result<()>;
+    fn register(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.register_with(fd, token, RecvOptions::default())
+    }
+
+    /// Starts receiving on `fd` with `options`.
+    fn register_with(&mut self, fd: RawFd, token: Token, options: RecvOptions) -> io::Result<()>;
 
     /// Stops receiving on `fd` before the caller closes it.
     fn deregister(&mut self, fd: RawFd, token: Token) -> io::Result<()>;

@@ -9,6 +9,7 @@
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -19,11 +20,15 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::gso::{is_gso_refusal, plan_runs, segment_cmsg, Run, CMSG_WORDS};
+use super::gro::{
+    gro_segment_size, plan_split, spread_segments, Split, GRO_CMSG_LEN, GRO_SPREAD_LEN,
+    GRO_TYPICAL_SEGMENTS,
+};
+use super::gso::{is_gso_refusal, plan_runs, segment_cmsg, Run, CMSG_WORDS, MAX_SEGMENTS};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
-    close_fd, new_eventfd, Backend, BackendCounters, BackendKind, Received, SendQueue, Token,
-    Waker, MAX_DATAGRAM, TAILROOM,
+    close_fd, new_eventfd, try_enable_gro, Backend, BackendCounters, BackendKind, Received,
+    RecvOptions, SendQueue, Token, Waker, HEADROOM, MAX_DATAGRAM, TAILROOM,
 };
 
 /// Buffers in the provided ring (a power of two).
@@ -33,6 +38,14 @@ const BUFFER_GROUP: u16 = 0;
 const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
 const RECV_PREFIX: usize = 16 + NAME_LEN;
 const BUFFER_LEN: usize = RECV_PREFIX + MAX_DATAGRAM + TAILROOM;
+/// GRO sockets receive into a second ring of larger buffers (a power of two of
+/// them), ids `RING_BUFFERS..RING_BUFFERS + GRO_BUFFERS`; the prefix has room
+/// for the UDP_GRO cmsg, and the payload area for a spread burst (see `gro`).
+const GRO_BUFFERS: u16 = 64;
+const GRO_GROUP: u16 = 1;
+const GRO_RECV_PREFIX: usize = RECV_PREFIX + GRO_CMSG_LEN;
+const GRO_BUFFER_LEN: usize = GRO_RECV_PREFIX + GRO_SPREAD_LEN;
+const _: () = assert!(RECV_PREFIX >= HEADROOM && GRO_RECV_PREFIX >= HEADROOM);
 const SQ_ENTRIES: u32 = 2048;
 
 const KIND_SHIFT: u32 = 60;
@@ -67,11 +80,12 @@ impl SendSlot {
             // SAFETY: msghdr is plain old data; zero is valid.
             #[allow(unsafe_code)]
             msghdr: unsafe { std::mem::zeroed() },
-            iovs: Vec::new(),
+            // Room for the longest GSO run, so a reused slot never grows.
+            iovs: Vec::with_capacity(MAX_SEGMENTS),
             to: RawAddr::from_std(SocketAddr::from(([0, 0, 0, 0], 0))),
             cmsg: [0; CMSG_WORDS],
             owned: Vec::new(),
-            buffers: Vec::new(),
+            buffers: Vec::with_capacity(MAX_SEGMENTS),
         }
     }
 }
@@ -88,6 +102,7 @@ type ResolvedSend = (
     usize,
     Option<Vec<u8>>,
     Option<u16>,
+    u32,
 );
 
 enum PendingPayload {
@@ -126,17 +141,140 @@ impl SendQueue for Queue<'_> {
     }
 }
 
-pub struct UringBackend {
-    ring: IoUring,
-    ring_entries: *mut BufRingEntry,
-    ring_layout: Layout,
+/// One provided-buffer ring: entries shared with the kernel, and the buffers.
+struct BufRing {
+    entries: *mut BufRingEntry,
+    layout: Layout,
+    group: u16,
+    /// Entries (a power of two) and buffers.
+    count: u16,
+    buf_len: usize,
+    /// The first buffer's id (ids are unique across both rings).
+    first_id: u16,
     buffers: Vec<u8>,
-    /// Sends still reading each buffer.
-    buffer_refs: Vec<u16>,
     /// Local copy of the ring's tail.
     tail: u16,
+}
+
+impl BufRing {
+    fn new(
+        ring: &IoUring,
+        group: u16,
+        count: u16,
+        buf_len: usize,
+        first_id: u16,
+    ) -> io::Result<Self> {
+        let layout = Layout::from_size_align(
+            usize::from(count) * std::mem::size_of::<BufRingEntry>(),
+            4096,
+        )
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        // SAFETY: non-zero size, valid alignment; checked for null below.
+        #[allow(unsafe_code)]
+        let entries = unsafe { alloc_zeroed(layout) }.cast::<BufRingEntry>();
+        if entries.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        // SAFETY: the ring memory is page aligned, zeroed, sized for `count`
+        // entries, and stays allocated until `unregister` (called from Drop).
+        #[allow(unsafe_code)]
+        let registered = unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(entries as u64, count, group, 0)
+        };
+        if let Err(e) = registered {
+            // SAFETY: allocated just above with this layout, not registered.
+            #[allow(unsafe_code)]
+            unsafe {
+                dealloc(entries.cast(), layout)
+            };
+            return Err(e);
+        }
+        let mut r = Self {
+            entries,
+            layout,
+            group,
+            count,
+            buf_len,
+            first_id,
+            buffers: vec![0u8; usize::from(count) * buf_len],
+            tail: 0,
+        };
+        for i in 0..count {
+            r.push(first_id + i);
+        }
+        r.publish();
+        Ok(r)
+    }
+
+    fn holds(&self, bid: u16) -> bool {
+        bid >= self.first_id && bid - self.first_id < self.count
+    }
+
+    /// Buffer `bid`'s place in `buffers`.
+    fn span(&self, bid: u16) -> Range<usize> {
+        let start = usize::from(bid.wrapping_sub(self.first_id)) * self.buf_len;
+        start..start + self.buf_len
+    }
+
+    /// Puts buffer `bid` at the ring's tail (published by `publish`).
+    fn push(&mut self, bid: u16) {
+        if !self.holds(bid) {
+            return;
+        }
+        let index = usize::from(self.tail & (self.count - 1));
+        let addr = self.buffers.as_mut_ptr().wrapping_add(self.span(bid).start);
+        // SAFETY: `index` < count, inside the ring allocation; the kernel only
+        // reads entries between its head and the published tail, and this one is
+        // past the tail until `publish`.
+        #[allow(unsafe_code)]
+        unsafe {
+            let entry = &mut *self.entries.add(index);
+            entry.set_addr(addr as u64);
+            entry.set_len(self.buf_len as u32);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&mut self) {
+        // SAFETY: the tail field lives in the first ring entry, which we own;
+        // the kernel reads it concurrently, hence the atomic release store.
+        #[allow(unsafe_code)]
+        unsafe {
+            let tail = BufRingEntry::tail(self.entries)
+                .cast_mut()
+                .cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn unregister(&mut self, ring: &IoUring) {
+        let _ = ring.submitter().unregister_buf_ring(self.group);
+        // SAFETY: allocated in `new` with this layout; the kernel no longer
+        // references it after unregistering (or the ring is being torn down).
+        #[allow(unsafe_code)]
+        unsafe {
+            dealloc(self.entries.cast(), self.layout)
+        };
+    }
+}
+
+pub struct UringBackend {
+    ring: IoUring,
+    plain: BufRing,
+    /// Created at the first GRO registration.
+    gro: Option<BufRing>,
+    /// Sends still reading each buffer (both rings' ids).
+    buffer_refs: Vec<u16>,
     recv_msghdr: Box<libc::msghdr>,
-    registered: HashMap<Token, RawFd>,
+    recv_msghdr_gro: Box<libc::msghdr>,
+    /// Cleared for good when the kernel refuses UDP_GRO.
+    gro_allowed: bool,
+    /// Segment ranges of one spread receive (reused).
+    ranges: Vec<Range<usize>>,
+    /// Each socket's fd and whether it coalesces (UDP GRO).
+    registered: HashMap<Token, (RawFd, bool), foldhash::fast::RandomState>,
     slots: Vec<Option<Box<SendSlot>>>,
     free_slots: Vec<usize>,
     /// Completed slots kept for reuse, so a send allocates nothing once warm.
@@ -148,8 +286,13 @@ pub struct UringBackend {
     counters: BackendCounters,
     /// Reused every flush, so the send path allocates nothing once warm.
     resolved: Vec<ResolvedSend>,
+    /// (socket, destination hash, position) per resolved send, sorted instead of the sends.
+    send_keys: Vec<(RawFd, u64, u32)>,
+    sorted: Vec<ResolvedSend>,
     runs: Vec<Run>,
     completions: Vec<(u64, i32, u32)>,
+    /// Multishot receives to re-arm after this turn's completions.
+    rearm: Vec<(RawFd, Token, bool)>,
     pending: Vec<PendingSend>,
     eventfd: RawFd,
     wake_buf: Box<u64>,
@@ -172,101 +315,100 @@ impl UringBackend {
             .build(SQ_ENTRIES)
             .or_else(|_| IoUring::builder().setup_coop_taskrun().build(SQ_ENTRIES))
             .or_else(|_| IoUring::builder().build(SQ_ENTRIES))?;
-        let ring_layout = Layout::from_size_align(
-            usize::from(RING_BUFFERS) * std::mem::size_of::<BufRingEntry>(),
-            4096,
-        )
-        .map_err(|e| io::Error::other(e.to_string()))?;
-        // SAFETY: non-zero size, valid alignment; checked for null below.
-        #[allow(unsafe_code)]
-        let ring_entries = unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
-        if ring_entries.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        // SAFETY: the ring memory is page aligned, zeroed, sized for RING_BUFFERS
-        // entries, and stays allocated until Drop unregisters it.
-        #[allow(unsafe_code)]
-        let registered = unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                ring_entries as u64,
-                RING_BUFFERS,
-                BUFFER_GROUP,
-                0,
-            )
-        };
-        if let Err(e) = registered {
-            // SAFETY: allocated just above with this layout, not registered.
-            #[allow(unsafe_code)]
-            unsafe {
-                dealloc(ring_entries.cast(), ring_layout)
-            };
-            return Err(e);
-        }
+        let plain = BufRing::new(&ring, BUFFER_GROUP, RING_BUFFERS, BUFFER_LEN, 0)?;
         // SAFETY: msghdr is plain old data; zero is valid.
         #[allow(unsafe_code)]
         let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_msghdr.msg_namelen = NAME_LEN as libc::socklen_t;
+        // The kernel reserves the cmsg area after the name in each GRO buffer;
+        // the pointer is never used by multishot RecvMsg, only the length.
+        // SAFETY: msghdr is plain old data; zero is valid.
+        #[allow(unsafe_code)]
+        let mut recv_msghdr_gro: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msghdr_gro.msg_namelen = NAME_LEN as libc::socklen_t;
+        recv_msghdr_gro.msg_controllen = GRO_CMSG_LEN;
         let eventfd = new_eventfd()?;
         let mut backend = Self {
             ring,
-            ring_entries,
-            ring_layout,
-            buffers: vec![0u8; usize::from(RING_BUFFERS) * BUFFER_LEN],
-            buffer_refs: vec![0; usize::from(RING_BUFFERS)],
-            tail: 0,
+            plain,
+            gro: None,
+            buffer_refs: vec![0; usize::from(RING_BUFFERS + GRO_BUFFERS)],
             recv_msghdr,
-            registered: HashMap::new(),
+            recv_msghdr_gro,
+            gro_allowed: true,
+            ranges: Vec::with_capacity(64),
+            registered: HashMap::default(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             spare_slots: Vec::new(),
             gso_enabled: true,
             counters: BackendCounters::default(),
             resolved: Vec::new(),
+            send_keys: Vec::new(),
+            sorted: Vec::new(),
             runs: Vec::new(),
             completions: Vec::with_capacity(256),
+            rearm: Vec::with_capacity(16),
             pending: Vec::new(),
             eventfd,
             wake_buf: Box::new(0),
         };
-        for bid in 0..RING_BUFFERS {
-            backend.push_buffer(bid);
-        }
-        backend.publish_tail();
         backend.arm_wake()?;
         Ok(backend)
     }
 
-    /// Puts buffer `bid` at the ring's tail (published by `publish_tail`).
-    fn push_buffer(&mut self, bid: u16) {
-        let mask = RING_BUFFERS - 1;
-        let index = usize::from(self.tail & mask);
-        let addr = self
-            .buffers
-            .as_mut_ptr()
-            .wrapping_add(usize::from(bid) * BUFFER_LEN);
-        // SAFETY: `index` < RING_BUFFERS, inside the ring allocation; the kernel
-        // only reads entries between its head and the published tail, and this
-        // one is past the tail until `publish_tail`.
-        #[allow(unsafe_code)]
-        unsafe {
-            let entry = &mut *self.ring_entries.add(index);
-            entry.set_addr(addr as u64);
-            entry.set_len(BUFFER_LEN as u32);
-            entry.set_bid(bid);
+    /// Once, at the first GRO socket: a turn may now carry a burst per
+    /// buffer; make room for that in every queue (and spare send slots), so
+    /// that bursts do not make the send path allocate as they grow.
+    fn reserve_for_bursts(&mut self) {
+        let most = usize::from(GRO_BUFFERS) * GRO_TYPICAL_SEGMENTS;
+        self.pending.reserve(most);
+        self.resolved.reserve(most);
+        self.send_keys.reserve(most);
+        self.sorted.reserve(most);
+        self.runs.reserve(most);
+        self.completions.reserve(most);
+        self.rearm.reserve(256);
+        let slots = usize::from(GRO_BUFFERS) * 4;
+        self.slots.reserve(slots);
+        self.free_slots.reserve(slots);
+        self.spare_slots.reserve(slots);
+        while self.spare_slots.len() < slots {
+            self.spare_slots.push(Box::new(SendSlot::empty()));
         }
-        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Puts buffer `bid` back into its ring (published by `publish_tail`).
+    fn push_buffer(&mut self, bid: u16) {
+        if self.plain.holds(bid) {
+            self.plain.push(bid);
+        } else if let Some(gro) = self.gro.as_mut() {
+            gro.push(bid);
+        }
     }
 
     fn publish_tail(&mut self) {
-        // SAFETY: the tail field lives in the first ring entry, which we own;
-        // the kernel reads it concurrently, hence the atomic release store.
-        #[allow(unsafe_code)]
-        unsafe {
-            let tail = BufRingEntry::tail(self.ring_entries)
-                .cast_mut()
-                .cast::<AtomicU16>();
-            (*tail).store(self.tail, Ordering::Release);
+        self.plain.publish();
+        if let Some(gro) = self.gro.as_mut() {
+            gro.publish();
         }
+    }
+
+    /// Where `range` of buffer `bid` lies, if it is inside that buffer.
+    fn buffer_ptr(&self, bid: u16, range: &Range<usize>) -> Option<*const u8> {
+        let ring = if self.plain.holds(bid) {
+            &self.plain
+        } else {
+            self.gro.as_ref().filter(|g| g.holds(bid))?
+        };
+        if range.start > range.end || range.end > ring.buf_len {
+            return None;
+        }
+        Some(
+            ring.buffers
+                .as_ptr()
+                .wrapping_add(ring.span(bid).start + range.start),
+        )
     }
 
     fn push_sqe(&mut self, entry: squeue::Entry) -> io::Result<()> {
@@ -282,10 +424,13 @@ impl UringBackend {
         }
     }
 
-    fn arm_recv(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
-        let entry = opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_msghdr, BUFFER_GROUP)
-            .build()
-            .user_data(user_data(KIND_RECV, token));
+    fn arm_recv(&mut self, fd: RawFd, token: Token, gro: bool) -> io::Result<()> {
+        let entry = if gro {
+            opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_msghdr_gro, GRO_GROUP)
+        } else {
+            opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_msghdr, BUFFER_GROUP)
+        };
+        let entry = entry.build().user_data(user_data(KIND_RECV, token));
         self.push_sqe(entry)
     }
 
@@ -328,14 +473,11 @@ impl UringBackend {
         for send in pending.drain(..) {
             match send.payload {
                 PendingPayload::Received { bid, range } => {
-                    if range.end > BUFFER_LEN || range.start > range.end {
+                    let Some(ptr) = self.buffer_ptr(bid, &range) else {
                         self.release_buffer(bid);
                         continue;
-                    }
-                    let ptr = self
-                        .buffers
-                        .as_ptr()
-                        .wrapping_add(usize::from(bid) * BUFFER_LEN + range.start);
+                    };
+                    let order = items.len() as u32;
                     items.push((
                         send.fd,
                         RawAddr::from_std(send.to),
@@ -343,21 +485,56 @@ impl UringBackend {
                         range.len(),
                         None,
                         Some(bid),
+                        order,
                     ));
                 }
                 PendingPayload::Owned(v) => {
                     let (ptr, len) = (v.as_ptr(), v.len());
-                    items.push((send.fd, RawAddr::from_std(send.to), ptr, len, Some(v), None));
+                    let order = items.len() as u32;
+                    items.push((
+                        send.fd,
+                        RawAddr::from_std(send.to),
+                        ptr,
+                        len,
+                        Some(v),
+                        None,
+                        order,
+                    ));
                 }
             }
         }
         self.pending = pending;
-        // Bring each socket's and destination's datagrams together, keeping their order.
-        items.sort_by(|a, b| {
-            a.0.cmp(&b.0).then_with(|| {
-                storage_bytes(&a.1.storage, a.1.len).cmp(storage_bytes(&b.1.storage, b.1.len))
-            })
-        });
+        // Bring each socket's and destination's datagrams together, keeping
+        // their order: sort small (socket, destination hash, position) keys
+        // and permute once, rather than sorting the ~190-byte entries (see
+        // gso::group_by_destination; a hash collision only shortens runs).
+        let first = items
+            .first()
+            .map(|i| (i.0, storage_bytes(&i.1.storage, i.1.len)));
+        let grouped = items
+            .iter()
+            .all(|i| Some((i.0, storage_bytes(&i.1.storage, i.1.len))) == first);
+        if !grouped {
+            let hasher = foldhash::fast::FixedState::with_seed(0x5eed);
+            let mut keys = std::mem::take(&mut self.send_keys);
+            keys.clear();
+            keys.extend(items.iter().map(|i| {
+                let dest = hasher.hash_one(storage_bytes(&i.1.storage, i.1.len));
+                (i.0, dest, i.6)
+            }));
+            keys.sort_unstable();
+            let mut sorted = std::mem::take(&mut self.sorted);
+            sorted.clear();
+            for &(_, _, at) in &keys {
+                if let Some(i) = items.get_mut(at as usize) {
+                    sorted.push((i.0, i.1, i.2, i.3, i.4.take(), i.5, i.6));
+                }
+            }
+            std::mem::swap(&mut items, &mut sorted);
+            sorted.clear();
+            self.sorted = sorted;
+            self.send_keys = keys;
+        }
         let mut start = 0;
         while start < items.len() {
             let fd = items.get(start).map_or(-1, |i| i.0);
@@ -473,9 +650,34 @@ impl Backend for UringBackend {
         BackendKind::Uring
     }
 
-    fn register(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
-        self.registered.insert(token, fd);
-        self.arm_recv(fd, token)?;
+    fn register_with(&mut self, fd: RawFd, token: Token, options: RecvOptions) -> io::Result<()> {
+        let mut gro = options.gro && try_enable_gro(fd, &mut self.gro_allowed, &mut self.counters);
+        if gro && self.gro.is_none() {
+            match BufRing::new(
+                &self.ring,
+                GRO_GROUP,
+                GRO_BUFFERS,
+                GRO_BUFFER_LEN,
+                RING_BUFFERS,
+            ) {
+                Ok(r) => {
+                    self.gro = Some(r);
+                    self.reserve_for_bursts();
+                }
+                Err(e) => {
+                    // No second buffer ring: receive plain (the socket then gets
+                    // its datagrams one by one; GRO stays set but never coalesces
+                    // into a receive we cannot split, as we do not ask for the cmsg).
+                    tracing::warn!("no buffer ring for UDP GRO ({e}); receiving without it");
+                    self.gro_allowed = false;
+                    self.counters.gro_fallbacks += 1;
+                    let _ = super::gro::disable_gro(fd);
+                    gro = false;
+                }
+            }
+        }
+        self.registered.insert(token, (fd, gro));
+        self.arm_recv(fd, token, gro)?;
         self.ring.submit()?;
         Ok(())
     }
@@ -533,7 +735,8 @@ impl Backend for UringBackend {
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
 
-        let mut rearm: Vec<(RawFd, Token)> = Vec::new();
+        let mut rearm = std::mem::take(&mut self.rearm);
+        rearm.clear();
         for &(data, result, flags) in &completions {
             let kind = data >> KIND_SHIFT;
             let value = data & ((1 << KIND_SHIFT) - 1);
@@ -541,8 +744,8 @@ impl Backend for UringBackend {
                 KIND_RECV => {
                     let token = value;
                     if !cqueue::more(flags) {
-                        if let Some(fd) = self.registered.get(&token) {
-                            rearm.push((*fd, token));
+                        if let Some(&(fd, gro)) = self.registered.get(&token) {
+                            rearm.push((fd, token, gro));
                         }
                     }
                     if result < 0 {
@@ -554,8 +757,8 @@ impl Backend for UringBackend {
                     if let Some(refs) = self.buffer_refs.get_mut(usize::from(bid)) {
                         *refs = 1; // held while the handler runs
                     }
-                    if self.registered.contains_key(&token) {
-                        self.deliver(token, bid, result as usize, handler);
+                    if let Some(&(_, gro)) = self.registered.get(&token) {
+                        self.deliver(token, bid, gro, handler);
                     }
                     self.release_buffer(bid);
                 }
@@ -569,9 +772,10 @@ impl Backend for UringBackend {
         }
         self.completions = completions;
         self.publish_tail();
-        for (fd, token) in rearm {
-            self.arm_recv(fd, token)?;
+        for &(fd, token, gro) in &rearm {
+            self.arm_recv(fd, token, gro)?;
         }
+        self.rearm = rearm;
         self.flush()
     }
 
@@ -595,26 +799,37 @@ impl Backend for UringBackend {
 }
 
 impl UringBackend {
-    /// Parses one received buffer and hands it to the worker.
+    /// Parses one received buffer and hands it to the worker: one datagram,
+    /// or, from a GRO socket, each segment of a coalesced burst after
+    /// spreading them in the buffer (see `gro`).
     fn deliver(
         &mut self,
         token: Token,
         bid: u16,
-        len: usize,
+        gro: bool,
         handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>),
     ) {
-        let base = usize::from(bid) * BUFFER_LEN;
-        let Some(buf) = self.buffers.get_mut(base..base + BUFFER_LEN) else {
+        let (prefix, buf) = if self.plain.holds(bid) {
+            let span = self.plain.span(bid);
+            (RECV_PREFIX, self.plain.buffers.get_mut(span))
+        } else {
+            let Some(ring) = self.gro.as_mut().filter(|g| g.holds(bid)) else {
+                return;
+            };
+            let span = ring.span(bid);
+            (GRO_RECV_PREFIX, ring.buffers.get_mut(span))
+        };
+        let Some(buf) = buf else {
             return;
         };
-        let len = len.min(BUFFER_LEN);
         // io_uring_recvmsg_out: namelen, controllen, payloadlen, flags (u32 each).
         let header = |i: usize| {
             buf.get(i * 4..i * 4 + 4)
                 .and_then(|b| b.try_into().ok())
                 .map(u32::from_ne_bytes)
         };
-        let (Some(namelen), Some(payloadlen), Some(msg_flags)) = (header(0), header(2), header(3))
+        let (Some(namelen), Some(controllen), Some(payloadlen), Some(msg_flags)) =
+            (header(0), header(1), header(2), header(3))
         else {
             return;
         };
@@ -625,22 +840,58 @@ impl UringBackend {
         let Some(from) = buf.get(16..name_end).and_then(parse_sockaddr) else {
             return;
         };
-        let start = RECV_PREFIX;
-        let end = (start + payloadlen as usize).min(len.max(start));
+        let segment = if gro {
+            let control = RECV_PREFIX..RECV_PREFIX + (controllen as usize).min(GRO_CMSG_LEN);
+            buf.get(control).and_then(gro_segment_size)
+        } else {
+            None
+        };
+        let len = (payloadlen as usize).min(buf.len().saturating_sub(prefix));
         let mut queue = Queue {
             sends: &mut self.pending,
         };
         let before = queue.sends.len();
-        handler(
-            &mut queue,
-            Received {
-                token,
-                from,
-                buf,
-                payload: start..end,
-                buf_id: u32::from(bid),
-            },
-        );
+        match plan_split(len, segment, buf.len().saturating_sub(prefix)) {
+            Split::Single => handler(
+                &mut queue,
+                Received {
+                    token,
+                    from,
+                    buf,
+                    payload: prefix..prefix + len,
+                    buf_id: u32::from(bid),
+                },
+            ),
+            Split::Segments { segment, .. } => {
+                let mut ranges = std::mem::take(&mut self.ranges);
+                ranges.clear();
+                spread_segments(buf, prefix, len, segment, &mut ranges);
+                self.counters.gro_receives += 1;
+                self.counters.gro_segments += ranges.len() as u64;
+                for payload in ranges.drain(..) {
+                    // Up to this segment's tailroom: the handler cannot reach the
+                    // segments after it.
+                    let end = (payload.end + TAILROOM).min(buf.len());
+                    let Some(buf) = buf.get_mut(..end) else {
+                        continue;
+                    };
+                    handler(
+                        &mut queue,
+                        Received {
+                            token,
+                            from,
+                            buf,
+                            payload,
+                            buf_id: u32::from(bid),
+                        },
+                    );
+                }
+                self.ranges = ranges;
+            }
+            // Plain sockets: a datagram over MAX_DATAGRAM, as a truncated one in batch.
+            Split::Drop if gro => self.counters.gro_dropped += 1,
+            Split::Drop => {}
+        }
         // Every in-place send from this buffer holds a reference until it completes.
         let added = self
             .pending
@@ -656,13 +907,10 @@ impl UringBackend {
 
 impl Drop for UringBackend {
     fn drop(&mut self) {
-        let _ = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP);
-        // SAFETY: allocated in `new` with this layout; the kernel no longer
-        // references it after unregistering (or the ring is being torn down).
-        #[allow(unsafe_code)]
-        unsafe {
-            dealloc(self.ring_entries.cast(), self.ring_layout)
-        };
+        self.plain.unregister(&self.ring);
+        if let Some(gro) = self.gro.as_mut() {
+            gro.unregister(&self.ring);
+        }
         close_fd(self.eventfd);
     }
 }

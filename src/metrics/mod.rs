@@ -45,6 +45,10 @@ pub struct WorkerMetrics {
     pub gso_sends: AtomicU64,
     pub gso_segments: AtomicU64,
     pub gso_fallbacks: AtomicU64,
+    pub gro_receives: AtomicU64,
+    pub gro_segments: AtomicU64,
+    pub gro_fallbacks: AtomicU64,
+    pub gro_dropped: AtomicU64,
     pub cross_worker_sent: AtomicU64,
     pub cross_worker_dropped: AtomicU64,
     pub same_worker_relayed: AtomicU64,
@@ -99,6 +103,10 @@ impl WorkerMetrics {
         set(&self.gso_sends, backend.gso_sends);
         set(&self.gso_segments, backend.gso_segments);
         set(&self.gso_fallbacks, backend.gso_fallbacks);
+        set(&self.gro_receives, backend.gro_receives);
+        set(&self.gro_segments, backend.gro_segments);
+        set(&self.gro_fallbacks, backend.gro_fallbacks);
+        set(&self.gro_dropped, backend.gro_dropped);
         set(&self.cross_worker_sent, io.cross_worker_sent);
         set(&self.cross_worker_dropped, io.cross_worker_dropped);
         set(&self.same_worker_relayed, io.same_worker_relayed);
@@ -333,6 +341,38 @@ pub fn render(src: &MetricsSource) -> String {
         "counter",
         "Times the kernel refused GSO (plain sends from then on).",
         |w| get(&w.gso_fallbacks),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_gro_receives_total",
+        "counter",
+        "Coalesced receives (UDP GRO), each split into its datagrams.",
+        |w| get(&w.gro_receives),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_gro_segments_total",
+        "counter",
+        "Datagrams carried by coalesced receives.",
+        |w| get(&w.gro_segments),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_gro_fallbacks_total",
+        "counter",
+        "Times the kernel refused UDP_GRO on a socket (not asked again).",
+        |w| get(&w.gro_fallbacks),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_gro_dropped_total",
+        "counter",
+        "Received datagrams dropped because they could not be split (too large).",
+        |w| get(&w.gro_dropped),
     );
     per_worker(
         o,
@@ -597,6 +637,7 @@ mod tests {
             "# TYPE ringturn_allocations gauge",
             "# TYPE ringturn_shared_relay_peer_claims gauge",
             "# TYPE ringturn_gso_fallbacks_total counter",
+            "# TYPE ringturn_gro_fallbacks_total counter",
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");
         }

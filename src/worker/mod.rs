@@ -7,6 +7,8 @@
 pub mod directory;
 
 use std::collections::HashMap;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +21,9 @@ pub use directory::RelayDirectory;
 
 use crate::io::socket::{bind_relay, BufferSizes};
 use crate::io::stream::{DetachedConn, PeerEvent, StreamHandler, StreamSet};
-use crate::io::{Backend, Received, SendQueue, Token, Waker, HEADROOM, TAILROOM};
+use crate::io::{
+    Backend, GroPolicy, Received, RecvOptions, SendQueue, Token, Waker, HEADROOM, TAILROOM,
+};
 use crate::metrics::WorkerMetrics;
 use crate::turn::{
     ClientOutcome, ClientTransport, ClientTuple, Command, Forward, PeerOutcome, Server,
@@ -100,13 +104,16 @@ pub struct Worker {
     pub index: usize,
     server: Server,
     listeners: Vec<(SocketAddr, UdpSocket)>,
-    relays: HashMap<SocketAddr, (UdpSocket, Token)>,
-    relay_tokens: HashMap<Token, SocketAddr>,
+    /// Looked up per relayed datagram: foldhash (keys are our own relay
+    /// addresses and tokens, not chosen by a sender), not SipHash.
+    relays: FastMap<SocketAddr, (UdpSocket, Token)>,
+    relay_tokens: FastMap<Token, SocketAddr>,
     next_token: Token,
     directory: Arc<RelayDirectory>,
     mailboxes: Vec<Mailbox>,
     inbox: Receiver<CrossPacket>,
     buffers: BufferSizes,
+    gro: GroPolicy,
     counters: IoCounters,
     metrics: Arc<WorkerMetrics>,
     /// TCP and TLS clients (`None` with `no-tcp` and `no-tls`).
@@ -128,6 +135,8 @@ pub struct WorkerParts {
     pub mailboxes: Vec<Mailbox>,
     pub inbox: Receiver<CrossPacket>,
     pub buffers: BufferSizes,
+    /// Which sockets receive with UDP GRO.
+    pub gro: GroPolicy,
     /// Where the worker publishes its counters once per loop turn.
     pub metrics: Arc<WorkerMetrics>,
     pub streams: Option<StreamSet>,
@@ -155,7 +164,10 @@ impl Worker {
         let mut listeners = Vec::new();
         for (i, sock) in parts.listeners.into_iter().enumerate() {
             let addr = sock.local_addr()?;
-            backend.register(sock.as_raw_fd(), i as Token)?;
+            let options = RecvOptions {
+                gro: parts.gro.listeners,
+            };
+            backend.register_with(sock.as_raw_fd(), i as Token, options)?;
             listeners.push((addr, sock));
         }
         let next_token = listeners.len() as Token;
@@ -166,13 +178,14 @@ impl Worker {
             index: parts.index,
             server: parts.server,
             listeners,
-            relays: HashMap::new(),
-            relay_tokens: HashMap::new(),
+            relays: FastMap::default(),
+            relay_tokens: FastMap::default(),
             next_token,
             directory: parts.directory,
             mailboxes: parts.mailboxes,
             inbox: parts.inbox,
             buffers: parts.buffers,
+            gro: parts.gro,
             counters: IoCounters::default(),
             metrics: parts.metrics,
             streams: parts.streams,
@@ -566,8 +579,11 @@ impl Worker {
         let sock = bind_relay(relay, self.buffers).map_err(|e| e.kind())?;
         let token = self.next_token;
         self.next_token += 1;
+        let options = RecvOptions {
+            gro: self.gro.relays,
+        };
         backend
-            .register(sock.as_raw_fd(), token)
+            .register_with(sock.as_raw_fd(), token, options)
             .map_err(|e| e.kind())?;
         self.relays.insert(relay, (sock, token));
         self.relay_tokens.insert(token, relay);

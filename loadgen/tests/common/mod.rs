@@ -58,6 +58,7 @@ pub fn ringturn(workers: usize, min_port: u16) -> Server {
             rcvbuf: Some(4 << 20),
             sndbuf: Some(4 << 20),
         },
+        gro: Default::default(),
         server_configs: configs,
         credentials: creds,
         streams: ringturn::run::StreamSettings::none(),
