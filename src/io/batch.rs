@@ -11,14 +11,14 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::gro::{
-    gro_segment_size, plan_split, spread_segments, Split, GRO_CMSG_LEN, GRO_MAX_BYTES,
-    GRO_RECV_BUF_LEN, GRO_TYPICAL_SEGMENTS,
+    deliver_segments, gro_segment_size, GRO_CMSG_LEN, GRO_MAX_BYTES, GRO_RECV_BUF_LEN,
+    GRO_TYPICAL_SEGMENTS,
 };
 use super::gso::{send_all, Datagram, Scratch};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
     close_fd, new_eventfd, try_enable_gro, Backend, BackendCounters, BackendKind, Received,
-    RecvOptions, SendQueue, Token, Waker, HEADROOM, MAX_DATAGRAM, RECV_BUF_LEN, TAILROOM,
+    RecvOptions, SendQueue, Token, Waker, HEADROOM, MAX_DATAGRAM, RECV_BUF_LEN,
 };
 
 /// Datagrams per recvmmsg / sendmmsg call.
@@ -345,43 +345,27 @@ impl Backend for BatchBackend {
                         continue;
                     };
                     let segment = self.segments.get(i).copied().flatten();
-                    let room = buf.len().saturating_sub(HEADROOM);
-                    match plan_split(len, segment, room) {
-                        Split::Single => {
+                    let sends = &mut self.sends;
+                    let delivered = deliver_segments(
+                        buf,
+                        HEADROOM,
+                        len,
+                        segment,
+                        &mut self.ranges,
+                        &mut self.counters,
+                        |buf, payload| {
                             let received = Received {
                                 token,
                                 from,
                                 buf,
-                                payload: HEADROOM..HEADROOM + len,
+                                payload,
                                 buf_id: i as u32,
                             };
-                            handler(&mut self.sends, received);
-                        }
-                        Split::Segments { segment, .. } => {
-                            let mut ranges = std::mem::take(&mut self.ranges);
-                            ranges.clear();
-                            spread_segments(buf, HEADROOM, len, segment, &mut ranges);
-                            self.counters.gro_receives += 1;
-                            self.counters.gro_segments += ranges.len() as u64;
-                            for payload in ranges.drain(..) {
-                                // Up to this segment's tailroom: the handler cannot
-                                // reach the segments after it.
-                                let end = (payload.end + TAILROOM).min(buf.len());
-                                let Some(buf) = buf.get_mut(..end) else {
-                                    continue;
-                                };
-                                let received = Received {
-                                    token,
-                                    from,
-                                    buf,
-                                    payload,
-                                    buf_id: i as u32,
-                                };
-                                handler(&mut self.sends, received);
-                            }
-                            self.ranges = ranges;
-                        }
-                        Split::Drop => self.counters.gro_dropped += 1,
+                            handler(sends, received);
+                        },
+                    );
+                    if !delivered {
+                        self.counters.gro_dropped += 1;
                     }
                 }
                 // In-place sends refer to these buffers: send before reusing them.

@@ -182,6 +182,39 @@ pub fn spread_segments(
     }
 }
 
+/// Hands one received buffer to `deliver` as the datagrams it holds: whole,
+/// or — a coalesced GRO receive — segment by segment once spread apart, each
+/// view cut after its segment's tailroom so `deliver` cannot reach the next
+/// segment. The one loop both backends share. `false`: dropped (a datagram
+/// larger than any we relay, or a malformed burst).
+pub fn deliver_segments(
+    buf: &mut [u8],
+    prefix: usize,
+    len: usize,
+    segment: Option<usize>,
+    ranges: &mut Vec<Range<usize>>,
+    counters: &mut super::BackendCounters,
+    mut deliver: impl FnMut(&mut [u8], Range<usize>),
+) -> bool {
+    match plan_split(len, segment, buf.len().saturating_sub(prefix)) {
+        Split::Single => deliver(buf, prefix..prefix + len),
+        Split::Segments { segment, .. } => {
+            ranges.clear();
+            spread_segments(buf, prefix, len, segment, ranges);
+            counters.gro_receives += 1;
+            counters.gro_segments += ranges.len() as u64;
+            for payload in ranges.drain(..) {
+                let end = (payload.end + TAILROOM).min(buf.len());
+                if let Some(view) = buf.get_mut(..end) {
+                    deliver(view, payload);
+                }
+            }
+        }
+        Split::Drop => return false,
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,7 @@ use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use super::gro::{
-    gro_segment_size, plan_split, spread_segments, Split, GRO_CMSG_LEN, GRO_SPREAD_LEN,
-    GRO_TYPICAL_SEGMENTS,
+    deliver_segments, gro_segment_size, GRO_CMSG_LEN, GRO_SPREAD_LEN, GRO_TYPICAL_SEGMENTS,
 };
 use super::gso::{is_gso_refusal, plan_runs, segment_cmsg, Run, CMSG_WORDS, MAX_SEGMENTS};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
@@ -851,46 +850,27 @@ impl UringBackend {
             sends: &mut self.pending,
         };
         let before = queue.sends.len();
-        match plan_split(len, segment, buf.len().saturating_sub(prefix)) {
-            Split::Single => handler(
-                &mut queue,
-                Received {
+        let delivered = deliver_segments(
+            buf,
+            prefix,
+            len,
+            segment,
+            &mut self.ranges,
+            &mut self.counters,
+            |buf, payload| {
+                let received = Received {
                     token,
                     from,
                     buf,
-                    payload: prefix..prefix + len,
+                    payload,
                     buf_id: u32::from(bid),
-                },
-            ),
-            Split::Segments { segment, .. } => {
-                let mut ranges = std::mem::take(&mut self.ranges);
-                ranges.clear();
-                spread_segments(buf, prefix, len, segment, &mut ranges);
-                self.counters.gro_receives += 1;
-                self.counters.gro_segments += ranges.len() as u64;
-                for payload in ranges.drain(..) {
-                    // Up to this segment's tailroom: the handler cannot reach the
-                    // segments after it.
-                    let end = (payload.end + TAILROOM).min(buf.len());
-                    let Some(buf) = buf.get_mut(..end) else {
-                        continue;
-                    };
-                    handler(
-                        &mut queue,
-                        Received {
-                            token,
-                            from,
-                            buf,
-                            payload,
-                            buf_id: u32::from(bid),
-                        },
-                    );
-                }
-                self.ranges = ranges;
-            }
-            // Plain sockets: a datagram over MAX_DATAGRAM, as a truncated one in batch.
-            Split::Drop if gro => self.counters.gro_dropped += 1,
-            Split::Drop => {}
+                };
+                handler(&mut queue, received);
+            },
+        );
+        // Plain sockets: a datagram over MAX_DATAGRAM, as a truncated one in batch.
+        if !delivered && gro {
+            self.counters.gro_dropped += 1;
         }
         // Every in-place send from this buffer holds a reference until it completes.
         let added = self

@@ -24,6 +24,17 @@ use crate::stun::{
 /// and kept for retransmissions like a success).
 pub(crate) type Refusal = (ErrorCode, &'static str);
 
+/// What an Allocate decided, for `insert_pending_allocation`.
+struct PendingPlan {
+    relay: SocketAddr,
+    advertised: SocketAddr,
+    lifetime: std::time::Duration,
+    reservation_token: Option<[u8; 8]>,
+    address_error: Option<(AddressFamily, ErrorCode)>,
+    secondary: Option<super::allocation::SecondaryRelay>,
+    relay_tcp: bool,
+}
+
 /// What a TURN method did, when it did not refuse.
 pub(crate) enum Answer {
     /// An empty success response.
@@ -678,42 +689,21 @@ impl Server {
         } else {
             None
         };
-        if let Some(owner) = &auth.owner {
-            *self.per_user.entry(owner.username.clone()).or_insert(0) += 1;
-        }
-        let tid = msg.transaction_id();
-        let id = self.insert_allocation(|id| Allocation {
-            id,
-            client: from,
-            relay,
-            advertised,
-            owner: auth.owner,
-            expires: now + lifetime,
-            state: AllocationState::Opening { attempts: 1 },
-            creating_transaction: tid,
-            lifetime,
-            timer_at: now + lifetime,
-            reservation_token: reservation,
-            address_error,
-            secondary,
-            relay_tcp,
-            primary_open: false,
-            permissions: smallvec::SmallVec::new(),
-            channels: smallvec::SmallVec::new(),
-            claims: smallvec::SmallVec::new(),
-        });
-        self.pending.insert(
-            id,
-            super::server::PendingAllocate {
-                echo: *echo,
-                integrity: auth.integrity,
+        self.insert_pending_allocation(
+            now,
+            from,
+            msg,
+            echo,
+            auth,
+            PendingPlan {
+                relay,
+                advertised,
+                lifetime,
+                reservation_token: reservation,
+                address_error,
+                secondary,
+                relay_tcp,
             },
-        );
-        self.transactions
-            .insert((from.client, tid), CachedResponse::InProgress);
-        self.schedule(
-            now + self.config.transaction_cache_lifetime,
-            TimerKey::Transaction(from.client, tid),
         );
         self.commands.push_back(if relay_tcp {
             Command::OpenTcpRelay { relay }
@@ -778,6 +768,40 @@ impl Server {
         };
         let open = state == Some(SharedState::Open);
         let advertised = self.advertised(relay);
+        let id = self.insert_pending_allocation(
+            now,
+            from,
+            msg,
+            echo,
+            auth,
+            PendingPlan {
+                relay,
+                advertised,
+                lifetime,
+                reservation_token: None,
+                address_error,
+                secondary: None,
+                relay_tcp: false,
+            },
+        );
+        if open {
+            self.activate_allocation(now, id);
+        }
+        Ok(Answer::Deferred)
+    }
+
+    /// The end both Allocate paths share: the user's quota counts it, the
+    /// allocation goes in as Opening, and the request waits for its answer (a
+    /// retransmission meanwhile is ignored, RFC 8489 §6.3.4).
+    fn insert_pending_allocation(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+        auth: Authenticated,
+        plan: PendingPlan,
+    ) -> AllocationId {
         if let Some(owner) = &auth.owner {
             *self.per_user.entry(owner.username.clone()).or_insert(0) += 1;
         }
@@ -785,18 +809,18 @@ impl Server {
         let id = self.insert_allocation(|id| Allocation {
             id,
             client: from,
-            relay,
-            advertised,
+            relay: plan.relay,
+            advertised: plan.advertised,
             owner: auth.owner,
-            expires: now + lifetime,
+            expires: now + plan.lifetime,
             state: AllocationState::Opening { attempts: 1 },
             creating_transaction: tid,
-            lifetime,
-            timer_at: now + lifetime,
-            reservation_token: None,
-            address_error,
-            secondary: None,
-            relay_tcp: false,
+            lifetime: plan.lifetime,
+            timer_at: now + plan.lifetime,
+            reservation_token: plan.reservation_token,
+            address_error: plan.address_error,
+            secondary: plan.secondary,
+            relay_tcp: plan.relay_tcp,
             primary_open: false,
             permissions: smallvec::SmallVec::new(),
             channels: smallvec::SmallVec::new(),
@@ -815,10 +839,7 @@ impl Server {
             now + self.config.transaction_cache_lifetime,
             TimerKey::Transaction(from.client, tid),
         );
-        if open {
-            self.activate_allocation(now, id);
-        }
-        Ok(Answer::Deferred)
+        id
     }
 
     /// Turns a RESERVATION-TOKEN back into the relay address it holds.
