@@ -3,13 +3,17 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ringturn::auth::{Credentials, RestApi};
 use ringturn::io::socket::BufferSizes;
-use ringturn::run::{start, RunSettings, RunningServer};
+use ringturn::run::{start, RunSettings, RunningServer, StreamSettings};
+use ringturn::tls::{TlsReloader, TlsSettings};
 use ringturn::turn::{PeerPolicy, ServerConfig};
-use ringturn_loadgen::config::{LoadConfig, Mode};
+use ringturn_loadgen::config::{LoadConfig, Mode, Transport};
+use ringturn_loadgen::tls::{self, CertFiles, TlsSettings as ClientTls};
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "secret";
@@ -17,7 +21,15 @@ pub const SECRET: &str = "s3cret";
 
 pub struct Server {
     pub running: Option<RunningServer>,
+    /// The UDP listening address.
     pub addr: SocketAddr,
+    /// TURN over TCP and over TLS, when started with [`ringturn_streams`].
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    /// The certificate ringturn serves over TLS (self-signed, made by rcgen
+    /// for this server), and the directory holding it.
+    pub cert: Option<CertFiles>,
+    cert_dir: Option<PathBuf>,
 }
 
 impl Drop for Server {
@@ -25,12 +37,98 @@ impl Drop for Server {
         if let Some(s) = self.running.take() {
             let _ = s.stop();
         }
+        if let Some(d) = self.cert_dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
 /// ringturn with `workers` shards, long-term user alice/secret and the REST
 /// secret "s3cret", loopback peers allowed, relay ports `min_port..min_port+1999`.
 pub fn ringturn(workers: usize, min_port: u16) -> Server {
+    let running = start_ringturn(workers, min_port, StreamSettings::none());
+    let addr = running.listening[0];
+    Server {
+        running: Some(running),
+        addr,
+        tcp: None,
+        tls: None,
+        cert: None,
+        cert_dir: None,
+    }
+}
+
+/// As [`ringturn`], serving TURN over TCP on the listening address (a kernel-
+/// picked port, like UDP's) and over TLS on another (RFC 8656 §3.1), with a
+/// self-signed certificate for `localhost` made at test time (rcgen, via
+/// loadgen's `tls::self_signed`), TLS 1.2 offered as well as 1.3.
+pub fn ringturn_streams(workers: usize, min_port: u16) -> Server {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "loadgen-ringturn-tls-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let cert = tls::self_signed(&dir).expect("self-signed certificate");
+    let reloader = TlsReloader::new(TlsSettings {
+        cert: cert.cert.clone(),
+        pkey: cert.key.clone(),
+        tls12: true,
+    })
+    .expect("ringturn loads the certificate");
+    let running = start_ringturn(
+        workers,
+        min_port,
+        StreamSettings {
+            tcp: true,
+            tls_listen: vec!["127.0.0.1:0".parse().expect("address")],
+            tls: Some(reloader),
+            limits: Default::default(),
+        },
+    );
+    let addr = running.listening[0];
+    let tcp = *running.tcp_listening.first().expect("a TCP listener");
+    let tls_addr = *running.tls_listening.first().expect("a TLS listener");
+    Server {
+        running: Some(running),
+        addr,
+        tcp: Some(tcp),
+        tls: Some(tls_addr),
+        cert: Some(cert),
+        cert_dir: Some(dir),
+    }
+}
+
+impl Server {
+    /// Where to reach this server over `transport`.
+    pub fn addr_for(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Udp => self.addr,
+            Transport::Tcp => self.tcp.expect("started with ringturn_streams"),
+            Transport::Tls => self.tls.expect("started with ringturn_streams"),
+        }
+    }
+
+    /// TCP and TLS connections the server has accepted, all workers together.
+    pub fn stream_accepted(&self) -> u64 {
+        self.running.as_ref().map_or(0, |r| {
+            r.metrics
+                .iter()
+                .map(|m| m.stream_accepted.load(Ordering::Relaxed))
+                .sum()
+        })
+    }
+
+    /// loadgen's TLS settings trusting exactly this server's certificate.
+    pub fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            ca: Some(self.cert.as_ref().expect("a certificate").cert.clone()),
+            ..ClientTls::default()
+        }
+    }
+}
+
+fn start_ringturn(workers: usize, min_port: u16, streams: StreamSettings) -> RunningServer {
     let mut creds = Credentials::new("example.org");
     creds.add_user(USER, PASSWORD);
     creds.rest_api = Some(RestApi::new(vec![SECRET.as_bytes().to_vec()], ':'));
@@ -48,7 +146,7 @@ pub fn ringturn(workers: usize, min_port: u16) -> Server {
             ..ServerConfig::default()
         })
         .collect();
-    let running = start(RunSettings {
+    start(RunSettings {
         listen: vec!["127.0.0.1:0".parse().expect("address")],
         workers,
         cpu_affinity: vec![],
@@ -61,14 +159,9 @@ pub fn ringturn(workers: usize, min_port: u16) -> Server {
         gro: Default::default(),
         server_configs: configs,
         credentials: creds,
-        streams: ringturn::run::StreamSettings::none(),
+        streams,
     })
-    .expect("in-process ringturn starts");
-    let addr = running.listening[0];
-    Server {
-        running: Some(running),
-        addr,
-    }
+    .expect("in-process ringturn starts")
 }
 
 /// A short run's config: no progress line, sub-second phases.
