@@ -223,7 +223,7 @@ impl Worker {
                 .poll_timeout()
                 .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT));
             backend.poll(wait, &mut |queue, rx| self.on_datagram(queue, rx))?;
-            self.poll_streams()?;
+            self.poll_streams(backend.as_mut())?;
             self.drain_inbox(backend.as_mut());
             let now = Instant::now();
             if self.server.poll_timeout().is_some_and(|t| t <= now) {
@@ -356,18 +356,25 @@ impl Worker {
 
     /// Accepts and reads stream clients, hands their frames to the server,
     /// and frees the allocations of connections that closed.
-    fn poll_streams(&mut self) -> std::io::Result<()> {
+    fn poll_streams(&mut self, backend: &mut dyn Backend) -> std::io::Result<()> {
         let Some(mut streams) = self.streams.take() else {
             return Ok(());
         };
         let now = Instant::now();
         while let Ok(h) = self.stream_inbox.try_recv() {
             match streams.adopt(h.conn) {
-                Ok(tuple) => self.on_stream_frame(now, tuple, &h.frame),
+                Ok(tuple) => self.on_stream_frame(backend, now, tuple, &h.frame),
                 Err(e) => tracing::debug!(error = %e, "cannot take over a connection"),
             }
         }
-        let result = streams.poll(now, &mut StreamSide { worker: self, now });
+        let result = streams.poll(
+            now,
+            &mut StreamSide {
+                worker: self,
+                backend,
+                now,
+            },
+        );
         for (id, worker, frame) in std::mem::take(&mut self.handoffs) {
             let (Some(conn), Some(mailbox)) = (streams.detach(id), self.mailboxes.get(worker))
             else {
@@ -417,7 +424,13 @@ impl Worker {
     }
 
     /// One STUN message or ChannelData frame from a stream client.
-    fn on_stream_frame(&mut self, now: Instant, tuple: ClientTuple, frame: &[u8]) {
+    fn on_stream_frame(
+        &mut self,
+        backend: &mut dyn Backend,
+        now: Instant,
+        tuple: ClientTuple,
+        frame: &[u8],
+    ) {
         if let (ClientTransport::Stream(id), Some(worker)) =
             (tuple.transport, self.bind_elsewhere(frame))
         {
@@ -444,8 +457,9 @@ impl Worker {
             }
             _ => {
                 if let Some((sock, _)) = self.relays.get(&f.from) {
-                    // One datagram: a direct send, no queue, no copy.
-                    let _ = sock.send_to(data, f.to);
+                    // Into the backend's batch like any other send (sendmmsg / GSO
+                    // runs at the end of the loop turn), at the price of one copy.
+                    backend.send_owned(sock.as_raw_fd(), f.to, data.to_vec());
                 }
             }
         }
@@ -595,12 +609,14 @@ impl Worker {
 /// itself is taken out of the worker meanwhile).
 struct StreamSide<'a> {
     worker: &'a mut Worker,
+    backend: &'a mut dyn Backend,
     now: Instant,
 }
 
 impl StreamHandler for StreamSide<'_> {
     fn frame(&mut self, tuple: ClientTuple, frame: &[u8]) {
-        self.worker.on_stream_frame(self.now, tuple, frame);
+        self.worker
+            .on_stream_frame(self.backend, self.now, tuple, frame);
     }
 
     fn peer_accepted(&mut self, relay: SocketAddr, peer: SocketAddr) -> Option<u32> {
