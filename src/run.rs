@@ -144,53 +144,22 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         return Err(StartError::NoListener);
     }
     let workers = settings.workers.max(1);
-    // Bind worker 0's sockets first so port 0 resolves to one port for all.
-    let mut listening: Vec<SocketAddr> = Vec::new();
-    let mut sockets_per_worker = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let mut sockets = Vec::new();
-        for (i, requested) in settings.listen.iter().enumerate() {
-            let addr = listening.get(i).copied().unwrap_or(*requested);
-            let sock = bind_listener(addr, settings.buffers)
-                .map_err(|source| StartError::Listen { addr, source })?;
-            if w == 0 {
-                let bound = sock
-                    .local_addr()
-                    .map_err(|source| StartError::Listen { addr, source })?;
-                listening.push(bound);
-            }
-            sockets.push(sock);
-        }
-        sockets_per_worker.push(sockets);
-    }
     let streams = &settings.streams;
     if !streams.tls_listen.is_empty() && streams.tls.is_none() {
         return Err(StartError::TlsWithoutCertificate);
     }
-    // TCP on the UDP ports, TLS on its own; port 0 resolves to worker 0's.
-    let mut stream_wanted: Vec<(SocketAddr, bool)> = Vec::new();
-    if streams.tcp {
-        stream_wanted.extend(listening.iter().map(|a| (*a, false)));
-    }
-    stream_wanted.extend(streams.tls_listen.iter().map(|a| (*a, true)));
-    let mut stream_bound: Vec<SocketAddr> = Vec::new();
-    let mut stream_listeners_per_worker = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let mut listeners = Vec::new();
-        for (i, (requested, tls)) in stream_wanted.iter().enumerate() {
-            let addr = stream_bound.get(i).copied().unwrap_or(*requested);
-            let socket = bind_stream_listener(addr, 1024)
-                .map_err(|source| StartError::Listen { addr, source })?;
-            if w == 0 {
-                let bound = socket
-                    .local_addr()
-                    .map_err(|source| StartError::Listen { addr, source })?;
-                stream_bound.push(bound);
-            }
-            listeners.push(StreamListener { socket, tls: *tls });
+    // A port 0 resolves to the UDP port the kernel picks, and TCP must get the
+    // same number, which another socket may hold: then pick again.
+    let any_port = settings.listen.iter().any(|a| a.port() == 0);
+    let mut attempt = 0;
+    let (listening, sockets_per_worker, stream_wanted, stream_bound, stream_listeners_per_worker) = loop {
+        attempt += 1;
+        match bind_all(&settings, workers) {
+            Err(StartError::Listen { source, .. })
+                if any_port && attempt < 20 && source.kind() == std::io::ErrorKind::AddrInUse => {}
+            other => break other?,
         }
-        stream_listeners_per_worker.push(listeners);
-    }
+    };
     let tcp_listening: Vec<SocketAddr> = stream_bound
         .iter()
         .zip(&stream_wanted)
@@ -449,6 +418,70 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         tls: settings.streams.tls.clone(),
         streams: stream_shared,
     })
+}
+
+type Bound = (
+    Vec<SocketAddr>,
+    Vec<Vec<std::net::UdpSocket>>,
+    Vec<(SocketAddr, bool)>,
+    Vec<SocketAddr>,
+    Vec<Vec<StreamListener>>,
+);
+
+/// Binds every worker's UDP listeners, then its TCP and TLS listeners (TCP on
+/// the UDP ports). Worker 0 binds first so a port 0 resolves to one port for all.
+fn bind_all(settings: &RunSettings, workers: usize) -> Result<Bound, StartError> {
+    // Bind worker 0's sockets first so port 0 resolves to one port for all.
+    let mut listening: Vec<SocketAddr> = Vec::new();
+    let mut sockets_per_worker = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mut sockets = Vec::new();
+        for (i, requested) in settings.listen.iter().enumerate() {
+            let addr = listening.get(i).copied().unwrap_or(*requested);
+            let sock = bind_listener(addr, settings.buffers)
+                .map_err(|source| StartError::Listen { addr, source })?;
+            if w == 0 {
+                let bound = sock
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                listening.push(bound);
+            }
+            sockets.push(sock);
+        }
+        sockets_per_worker.push(sockets);
+    }
+    let streams = &settings.streams;
+    // TCP on the UDP ports, TLS on its own; port 0 resolves to worker 0's.
+    let mut stream_wanted: Vec<(SocketAddr, bool)> = Vec::new();
+    if streams.tcp {
+        stream_wanted.extend(listening.iter().map(|a| (*a, false)));
+    }
+    stream_wanted.extend(streams.tls_listen.iter().map(|a| (*a, true)));
+    let mut stream_bound: Vec<SocketAddr> = Vec::new();
+    let mut stream_listeners_per_worker = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mut listeners = Vec::new();
+        for (i, (requested, tls)) in stream_wanted.iter().enumerate() {
+            let addr = stream_bound.get(i).copied().unwrap_or(*requested);
+            let socket = bind_stream_listener(addr, 1024)
+                .map_err(|source| StartError::Listen { addr, source })?;
+            if w == 0 {
+                let bound = socket
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                stream_bound.push(bound);
+            }
+            listeners.push(StreamListener { socket, tls: *tls });
+        }
+        stream_listeners_per_worker.push(listeners);
+    }
+    Ok((
+        listening,
+        sockets_per_worker,
+        stream_wanted,
+        stream_bound,
+        stream_listeners_per_worker,
+    ))
 }
 
 /// Waits until `flag` is set (by a signal handler), polling gently.

@@ -11,10 +11,8 @@ use std::time::Duration;
 use common::stream_client::{connect_tcp, StreamTurnClient};
 use common::udp_client::UdpTurnClient;
 use common::{addr, Client, Harness};
-use ringturn::auth::Credentials;
-use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
-use ringturn::run::{start, RunSettings, RunningServer, StreamSettings};
+use ringturn::run::{start, RunningServer};
 use ringturn::stun::{
     AdditionalAddressFamily, AddressErrorCode, AddressFamily, Attribute, ChannelNumberAttr,
     Message, Method, RequestedAddressFamily, RequestedTransport, TransportProtocol, XorPeerAddress,
@@ -185,34 +183,10 @@ fn ipv6_available() -> bool {
 }
 
 fn start_dual_stack(backend: BackendKind, min_port: u16) -> RunningServer {
-    let mut creds = Credentials::new("example.org");
-    creds.add_user("alice", "secret");
-    let configs = (0..2)
-        .map(|w| ServerConfig {
-            min_port,
-            max_port: min_port + 199,
-            port_offset: w,
-            port_stride: 2,
-            rng_seed: 3 + u64::from(w),
-            ..dual_stack_config()
-        })
-        .collect();
-    start(RunSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
-        workers: 2,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
-        backend: Some(backend),
-        buffers: BufferSizes::default(),
-        gro: Default::default(),
-        server_configs: configs,
-        credentials: creds,
-        streams: StreamSettings {
-            tcp: true,
-            ..StreamSettings::none()
-        },
-    })
-    .unwrap()
+    let mut settings = common::server::settings(backend, 2, min_port, dual_stack_config());
+    settings.listen.push("[::1]:0".parse().unwrap());
+    settings.streams.tcp = true;
+    start(settings).unwrap()
 }
 
 fn udp_peer(bind: &str) -> UdpSocket {

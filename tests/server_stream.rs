@@ -13,14 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::stream_client::{connect_tcp, connect_tls, tls_config, StreamTurnClient};
-use ringturn::auth::Credentials;
-use ringturn::io::socket::BufferSizes;
 use ringturn::io::stream::StreamLimits;
 use ringturn::io::BackendKind;
-use ringturn::run::{start, RunSettings, RunningServer, StreamSettings};
+use ringturn::run::{start, RunningServer, StreamSettings};
 use ringturn::stun::{Message, Method};
 use ringturn::tls::{TlsReloader, TlsSettings};
-use ringturn::turn::{PeerPolicy, ServerConfig};
 
 struct TestCert {
     dir: std::path::PathBuf,
@@ -63,46 +60,20 @@ fn start_server(
     cert: Option<&TestCert>,
     limits: StreamLimits,
 ) -> RunningServer {
-    let mut creds = Credentials::new("example.org");
-    creds.add_user("alice", "secret");
-    let workers = 2;
-    let configs = (0..workers)
-        .map(|w| ServerConfig {
-            min_port,
-            max_port: min_port + 199,
-            port_offset: w as u16,
-            port_stride: workers as u16,
-            peer_policy: PeerPolicy {
-                allow_loopback: true,
-                ..Default::default()
-            },
-            rng_seed: 7 + w as u64,
-            ..ServerConfig::default()
-        })
-        .collect();
+    let mut settings =
+        common::server::settings(backend, 2, min_port, common::server::loopback_peers());
     let tls = cert.map(|c| TlsReloader::new(c.settings.clone()).unwrap());
-    start(RunSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
-        backend: Some(backend),
-        buffers: BufferSizes::default(),
-        gro: Default::default(),
-        server_configs: configs,
-        credentials: creds,
-        streams: StreamSettings {
-            tcp: true,
-            tls_listen: if tls.is_some() {
-                vec!["127.0.0.1:0".parse().unwrap()]
-            } else {
-                vec![]
-            },
-            tls,
-            limits,
+    settings.streams = StreamSettings {
+        tcp: true,
+        tls_listen: if tls.is_some() {
+            vec!["127.0.0.1:0".parse().unwrap()]
+        } else {
+            vec![]
         },
-    })
-    .unwrap()
+        tls,
+        limits,
+    };
+    start(settings).unwrap()
 }
 
 fn peer() -> UdpSocket {

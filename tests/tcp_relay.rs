@@ -11,11 +11,8 @@ use std::time::Duration;
 
 use common::stream_client::{connect_tcp, StreamTurnClient};
 use common::{addr, Client, Harness};
-use ringturn::auth::Credentials;
-use ringturn::io::socket::BufferSizes;
-use ringturn::io::stream::StreamLimits;
 use ringturn::io::BackendKind;
-use ringturn::run::{start, RunSettings, RunningServer, StreamSettings};
+use ringturn::run::{start, RunningServer};
 use ringturn::stun::{
     ConnectionId, Message, Method, RequestedTransport, TransportProtocol, XorPeerAddress,
 };
@@ -218,36 +215,13 @@ fn rfc6062_peer_connections_end_with_their_allocation() {
 // ---------------------------------------------------------------- real sockets
 
 fn start_server(backend: BackendKind, min_port: u16, workers: usize) -> RunningServer {
-    let mut creds = Credentials::new("example.org");
-    creds.add_user("alice", "secret");
-    let configs = (0..workers)
-        .map(|w| ServerConfig {
-            min_port,
-            max_port: min_port + 199,
-            port_offset: w as u16,
-            port_stride: workers as u16,
-            rng_seed: 11 + w as u64,
-            relay_ips: vec!["127.0.0.1".parse().unwrap()],
-            ..config()
-        })
-        .collect();
-    start(RunSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
-        backend: Some(backend),
-        buffers: BufferSizes::default(),
-        gro: Default::default(),
-        server_configs: configs,
-        credentials: creds,
-        streams: StreamSettings {
-            tcp: true,
-            limits: StreamLimits::default(),
-            ..StreamSettings::none()
-        },
-    })
-    .unwrap()
+    let base = ServerConfig {
+        relay_ips: vec!["127.0.0.1".parse().unwrap()],
+        ..config()
+    };
+    let mut settings = common::server::settings(backend, workers, min_port, base);
+    settings.streams.tcp = true;
+    start(settings).unwrap()
 }
 
 fn alloc_tcp(server: &RunningServer) -> (StreamTurnClient, SocketAddr) {

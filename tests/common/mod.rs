@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod server;
 pub mod stream_client;
 pub mod udp_client;
 
