@@ -167,7 +167,9 @@ fn run() -> anyhow::Result<()> {
     );
     // The signaling server (call page, rooms, ICE servers) on its own thread
     // and runtime, pointing pages at the TURN addresses just bound.
-    let signaling = match SignalingConfig::from_config(&config, &server.listening) {
+    let signaling = match SignalingConfig::from_config(&config, &server.listening)
+        .map(|sc| sc.with_streams(&server.tcp_listening, &server.tls_listening))
+    {
         Some(sc) => match signaling::spawn(sc) {
             Ok(s) => {
                 tracing::info!(

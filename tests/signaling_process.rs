@@ -91,6 +91,12 @@ cat "$DIR/out"
         ice["iceServers"][1]["urls"][0], "turn:127.0.0.1:3478?transport=udp",
         "{t}"
     );
+    // The embedded defaults serve TURN over TCP too: the page offers it for
+    // networks that block UDP.
+    assert_eq!(
+        ice["iceServers"][1]["urls"][1], "turn:127.0.0.1:3478?transport=tcp",
+        "{t}"
+    );
     assert!(ice["iceServers"][1]["credential"].is_string(), "{t}");
     let joined: Value = serde_json::from_str(value(&run, "joined")).unwrap();
     assert_eq!(joined["type"], "joined", "{t}");

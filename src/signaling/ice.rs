@@ -29,6 +29,10 @@ pub struct IceSettings {
     pub turn: bool,
     /// How long minted credentials stay valid.
     pub ttl: Duration,
+    /// TURN over TCP on these addresses: `turn:…?transport=tcp` URLs too.
+    pub tcp_listening: Vec<SocketAddr>,
+    /// TURN over TLS on these addresses: `turns:…?transport=tcp` URLs too.
+    pub tls_listening: Vec<SocketAddr>,
 }
 
 /// One `RTCIceServer`.
@@ -88,16 +92,23 @@ impl IceSettings {
     /// addresses when configured, else each specific listening address,
     /// else (a wildcard listener) the host the page was loaded from.
     pub fn hosts(&self, request_host: Option<&str>) -> Vec<String> {
+        Self::hosts_of(&self.listening, &self.external_ips, request_host)
+    }
+
+    fn hosts_of(
+        listening: &[SocketAddr],
+        external_ips: &[IpAddr],
+        request_host: Option<&str>,
+    ) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut add = |s: String| {
             if !out.contains(&s) {
                 out.push(s);
             }
         };
-        for l in &self.listening {
-            if !self.external_ips.is_empty() {
-                for ip in self
-                    .external_ips
+        for l in listening {
+            if !external_ips.is_empty() {
+                for ip in external_ips
                     .iter()
                     .filter(|ip| l.ip().is_unspecified() || ip.is_ipv4() == l.is_ipv4())
                 {
@@ -141,9 +152,29 @@ impl IceSettings {
             out.turn_unavailable = Some("the server runs stun-only".to_owned());
             return out;
         }
+        // UDP first; TCP and TLS for networks that block UDP (RFC 8656 §3.1).
+        // A certificate names the server, so turns: prefers the page's host.
+        let tls_hosts = match request_host.and_then(host_from_header) {
+            Some(h) if !self.tls_listening.is_empty() => {
+                let mut ports: Vec<u16> = self.tls_listening.iter().map(|a| a.port()).collect();
+                ports.dedup();
+                ports.into_iter().map(|p| format!("{h}:{p}")).collect()
+            }
+            _ => Self::hosts_of(&self.tls_listening, &self.external_ips, request_host),
+        };
         let turn_urls: Vec<String> = hosts
             .iter()
             .map(|h| format!("turn:{h}?transport=udp"))
+            .chain(
+                Self::hosts_of(&self.tcp_listening, &self.external_ips, request_host)
+                    .into_iter()
+                    .map(|h| format!("turn:{h}?transport=tcp")),
+            )
+            .chain(
+                tls_hosts
+                    .into_iter()
+                    .map(|h| format!("turns:{h}?transport=tcp")),
+            )
             .collect();
         if self.no_auth {
             out.ice_servers.push(IceServer {
@@ -192,7 +223,33 @@ mod tests {
             stun: true,
             turn: true,
             ttl: Duration::from_secs(600),
+            tcp_listening: vec![],
+            tls_listening: vec![],
         }
+    }
+
+    #[test]
+    fn rfc8656_3_1_tcp_and_tls_urls_follow_udp_when_served() {
+        let s = IceSettings {
+            tcp_listening: vec!["127.0.0.1:3478".parse().unwrap()],
+            tls_listening: vec!["127.0.0.1:5349".parse().unwrap()],
+            ..settings()
+        };
+        let r = s.respond(Some("turn.example.com:8080"), 1_000, "t");
+        assert_eq!(
+            r.ice_servers[1].urls,
+            vec![
+                "turn:127.0.0.1:3478?transport=udp",
+                "turn:127.0.0.1:3478?transport=tcp",
+                "turns:turn.example.com:5349?transport=tcp",
+            ],
+            "turns: names the page's host, which the certificate names"
+        );
+        let r = s.respond(None, 1_000, "t");
+        assert_eq!(
+            r.ice_servers[1].urls[2],
+            "turns:127.0.0.1:5349?transport=tcp"
+        );
     }
 
     #[test]

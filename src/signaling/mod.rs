@@ -76,8 +76,21 @@ impl SignalingConfig {
                 stun: !config.no_stun,
                 turn: !config.stun_only,
                 ttl: config.signaling_credential_ttl,
+                // Set from the bound stream listeners (`with_streams`).
+                tcp_listening: Vec::new(),
+                tls_listening: Vec::new(),
             },
         })
+    }
+}
+
+impl SignalingConfig {
+    /// Adds `turn:…?transport=tcp` and `turns:` URLs for the TURN server's
+    /// bound TCP and TLS listeners.
+    pub fn with_streams(mut self, tcp: &[SocketAddr], tls: &[SocketAddr]) -> Self {
+        self.ice.tcp_listening = tcp.to_vec();
+        self.ice.tls_listening = tls.to_vec();
+        self
     }
 }
 

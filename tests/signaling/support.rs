@@ -33,6 +33,8 @@ pub fn ice(turn: SocketAddr) -> IceSettings {
         stun: true,
         turn: true,
         ttl: Duration::from_secs(3600),
+        tcp_listening: vec![],
+        tls_listening: vec![],
     }
 }
 
