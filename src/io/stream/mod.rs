@@ -908,6 +908,58 @@ mod tests {
         assert_eq!(collect(&[&stream]), Err(CloseReason::Malformed));
     }
 
+    fn arbitrary_frame() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            // A STUN message with a body of whole 4-byte words.
+            (0u16..64, any::<[u8; 12]>()).prop_map(|(words, tid)| {
+                let len = words * 4;
+                let mut m = vec![0x00, 0x01];
+                m.extend_from_slice(&len.to_be_bytes());
+                m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+                m.extend_from_slice(&tid);
+                m.resize(20 + usize::from(len), 0xAB);
+                m
+            }),
+            // ChannelData of any length, padded to 4 as over a stream.
+            (
+                0x4000u16..0x4FFF,
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(channel, data)| {
+                    let mut m = channel.to_be_bytes().to_vec();
+                    m.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                    m.extend_from_slice(&data);
+                    while m.len() % 4 != 0 {
+                        m.push(0);
+                    }
+                    m
+                }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// RFC 8656 §12.4: however TCP cuts the byte stream into reads, the
+        /// same frames come out, in order, each whole.
+        #[test]
+        fn rfc8656_12_4_any_split_of_the_stream_gives_the_same_frames(
+            mut frames in proptest::collection::vec(arbitrary_frame(), 1..12),
+            cuts in proptest::collection::vec(0usize..4000, 0..20),
+        ) {
+            // The first message on a connection is STUN.
+            frames.insert(0, binding_request());
+            let stream: Vec<u8> = frames.concat();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % stream.len()).collect();
+            cuts.push(0);
+            cuts.push(stream.len());
+            cuts.sort_unstable();
+            cuts.dedup();
+            let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &stream[w[0]..w[1]]).collect();
+            let got = collect(&chunks).expect("valid frames");
+            proptest::prop_assert_eq!(got, frames);
+        }
+    }
+
     #[test]
     fn per_ip_and_total_limits_admit_and_release() {
         let shared = StreamShared::new(StreamLimits {
