@@ -380,17 +380,19 @@ impl Worker {
             else {
                 continue;
             };
-            if mailbox
-                .streams
-                .try_send(StreamHandoff { conn, frame })
-                .is_ok()
-            {
-                self.counters.stream_handoffs += 1;
-                mailbox.waker.wake();
-                tracing::debug!(
-                    to = worker,
-                    "ConnectionBind handed to the worker holding its peer connection"
-                );
+            match mailbox.streams.try_send(StreamHandoff { conn, frame }) {
+                Ok(()) => {
+                    self.counters.stream_handoffs += 1;
+                    mailbox.waker.wake();
+                    tracing::debug!(
+                        to = worker,
+                        "ConnectionBind handed to the worker holding its peer connection"
+                    );
+                }
+                // Its queue is full: the connection closes, as a full backlog would.
+                Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => {
+                    streams.discard(h.conn)
+                }
             }
         }
         let server = &self.server;

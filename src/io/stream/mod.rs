@@ -732,6 +732,13 @@ impl StreamSet {
         Some(DetachedConn(Box::new(conn)))
     }
 
+    /// Drops a detached connection that could not be handed over (the other
+    /// worker's queue was full): it closes, and its admission counts go.
+    pub fn discard(&mut self, conn: DetachedConn) {
+        self.shared.release(conn.0.tuple.client.ip());
+        self.counters.closed_error += 1;
+    }
+
     /// Takes over a connection another worker detached; its tuple (with its
     /// id here) is returned. Its admission counts travel with it.
     pub fn adopt(&mut self, conn: DetachedConn) -> io::Result<ClientTuple> {
