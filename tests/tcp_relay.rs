@@ -249,8 +249,8 @@ fn alloc_tcp(server: &RunningServer) -> (StreamTurnClient, SocketAddr) {
 fn bind(server: &RunningServer, control: &StreamTurnClient, cid: u32) -> TcpStream {
     let stream = connect_tcp(server.tcp_listening[0]);
     let mut data = StreamTurnClient::new(Box::new(stream.try_clone().unwrap()), "alice", "secret");
-    data.realm = control.realm.clone();
-    data.nonce = control.nonce.clone();
+    data.auth.realm = control.auth.realm.clone();
+    data.auth.nonce = control.auth.nonce.clone();
     data.transact(Method::CONNECTION_BIND, &[&ConnectionId(cid)])
         .expect("ConnectionBind");
     stream

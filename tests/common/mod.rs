@@ -3,6 +3,7 @@
 //! the public codec. Shared by the scenario, property and bench code.
 #![allow(dead_code)]
 
+pub mod long_term;
 pub mod process;
 pub mod server;
 pub mod stream_client;

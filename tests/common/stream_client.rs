@@ -8,13 +8,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringturn::auth::keys::md5_key;
+use super::long_term::{LongTermAuth, Step};
 use ringturn::stun::channel_data::stream_frame_len;
 use ringturn::stun::{
     ChannelData, ChannelNumber, ChannelNumberAttr, ChannelRange, Class, Data, EncodeAttribute,
-    ErrorCodeAttr, Lifetime, Message, MessageType, MessageWriter, Method, Nonce, Realm,
-    RequestedTransport, TransactionId, TransportProtocol, Username, XorPeerAddress,
-    XorRelayedAddress,
+    Lifetime, Message, MessageType, MessageWriter, Method, RequestedTransport, TransactionId,
+    TransportProtocol, XorPeerAddress, XorRelayedAddress,
 };
 
 pub trait Stream: Read + Write + Send {}
@@ -22,12 +21,8 @@ impl<T: Read + Write + Send> Stream for T {}
 
 pub struct StreamTurnClient {
     pub stream: Box<dyn Stream>,
-    pub username: String,
-    pub password: String,
-    pub realm: Option<String>,
-    pub nonce: Option<String>,
+    pub auth: LongTermAuth,
     buf: Vec<u8>,
-    tid: u64,
 }
 
 /// A TLS client that trusts exactly `ca_pem` and offers ALPN "stun.turn".
@@ -71,12 +66,8 @@ impl StreamTurnClient {
     pub fn new(stream: Box<dyn Stream>, username: &str, password: &str) -> Self {
         Self {
             stream,
-            username: username.into(),
-            password: password.into(),
-            realm: None,
-            nonce: None,
+            auth: LongTermAuth::new(username, password, 0x55),
             buf: Vec::new(),
-            tid: 0,
         }
     }
 
@@ -85,27 +76,7 @@ impl StreamTurnClient {
         method: Method,
         attrs: &[&dyn EncodeAttribute],
     ) -> (TransactionId, Vec<u8>) {
-        self.tid += 1;
-        let mut t = [0u8; 12];
-        t[4..].copy_from_slice(&self.tid.to_be_bytes());
-        t[0] = 0x55;
-        let tid = TransactionId(t);
-        let mut buf = vec![0u8; 1500];
-        let mut w =
-            MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid).unwrap();
-        for a in attrs {
-            w.add(*a).unwrap();
-        }
-        if let (Some(realm), Some(nonce)) = (&self.realm, &self.nonce) {
-            w.add(&Username(&self.username)).unwrap();
-            w.add(&Realm(realm)).unwrap();
-            w.add(&Nonce(nonce)).unwrap();
-            w.add_message_integrity(&md5_key(&self.username, realm, &self.password))
-                .unwrap();
-        }
-        let n = w.finish();
-        buf.truncate(n);
-        (tid, buf)
+        self.auth.request(method, attrs)
     }
 
     /// The next whole frame from the stream; `None` on EOF, timeout or error.
@@ -149,14 +120,9 @@ impl StreamTurnClient {
     ) -> Result<Vec<u8>, u16> {
         for _ in 0..3 {
             let resp = self.transact_once(method, attrs);
-            let m = Message::parse(&resp).unwrap();
-            match m.get::<ErrorCodeAttr>().map(|e| e.unwrap().code.0) {
-                None => return Ok(resp),
-                Some(code @ (401 | 438)) if self.nonce.is_none() || code == 438 => {
-                    self.nonce = Some(m.get::<Nonce>().unwrap().unwrap().0.to_owned());
-                    self.realm = Some(m.get::<Realm>().unwrap().unwrap().0.to_owned());
-                }
-                Some(code) => return Err(code),
+            match self.auth.step(&resp) {
+                Step::Done(result) => return result.map(|()| resp),
+                Step::Retry => {}
             }
         }
         Err(401)
@@ -201,14 +167,12 @@ impl StreamTurnClient {
     }
 
     pub fn send_indication(&mut self, peer: SocketAddr, payload: &[u8]) {
-        self.tid += 1;
-        let mut t = [0x66u8; 12];
-        t[4..].copy_from_slice(&self.tid.to_be_bytes());
+        let tid = self.auth.fresh_tid();
         let mut buf = vec![0u8; payload.len() + 100];
         let mut w = MessageWriter::new(
             &mut buf,
             MessageType::new(Method::SEND, Class::Indication),
-            TransactionId(t),
+            tid,
         )
         .unwrap();
         w.add(&XorPeerAddress(peer)).unwrap();

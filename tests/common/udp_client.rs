@@ -4,21 +4,16 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use ringturn::auth::keys::md5_key;
+use super::long_term::{LongTermAuth, Step};
 use ringturn::stun::{
-    ChannelData, ChannelNumber, ChannelNumberAttr, Class, EncodeAttribute, ErrorCodeAttr, Lifetime,
-    Message, MessageType, MessageWriter, Method, Nonce, Realm, RequestedTransport, TransactionId,
-    TransportProtocol, Username, XorPeerAddress, XorRelayedAddress,
+    ChannelData, ChannelNumber, ChannelNumberAttr, EncodeAttribute, Lifetime, Message, Method,
+    RequestedTransport, TransactionId, TransportProtocol, XorPeerAddress, XorRelayedAddress,
 };
 
 pub struct UdpTurnClient {
     pub sock: UdpSocket,
     pub server: SocketAddr,
-    pub username: String,
-    pub password: String,
-    pub realm: Option<String>,
-    pub nonce: Option<String>,
-    tid: u64,
+    pub auth: LongTermAuth,
 }
 
 impl UdpTurnClient {
@@ -29,11 +24,7 @@ impl UdpTurnClient {
         Self {
             sock,
             server,
-            username: username.into(),
-            password: password.into(),
-            realm: None,
-            nonce: None,
-            tid: 0,
+            auth: LongTermAuth::new(username, password, 0x77),
         }
     }
 
@@ -42,27 +33,7 @@ impl UdpTurnClient {
         method: Method,
         attrs: &[&dyn EncodeAttribute],
     ) -> (TransactionId, Vec<u8>) {
-        self.tid += 1;
-        let mut t = [0u8; 12];
-        t[4..].copy_from_slice(&self.tid.to_be_bytes());
-        t[0] = 0x77;
-        let tid = TransactionId(t);
-        let mut buf = vec![0u8; 1500];
-        let mut w =
-            MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid).unwrap();
-        for a in attrs {
-            w.add(*a).unwrap();
-        }
-        if let (Some(realm), Some(nonce)) = (&self.realm, &self.nonce) {
-            w.add(&Username(&self.username)).unwrap();
-            w.add(&Realm(realm)).unwrap();
-            w.add(&Nonce(nonce)).unwrap();
-            w.add_message_integrity(&md5_key(&self.username, realm, &self.password))
-                .unwrap();
-        }
-        let n = w.finish();
-        buf.truncate(n);
-        (tid, buf)
+        self.auth.request(method, attrs)
     }
 
     /// Sends a request (retransmitting on timeout) and returns the response bytes.
@@ -90,14 +61,9 @@ impl UdpTurnClient {
     ) -> Result<Vec<u8>, u16> {
         for _ in 0..3 {
             let resp = self.transact_once(method, attrs);
-            let m = Message::parse(&resp).unwrap();
-            match m.get::<ErrorCodeAttr>().map(|e| e.unwrap().code.0) {
-                None => return Ok(resp),
-                Some(code @ (401 | 438)) if self.nonce.is_none() || code == 438 => {
-                    self.nonce = Some(m.get::<Nonce>().unwrap().unwrap().0.to_owned());
-                    self.realm = Some(m.get::<Realm>().unwrap().unwrap().0.to_owned());
-                }
-                Some(code) => return Err(code),
+            match self.auth.step(&resp) {
+                Step::Done(result) => return result.map(|()| resp),
+                Step::Retry => {}
             }
         }
         Err(401)
