@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::long_term::TurnRequests;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 

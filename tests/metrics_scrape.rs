@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::long_term::TurnRequests;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::long_term::TurnRequests;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};

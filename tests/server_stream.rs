@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::long_term::TurnRequests;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::long_term::TurnRequests;
+
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 

@@ -9,6 +9,8 @@ mod support;
 
 mod common;
 
+use common::long_term::TurnRequests;
+
 use std::time::Duration;
 
 use common::udp_client::UdpTurnClient;

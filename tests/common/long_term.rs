@@ -4,9 +4,12 @@
 #![allow(dead_code)]
 
 use ringturn::auth::keys::md5_key;
+use std::net::SocketAddr;
+
 use ringturn::stun::{
-    Class, EncodeAttribute, ErrorCodeAttr, Message, MessageType, MessageWriter, Method, Nonce,
-    Realm, TransactionId, Username,
+    ChannelNumberAttr, Class, EncodeAttribute, ErrorCodeAttr, Lifetime, Message, MessageType,
+    MessageWriter, Method, Nonce, Realm, RequestedTransport, TransactionId, TransportProtocol,
+    Username, XorPeerAddress, XorRelayedAddress,
 };
 
 #[derive(Debug, Clone)]
@@ -86,5 +89,55 @@ impl LongTermAuth {
             }
             Some(code) => Step::Done(Err(code)),
         }
+    }
+}
+
+/// The TURN requests a test client makes, over whatever transport it has:
+/// implement `transact_once` (send, wait for the answer) and `auth`.
+pub trait TurnRequests {
+    fn transact_once(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> Vec<u8>;
+    fn auth(&mut self) -> &mut LongTermAuth;
+
+    /// With the 401/438 dance; Ok(response) or Err(error code).
+    fn transact(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> Result<Vec<u8>, u16> {
+        for _ in 0..3 {
+            let resp = self.transact_once(method, attrs);
+            match self.auth().step(&resp) {
+                Step::Done(result) => return result.map(|()| resp),
+                Step::Retry => {}
+            }
+        }
+        Err(401)
+    }
+
+    fn allocate(&mut self) -> Result<SocketAddr, u16> {
+        let resp = self.transact(
+            Method::ALLOCATE,
+            &[&RequestedTransport(TransportProtocol::UDP)],
+        )?;
+        Ok(Message::parse(&resp)
+            .unwrap()
+            .get::<XorRelayedAddress>()
+            .unwrap()
+            .unwrap()
+            .0)
+    }
+
+    fn create_permission(&mut self, peer: SocketAddr) -> Result<(), u16> {
+        self.transact(Method::CREATE_PERMISSION, &[&XorPeerAddress(peer)])
+            .map(|_| ())
+    }
+
+    fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Result<(), u16> {
+        self.transact(
+            Method::CHANNEL_BIND,
+            &[&ChannelNumberAttr(channel), &XorPeerAddress(peer)],
+        )
+        .map(|_| ())
+    }
+
+    fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
+        self.transact(Method::REFRESH, &[&Lifetime(lifetime)])
+            .map(|_| ())
     }
 }

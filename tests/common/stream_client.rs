@@ -8,12 +8,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::long_term::{LongTermAuth, Step};
+use super::long_term::{LongTermAuth, TurnRequests};
 use ringturn::stun::channel_data::stream_frame_len;
 use ringturn::stun::{
-    ChannelData, ChannelNumber, ChannelNumberAttr, ChannelRange, Class, Data, EncodeAttribute,
-    Lifetime, Message, MessageType, MessageWriter, Method, RequestedTransport, TransactionId,
-    TransportProtocol, XorPeerAddress, XorRelayedAddress,
+    ChannelData, ChannelNumber, ChannelRange, Class, Data, EncodeAttribute, Message, MessageType,
+    MessageWriter, Method, TransactionId, XorPeerAddress,
 };
 
 pub trait Stream: Read + Write + Send {}
@@ -112,53 +111,6 @@ impl StreamTurnClient {
         panic!("no response to {method:?} over the stream");
     }
 
-    /// With the 401/438 dance; Ok(response) or Err(error code).
-    pub fn transact(
-        &mut self,
-        method: Method,
-        attrs: &[&dyn EncodeAttribute],
-    ) -> Result<Vec<u8>, u16> {
-        for _ in 0..3 {
-            let resp = self.transact_once(method, attrs);
-            match self.auth.step(&resp) {
-                Step::Done(result) => return result.map(|()| resp),
-                Step::Retry => {}
-            }
-        }
-        Err(401)
-    }
-
-    pub fn allocate(&mut self) -> Result<SocketAddr, u16> {
-        let resp = self.transact(
-            Method::ALLOCATE,
-            &[&RequestedTransport(TransportProtocol::UDP)],
-        )?;
-        Ok(Message::parse(&resp)
-            .unwrap()
-            .get::<XorRelayedAddress>()
-            .unwrap()
-            .unwrap()
-            .0)
-    }
-
-    pub fn create_permission(&mut self, peer: SocketAddr) -> Result<(), u16> {
-        self.transact(Method::CREATE_PERMISSION, &[&XorPeerAddress(peer)])
-            .map(|_| ())
-    }
-
-    pub fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Result<(), u16> {
-        self.transact(
-            Method::CHANNEL_BIND,
-            &[&ChannelNumberAttr(channel), &XorPeerAddress(peer)],
-        )
-        .map(|_| ())
-    }
-
-    pub fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
-        self.transact(Method::REFRESH, &[&Lifetime(lifetime)])
-            .map(|_| ())
-    }
-
     pub fn send_channel_data(&mut self, channel: u16, payload: &[u8]) {
         let mut out = vec![0u8; payload.len() + 8];
         let n = ChannelData::encode(ChannelNumber(channel), payload, &mut out, true).unwrap();
@@ -207,5 +159,15 @@ impl StreamTurnClient {
             }
         }
         None
+    }
+}
+
+impl TurnRequests for StreamTurnClient {
+    fn transact_once(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> Vec<u8> {
+        StreamTurnClient::transact_once(self, method, attrs)
+    }
+
+    fn auth(&mut self) -> &mut LongTermAuth {
+        &mut self.auth
     }
 }

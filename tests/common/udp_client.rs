@@ -4,11 +4,8 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use super::long_term::{LongTermAuth, Step};
-use ringturn::stun::{
-    ChannelData, ChannelNumber, ChannelNumberAttr, EncodeAttribute, Lifetime, Message, Method,
-    RequestedTransport, TransactionId, TransportProtocol, XorPeerAddress, XorRelayedAddress,
-};
+use super::long_term::{LongTermAuth, TurnRequests};
+use ringturn::stun::{ChannelData, ChannelNumber, EncodeAttribute, Message, Method, TransactionId};
 
 pub struct UdpTurnClient {
     pub sock: UdpSocket,
@@ -53,53 +50,6 @@ impl UdpTurnClient {
         panic!("no response to {method:?}");
     }
 
-    /// With the 401/438 dance; returns Ok(response) or Err(error code).
-    pub fn transact(
-        &mut self,
-        method: Method,
-        attrs: &[&dyn EncodeAttribute],
-    ) -> Result<Vec<u8>, u16> {
-        for _ in 0..3 {
-            let resp = self.transact_once(method, attrs);
-            match self.auth.step(&resp) {
-                Step::Done(result) => return result.map(|()| resp),
-                Step::Retry => {}
-            }
-        }
-        Err(401)
-    }
-
-    pub fn allocate(&mut self) -> Result<SocketAddr, u16> {
-        let resp = self.transact(
-            Method::ALLOCATE,
-            &[&RequestedTransport(TransportProtocol::UDP)],
-        )?;
-        Ok(Message::parse(&resp)
-            .unwrap()
-            .get::<XorRelayedAddress>()
-            .unwrap()
-            .unwrap()
-            .0)
-    }
-
-    pub fn create_permission(&mut self, peer: SocketAddr) -> Result<(), u16> {
-        self.transact(Method::CREATE_PERMISSION, &[&XorPeerAddress(peer)])
-            .map(|_| ())
-    }
-
-    pub fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Result<(), u16> {
-        self.transact(
-            Method::CHANNEL_BIND,
-            &[&ChannelNumberAttr(channel), &XorPeerAddress(peer)],
-        )
-        .map(|_| ())
-    }
-
-    pub fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
-        self.transact(Method::REFRESH, &[&Lifetime(lifetime)])
-            .map(|_| ())
-    }
-
     /// recv_from that retries when a signal interrupts it (EINTR); None on timeout.
     pub fn recv(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
         loop {
@@ -129,5 +79,15 @@ impl UdpTurnClient {
             }
         }
         None
+    }
+}
+
+impl TurnRequests for UdpTurnClient {
+    fn transact_once(&mut self, method: Method, attrs: &[&dyn EncodeAttribute]) -> Vec<u8> {
+        UdpTurnClient::transact_once(self, method, attrs)
+    }
+
+    fn auth(&mut self) -> &mut LongTermAuth {
+        &mut self.auth
     }
 }
