@@ -370,3 +370,56 @@ fn rfc6062_tcp_allocations_keep_their_own_address_in_shared_relay_socket_mode() 
     assert!(h.open_relays.contains(&shared));
     assert_eq!(h.closed_peers, vec![cid]);
 }
+
+/// CPU ticks the worker threads of this process have used.
+fn worker_ticks() -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("ringturn-w") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+        total += fields
+            .get(11)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        total += fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+#[test]
+fn a_peer_that_resets_before_its_bind_does_not_keep_a_worker_busy() {
+    let server = start_server(BackendKind::Batch, 59400, 1);
+    let (mut control, relay) = alloc_tcp(&server);
+    control
+        .create_permission("127.0.0.1:1".parse().unwrap())
+        .unwrap();
+    let peer = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    peer.connect(&relay.into()).unwrap();
+    let attempt = control.read_frame().expect("ConnectionAttempt");
+    assert_eq!(
+        Message::parse(&attempt).unwrap().method(),
+        Method::CONNECTION_ATTEMPT
+    );
+    // A reset (linger 0), before any ConnectionBind: the server's socket for
+    // it is waiting for errors only, and must not spin on the hang-up.
+    peer.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(peer);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = worker_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = worker_ticks() - before;
+    // An idle worker uses next to nothing; a spinning one a whole core (~100 ticks).
+    assert!(used < 50, "the worker used {used} ticks in an idle second");
+    server.stop().unwrap();
+}

@@ -425,6 +425,12 @@ impl StreamSet {
                     }
                 }
             }
+            // Hung up or failed, nothing to read: a paused connection (registered
+            // for errors only) would otherwise be woken by it every turn.
+            if r.closed && !r.readable {
+                self.close(id, CloseReason::Peer);
+                continue;
+            }
             if r.readable || r.closed {
                 let pipe = self.conns.get(&id).and_then(|c| c.pipe);
                 let result = match pipe {

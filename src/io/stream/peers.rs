@@ -301,6 +301,13 @@ impl StreamSet {
             self.refresh_pipe(connection);
             return;
         }
+        // Hung up or failed with nothing left to read (a paused or not yet
+        // bound peer is registered for errors only, and a level-triggered
+        // hang-up would fire every turn): the pipe is over.
+        if closed && !readable {
+            self.end_pipe(connection);
+            return;
+        }
         if writable && peer_flush_up(peer).is_err() {
             self.end_pipe(connection);
             return;
