@@ -542,3 +542,60 @@ fn a_real_sighup_reloads_the_certificate() {
         .expect("the connection from before the reload lives on");
     server.kill_and_reap().unwrap();
 }
+
+fn process_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime (fields 14 and 15 of stat).
+    [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+#[test]
+fn out_of_descriptors_the_server_pauses_accepting_instead_of_spinning() {
+    let port = free_port();
+    // A hard limit of 48 descriptors (the server cannot raise it): a few
+    // dozen connections exhaust it.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!(
+            "ulimit -n 48 && exec {} --listening-ip=127.0.0.1 --listening-port={port} \
+             --relay-ip=127.0.0.1 --realm=example.org --user=alice:secret --workers=1 \
+             --max-connections-per-ip=0 --io-backend=batch",
+            env!("CARGO_BIN_EXE_ringturn")
+        ),
+    ]);
+    let server = common::process::GroupGuard::spawn(cmd);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for_tcp(addr);
+    let held: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = process_ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = process_ticks(server.pid()) - before;
+    assert!(
+        used < 50,
+        "the server used {used} ticks in a second with its descriptors exhausted"
+    );
+    // Once descriptors are free again, new clients are served.
+    drop(held);
+    wait_until("a Binding answered again", Duration::from_secs(10), || {
+        let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut c = StreamTurnClient::new(Box::new(s), "alice", "secret");
+        let (_, req) = c.auth.request(Method::BINDING, &[]);
+        c.stream.write_all(&req).is_ok() && c.read_frame().is_some()
+    });
+    drop(server);
+}

@@ -319,6 +319,8 @@ const ACCEPT_BUDGET: usize = 64;
 /// Reads per connection per loop turn, for the same reason.
 pub(super) const READ_BUDGET: usize = 8;
 const SCRATCH_LEN: usize = 64 * 1024;
+/// How long accepting pauses after it failed for want of descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 /// How often deadlines are checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Room for TLS record overhead when checking `max_buffered`.
@@ -345,6 +347,8 @@ pub struct StreamSet {
     /// RFC 6062: peer connections by CONNECTION-ID.
     peers: HashMap<u32, PeerSock>,
     peer_events: Vec<PeerEvent>,
+    /// Accepting failed (no fds): listeners are silent until then.
+    accepts_paused_until: Option<Instant>,
 }
 
 impl StreamSet {
@@ -377,6 +381,7 @@ impl StreamSet {
             next_relay_token: 0,
             peers: HashMap::new(),
             peer_events: Vec::new(),
+            accepts_paused_until: None,
         })
     }
 
@@ -463,8 +468,11 @@ impl StreamSet {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Out of fds or memory: leave the rest in the backlog.
-                    tracing::warn!(error = %e, "cannot accept a connection");
+                    // Out of fds or memory: leave the rest in the backlog and
+                    // stop listening a moment — a level-triggered listener
+                    // would wake the worker every turn meanwhile.
+                    tracing::warn!(error = %e, "cannot accept a connection; pausing accepts");
+                    self.pause_accepts(now);
                     return;
                 }
             };
@@ -476,6 +484,29 @@ impl StreamSet {
                 tracing::debug!(%peer, error = %e, "cannot set up a connection");
                 self.shared.release(peer.ip());
             }
+        }
+    }
+
+    /// Every listener (clients' and RFC 6062 relays') stops reporting new
+    /// connections until `resume_accepts`.
+    pub(super) fn pause_accepts(&mut self, now: Instant) {
+        self.accepts_paused_until = Some(now + ACCEPT_PAUSE);
+        self.set_listener_interest(Interest::Silent);
+    }
+
+    fn resume_accepts(&mut self) {
+        self.accepts_paused_until = None;
+        self.set_listener_interest(Interest::Read);
+    }
+
+    fn set_listener_interest(&mut self, interest: Interest) {
+        for (i, l) in self.listeners.iter().enumerate() {
+            let _ = self
+                .poller
+                .modify(l.socket.as_raw_fd(), LISTENER | i as u64, interest);
+        }
+        for (listener, token) in self.relay_listeners.values() {
+            let _ = self.poller.modify(listener.as_raw_fd(), *token, interest);
         }
     }
 
@@ -659,6 +690,9 @@ impl StreamSet {
         }
         self.next_sweep = now + SWEEP_EVERY;
         self.sweep_peers(now);
+        if self.accepts_paused_until.is_some_and(|t| now >= t) {
+            self.resume_accepts();
+        }
         let limits = self.shared.limits;
         let expired: Vec<u64> = self
             .conns

@@ -235,7 +235,12 @@ impl StreamSet {
             let (sock, from) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    // Out of fds: as for the clients' listeners.
+                    self.pause_accepts(std::time::Instant::now());
+                    return;
+                }
             };
             // No permission, no allocation: refused by closing it (§5.3).
             let Some(connection) = handler.peer_accepted(relay, from) else {
