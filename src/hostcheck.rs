@@ -195,6 +195,7 @@ pub fn check(facts: &HostFacts, wanted: &Wanted) -> Vec<Finding> {
         wanted.max_port,
     ));
     out.push(check_gso(facts.kernel.as_deref()));
+    out.push(check_gro(facts.kernel.as_deref()));
     out
 }
 
@@ -554,6 +555,28 @@ pub fn check_gso(kernel: Option<&str>) -> Finding {
     }
 }
 
+/// UDP GRO on receive (UDP_GRO) came in Linux 5.0.
+pub fn check_gro(kernel: Option<&str>) -> Finding {
+    let counters = "its use shows in ringturn_gro_receives_total / ringturn_gro_fallbacks_total on /metrics (tuning/README.md, GSO)";
+    match kernel.and_then(|k| parse_kernel_version(k).map(|v| (k.trim(), v))) {
+        Some((k, v)) if v >= (5, 0) => Finding::new(
+            Level::Ok,
+            format!("UDP GRO: kernel {k} has UDP_GRO"),
+            format!("nothing to change (udp-gro=on); {counters}"),
+        ),
+        Some((k, _)) => Finding::new(
+            Level::Warn,
+            format!("UDP GRO: kernel {k} predates UDP_GRO (5.0); a busy peer's bursts arrive one datagram per receive"),
+            "upgrade the kernel (5.10+; io_uring wants 6.0+)",
+        ),
+        None => Finding::new(
+            Level::Warn,
+            "UDP GRO: kernel version not readable",
+            format!("ringturn asks for GRO and falls back for good if refused; {counters}"),
+        ),
+    }
+}
+
 /// `0-3,8,10-11` → [0, 1, 2, 3, 8, 10, 11].
 pub fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
     let mut out = Vec::new();
@@ -764,6 +787,7 @@ mod tests {
             "cores",
             "NIC queues",
             "UDP GSO",
+            "UDP GRO",
         ] {
             assert!(text.iter().any(|l| l.contains(word)), "no {word} line");
         }
@@ -996,6 +1020,14 @@ mod tests {
             Level::Ok
         );
         assert_eq!(check_port_range(None, 49152, 65535).level, Level::Warn);
+    }
+
+    #[test]
+    fn gro_findings() {
+        assert_eq!(check_gro(Some("6.18.44-fc-v669")).level, Level::Ok);
+        assert_eq!(check_gro(Some("5.0.0")).level, Level::Ok);
+        assert_eq!(check_gro(Some("4.19.0-21-amd64")).level, Level::Warn);
+        assert_eq!(check_gro(None).level, Level::Warn);
     }
 
     #[test]
