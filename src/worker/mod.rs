@@ -218,10 +218,13 @@ impl Worker {
     ) -> std::io::Result<()> {
         while !shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let wait = self
-                .server
-                .poll_timeout()
-                .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT));
+            let wait = if self.streams.as_ref().is_some_and(StreamSet::was_active) {
+                Duration::ZERO
+            } else {
+                self.server
+                    .poll_timeout()
+                    .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT))
+            };
             backend.poll(wait, &mut |queue, rx| self.on_datagram(queue, rx))?;
             self.poll_streams(backend.as_mut())?;
             self.drain_inbox(backend.as_mut());

@@ -349,6 +349,8 @@ pub struct StreamSet {
     peer_events: Vec<PeerEvent>,
     /// Accepting failed (no fds): listeners are silent until then.
     accepts_paused_until: Option<Instant>,
+    /// The last poll found work; budgets may have left some behind.
+    active: bool,
 }
 
 impl StreamSet {
@@ -382,6 +384,7 @@ impl StreamSet {
             peers: HashMap::new(),
             peer_events: Vec::new(),
             accepts_paused_until: None,
+            active: false,
         })
     }
 
@@ -394,6 +397,13 @@ impl StreamSet {
         &self.counters
     }
 
+    /// Whether the last poll found work. io_uring's multishot poll on the
+    /// stream set wakes the worker on new readiness only, so what a read or
+    /// accept budget left for later is picked up by polling again at once.
+    pub fn was_active(&self) -> bool {
+        self.active
+    }
+
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
@@ -403,6 +413,7 @@ impl StreamSet {
     pub fn poll(&mut self, now: Instant, handler: &mut dyn StreamHandler) -> io::Result<()> {
         let mut ready = std::mem::take(&mut self.ready);
         self.poller.ready_now(&mut ready)?;
+        self.active = !ready.is_empty();
         for r in &ready {
             if r.token & LISTENER != 0 {
                 self.accept((r.token & !LISTENER) as usize, now);
