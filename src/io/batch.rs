@@ -75,6 +75,8 @@ pub struct BatchBackend {
     datagrams: Vec<Datagram>,
     scratch: Scratch,
     ready: Vec<u64>,
+    /// The watched fd was reported readable (`take_watch_ready`).
+    watch_ready: bool,
 }
 
 // SAFETY: the raw pointers inside libc structs are only created transiently
@@ -117,6 +119,7 @@ impl BatchBackend {
             datagrams: Vec::new(),
             scratch: Scratch::default(),
             ready: Vec::with_capacity(64),
+            watch_ready: false,
         };
         backend.epoll_add(eventfd, EVENTFD_TOKEN)?;
         Ok(backend)
@@ -283,6 +286,10 @@ impl Backend for BatchBackend {
         self.epoll_add(fd, WATCH_TOKEN)
     }
 
+    fn take_watch_ready(&mut self) -> bool {
+        std::mem::take(&mut self.watch_ready)
+    }
+
     fn waker(&self) -> Waker {
         Waker { fd: self.eventfd }
     }
@@ -320,6 +327,7 @@ impl Backend for BatchBackend {
                 continue;
             }
             if data == WATCH_TOKEN {
+                self.watch_ready = true;
                 continue;
             }
             let fd = data as RawFd;

@@ -187,6 +187,10 @@ pub trait Backend: Send {
     /// nothing is received from it — the worker drains it itself.
     fn watch(&mut self, fd: RawFd) -> io::Result<()>;
 
+    /// Whether the watched fd fired since the last call (and clears it), so
+    /// the worker looks at its streams only when there is something to see.
+    fn take_watch_ready(&mut self) -> bool;
+
     fn waker(&self) -> Waker;
 
     /// Waits up to `timeout` for datagrams (or a wake-up), hands each to

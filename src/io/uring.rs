@@ -261,6 +261,8 @@ impl BufRing {
 
 pub struct UringBackend {
     ring: IoUring,
+    /// A watched fd's poll completed (`take_watch_ready`).
+    watch_ready: bool,
     plain: BufRing,
     /// Created at the first GRO registration.
     gro: Option<BufRing>,
@@ -329,6 +331,7 @@ impl UringBackend {
         let eventfd = new_eventfd()?;
         let mut backend = Self {
             ring,
+            watch_ready: false,
             plain,
             gro: None,
             buffer_refs: vec![0; usize::from(RING_BUFFERS + GRO_BUFFERS)],
@@ -698,6 +701,10 @@ impl Backend for UringBackend {
         }
     }
 
+    fn take_watch_ready(&mut self) -> bool {
+        std::mem::take(&mut self.watch_ready)
+    }
+
     fn watch(&mut self, fd: RawFd) -> io::Result<()> {
         self.arm_watch(fd)?;
         self.ring.submit()?;
@@ -765,7 +772,12 @@ impl Backend for UringBackend {
                 KIND_WAKE => self.arm_wake()?,
                 // The stream side drains its own set; re-arm when the kernel
                 // ended the multishot poll.
-                KIND_WATCH if !cqueue::more(flags) => self.arm_watch(value as RawFd)?,
+                KIND_WATCH => {
+                    self.watch_ready = true;
+                    if !cqueue::more(flags) {
+                        self.arm_watch(value as RawFd)?;
+                    }
+                }
                 _ => {}
             }
         }

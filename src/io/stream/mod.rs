@@ -81,10 +81,6 @@ impl StreamShared {
         })
     }
 
-    pub fn limits(&self) -> &StreamLimits {
-        &self.limits
-    }
-
     /// Connections open now, all workers together.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -402,10 +398,6 @@ impl StreamSet {
     /// accept budget left for later is picked up by polling again at once.
     pub fn was_active(&self) -> bool {
         self.active
-    }
-
-    pub fn connection_count(&self) -> usize {
-        self.conns.len()
     }
 
     /// Accepts, reads and hands every complete frame to the handler; moves

@@ -220,10 +220,6 @@ impl StreamSet {
         self.peer_events.drain(..)
     }
 
-    pub fn peer_connection_count(&self) -> usize {
-        self.peers.len()
-    }
-
     pub(super) fn accept_peers(&mut self, token: u64, handler: &mut dyn StreamHandler) {
         let Some(relay) = self.relay_tokens.get(&token).copied() else {
             return;
