@@ -13,6 +13,9 @@
 #[path = "../../tests/common/process.rs"]
 mod process;
 
+mod common;
+use common::assert_lossless;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -239,20 +242,6 @@ fn run(cfg: LoadConfig, log: &Path) -> Report {
         std::fs::read_to_string(log).unwrap_or_default()
     );
     r
-}
-
-/// Every packet came back, exactly once, and nothing else arrived.
-fn assert_lossless(r: &Report, what: &str) {
-    let c = &r.counts;
-    assert_eq!(r.clients_ready as usize, r.clients, "{what}\n{}", r.table());
-    assert!(c.sent > 0, "{what}: nothing sent\n{}", r.table());
-    assert_eq!(c.lost, 0, "{what}: loss over a stream\n{}", r.table());
-    assert_eq!(c.received, c.sent, "{what}\n{}", r.table());
-    assert_eq!(c.duplicated, 0, "{what}\n{}", r.table());
-    assert_eq!(c.foreign, 0, "{what}\n{}", r.table());
-    assert_eq!(c.recv_errors, 0, "{what}\n{}", r.table());
-    let lat = r.latency_us.expect("latency measured");
-    assert_eq!(lat.count, c.received, "{what}");
 }
 
 fn relay_runs(transport: Transport, test: &str, relay_ports: (u16, u16)) {

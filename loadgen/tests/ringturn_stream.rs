@@ -7,6 +7,7 @@
 //! phases, as `common::quick`).
 
 mod common;
+use common::assert_lossless;
 
 use std::time::{Duration, Instant};
 
@@ -58,20 +59,6 @@ fn run(s: &common::Server, c: LoadConfig, transport: Transport) -> Report {
         "ringturn accepted {now} stream connections for {clients} clients"
     );
     r
-}
-
-/// Every packet came back, exactly once, and nothing else arrived.
-fn assert_lossless(r: &Report, what: &str) {
-    let c = &r.counts;
-    assert_eq!(r.clients_ready as usize, r.clients, "{what}\n{}", r.table());
-    assert!(c.sent > 0, "{what}: nothing sent\n{}", r.table());
-    assert_eq!(c.lost, 0, "{what}: loss over a stream\n{}", r.table());
-    assert_eq!(c.received, c.sent, "{what}\n{}", r.table());
-    assert_eq!(c.duplicated, 0, "{what}\n{}", r.table());
-    assert_eq!(c.foreign, 0, "{what}\n{}", r.table());
-    assert_eq!(c.recv_errors, 0, "{what}\n{}", r.table());
-    let lat = r.latency_us.expect("latency measured");
-    assert_eq!(lat.count, c.received, "{what}");
 }
 
 fn channel_data(transport: Transport, slot: u16) {

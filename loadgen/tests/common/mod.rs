@@ -13,6 +13,7 @@ use ringturn::run::{start, RunSettings, RunningServer, StreamSettings};
 use ringturn::tls::{TlsReloader, TlsSettings};
 use ringturn::turn::{PeerPolicy, ServerConfig};
 use ringturn_loadgen::config::{LoadConfig, Mode, Transport};
+use ringturn_loadgen::report::Report;
 use ringturn_loadgen::tls::{self, CertFiles, TlsSettings as ClientTls};
 
 pub const USER: &str = "alice";
@@ -181,4 +182,18 @@ pub fn quick(mode: Mode, server: SocketAddr) -> LoadConfig {
 /// slot per test in a binary is enough; the server skips a busy port anyway).
 pub fn port_base(slot: u16) -> u16 {
     20_000 + (slot % 10) * 2_000
+}
+
+/// Every packet came back, exactly once, and nothing else arrived.
+pub fn assert_lossless(r: &Report, what: &str) {
+    let c = &r.counts;
+    assert_eq!(r.clients_ready as usize, r.clients, "{what}\n{}", r.table());
+    assert!(c.sent > 0, "{what}: nothing sent\n{}", r.table());
+    assert_eq!(c.lost, 0, "{what}: loss over a stream\n{}", r.table());
+    assert_eq!(c.received, c.sent, "{what}\n{}", r.table());
+    assert_eq!(c.duplicated, 0, "{what}\n{}", r.table());
+    assert_eq!(c.foreign, 0, "{what}\n{}", r.table());
+    assert_eq!(c.recv_errors, 0, "{what}\n{}", r.table());
+    let lat = r.latency_us.expect("latency measured");
+    assert_eq!(lat.count, c.received, "{what}");
 }
