@@ -532,49 +532,70 @@ pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// UDP GSO (UDP_SEGMENT) came in Linux 4.18.
-pub fn check_gso(kernel: Option<&str>) -> Finding {
-    let counters =
-        "its use shows in ringturn_gso_sends_total / ringturn_gso_fallbacks_total on /metrics (tuning/README.md, GSO)";
+/// A UDP offload the kernel has from version `since` on.
+struct Offload {
+    /// "GSO", "GRO".
+    name: &'static str,
+    /// The socket option: "UDP_SEGMENT", "UDP_GRO".
+    option: &'static str,
+    since: (u32, u32),
+    /// What an older kernel costs.
+    without: &'static str,
+    /// Its counters on /metrics.
+    counters: &'static str,
+}
+
+fn check_offload(kernel: Option<&str>, o: &Offload) -> Finding {
+    let (name, option, counters) = (o.name, o.option, o.counters);
+    let counters = format!("its use shows in {counters} on /metrics (tuning/README.md, GSO)");
     match kernel.and_then(|k| parse_kernel_version(k).map(|v| (k.trim(), v))) {
-        Some((k, v)) if v >= (4, 18) => Finding::new(
+        Some((k, v)) if v >= o.since => Finding::new(
             Level::Ok,
-            format!("UDP GSO: kernel {k} has UDP_SEGMENT"),
+            format!("UDP {name}: kernel {k} has {option}"),
             format!("nothing to change; {counters}"),
         ),
         Some((k, _)) => Finding::new(
             Level::Warn,
-            format!("UDP GSO: kernel {k} predates UDP_SEGMENT (4.18); every datagram takes its own trip through the send path"),
+            format!(
+                "UDP {name}: kernel {k} predates {option} ({}.{}); {}",
+                o.since.0, o.since.1, o.without
+            ),
             "upgrade the kernel (5.10+; io_uring wants 6.0+)",
         ),
         None => Finding::new(
             Level::Warn,
-            "UDP GSO: kernel version not readable",
-            format!("ringturn tries GSO and falls back for good if refused; {counters}"),
+            format!("UDP {name}: kernel version not readable"),
+            format!("ringturn tries {name} and falls back for good if refused; {counters}"),
         ),
     }
 }
 
+/// UDP GSO (UDP_SEGMENT) came in Linux 4.18.
+pub fn check_gso(kernel: Option<&str>) -> Finding {
+    check_offload(
+        kernel,
+        &Offload {
+            name: "GSO",
+            option: "UDP_SEGMENT",
+            since: (4, 18),
+            without: "every datagram takes its own trip through the send path",
+            counters: "ringturn_gso_sends_total / ringturn_gso_fallbacks_total",
+        },
+    )
+}
+
 /// UDP GRO on receive (UDP_GRO) came in Linux 5.0.
 pub fn check_gro(kernel: Option<&str>) -> Finding {
-    let counters = "its use shows in ringturn_gro_receives_total / ringturn_gro_fallbacks_total on /metrics (tuning/README.md, GSO)";
-    match kernel.and_then(|k| parse_kernel_version(k).map(|v| (k.trim(), v))) {
-        Some((k, v)) if v >= (5, 0) => Finding::new(
-            Level::Ok,
-            format!("UDP GRO: kernel {k} has UDP_GRO"),
-            format!("nothing to change (udp-gro=on); {counters}"),
-        ),
-        Some((k, _)) => Finding::new(
-            Level::Warn,
-            format!("UDP GRO: kernel {k} predates UDP_GRO (5.0); a busy peer's bursts arrive one datagram per receive"),
-            "upgrade the kernel (5.10+; io_uring wants 6.0+)",
-        ),
-        None => Finding::new(
-            Level::Warn,
-            "UDP GRO: kernel version not readable",
-            format!("ringturn asks for GRO and falls back for good if refused; {counters}"),
-        ),
-    }
+    check_offload(
+        kernel,
+        &Offload {
+            name: "GRO",
+            option: "UDP_GRO",
+            since: (5, 0),
+            without: "a busy peer's bursts arrive one datagram per receive",
+            counters: "ringturn_gro_receives_total / ringturn_gro_fallbacks_total",
+        },
+    )
 }
 
 /// `0-3,8,10-11` → [0, 1, 2, 3, 8, 10, 11].
