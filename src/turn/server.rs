@@ -972,8 +972,7 @@ impl Server {
         let id = AllocationId { index, generation };
         let alloc = make(id);
         self.by_client.insert(alloc.client, id);
-        // A TCP relay (RFC 6062) has its own address in either mode.
-        if self.shared.is_none() || alloc.relay_tcp {
+        if self.has_own_relay_socket(&alloc) {
             self.by_relay.insert(RelayKey(alloc.relay), id);
         }
         if let Some(s) = alloc.secondary {
@@ -984,6 +983,13 @@ impl Server {
         }
         self.stats.allocations += 1;
         id
+    }
+
+    /// Whether the allocation's relayed address is a socket of its own (per-
+    /// allocation mode, and RFC 6062 TCP relays in either mode) rather than
+    /// the shard's shared UDP socket.
+    fn has_own_relay_socket(&self, alloc: &Allocation) -> bool {
+        self.shared.is_none() || alloc.relay_tcp
     }
 
     /// Frees an allocation: its maps, its port, its user's quota, its socket.
@@ -997,15 +1003,19 @@ impl Server {
         self.free_slots.push(id.index);
         self.pending.remove(&id);
         self.by_client.remove(&alloc.client);
-        if let (Some(shared), false) = (self.shared.as_mut(), alloc.relay_tcp) {
+        if self.has_own_relay_socket(&alloc) {
+            self.by_relay.remove(&RelayKey(alloc.relay));
+            self.release_port(alloc.relay);
+            if alloc.state == AllocationState::Active {
+                self.commands
+                    .push_back(Command::CloseRelay { relay: alloc.relay });
+            }
+        } else if let Some(shared) = self.shared.as_mut() {
             // The socket stays (other allocations share it); the claims go.
             for peer in &alloc.claims {
                 shared.release(id, alloc.relay, *peer);
             }
             self.stats.peer_claims = shared.claim_count();
-        } else {
-            self.by_relay.remove(&RelayKey(alloc.relay));
-            self.release_port(alloc.relay);
         }
         if let Some(s) = alloc.secondary {
             self.by_relay.remove(&RelayKey(s.relay));
@@ -1021,10 +1031,6 @@ impl Server {
                     self.per_user.remove(&owner.username);
                 }
             }
-        }
-        if alloc.state == AllocationState::Active && (self.shared.is_none() || alloc.relay_tcp) {
-            self.commands
-                .push_back(Command::CloseRelay { relay: alloc.relay });
         }
         if alloc.relay_tcp {
             self.close_tcp_connections_of(id);
