@@ -34,6 +34,13 @@ pub struct WorkerMetrics {
     pub allocations: AtomicU64,
     /// Gauge: peer endpoints claimed on shared relay sockets.
     pub peer_claims: AtomicU64,
+    /// Gauge: timers queued (one per live allocation, permission, channel,
+    /// cached answer, reservation, unbound RFC 6062 peer connection).
+    pub timers_queued: AtomicU64,
+    /// Gauge: answers kept for retransmissions.
+    pub cached_transactions: AtomicU64,
+    /// Answers not kept because the transaction cache was full.
+    pub transaction_cache_full: AtomicU64,
     pub allocations_created: AtomicU64,
     pub allocations_expired: AtomicU64,
     pub permissions_installed: AtomicU64,
@@ -86,6 +93,7 @@ impl WorkerMetrics {
         set(&self.bytes_to_clients, stats.bytes_to_clients);
         set(&self.allocations, stats.allocations as u64);
         set(&self.peer_claims, stats.peer_claims as u64);
+        set(&self.transaction_cache_full, stats.transaction_cache_full);
         set(&self.allocations_created, stats.allocations_created);
         set(&self.allocations_expired, stats.allocations_expired);
         set(&self.permissions_installed, stats.permissions_installed);
@@ -126,6 +134,14 @@ impl WorkerMetrics {
         set(&self.stream_dropped_frames, s.dropped_frames);
         set(&self.tcp_relay_bytes, s.piped_bytes);
         set(&self.tcp_relay_spliced, s.spliced_pipes);
+    }
+}
+
+impl WorkerMetrics {
+    /// Copies the sizes of the shard's queues in (relaxed stores only).
+    pub fn publish_tables(&self, timers: usize, cached_transactions: usize) {
+        set(&self.timers_queued, timers as u64);
+        set(&self.cached_transactions, cached_transactions as u64);
     }
 }
 
@@ -230,6 +246,30 @@ pub fn render(src: &MetricsSource) -> String {
         "gauge",
         "Peer endpoints claimed by allocations on shared relay sockets (relay-socket-mode=shared).",
         |w| get(&w.peer_claims),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_timers_queued",
+        "gauge",
+        "Timers queued: one per live allocation, permission, channel, cached answer, reservation and unbound RFC 6062 peer connection.",
+        |w| get(&w.timers_queued),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_cached_transactions",
+        "gauge",
+        "Answers kept for retransmitted requests (RFC 8489 section 6.3.4, 40 s).",
+        |w| get(&w.cached_transactions),
+    );
+    per_worker(
+        o,
+        src,
+        "ringturn_transaction_cache_full_total",
+        "counter",
+        "Answers not kept for retransmissions because the transaction cache was at its cap (100,000 per worker).",
+        |w| get(&w.transaction_cache_full),
     );
     per_worker(
         o,
@@ -622,6 +662,7 @@ mod tests {
         stats.drops[DropReason::NoPermission.index()] = 3;
         let w = Arc::new(WorkerMetrics::new());
         w.publish(&stats, &IoCounters::default(), &BackendCounters::default());
+        w.publish_tables(42, 7);
         let text = render(&MetricsSource {
             workers: vec![w, Arc::new(WorkerMetrics::new())],
             backend: BackendKind::Batch,
@@ -634,6 +675,9 @@ mod tests {
             "ringturn_responses_total{worker=\"0\",method=\"refresh\",result=\"success\"} 1",
             "ringturn_responses_total{worker=\"0\",method=\"other\",result=\"other\"} 1",
             "ringturn_dropped_datagrams_total{worker=\"0\",reason=\"no_permission\"} 3",
+            "ringturn_timers_queued{worker=\"0\"} 42",
+            "ringturn_cached_transactions{worker=\"0\"} 7",
+            "ringturn_transaction_cache_full_total{worker=\"1\"} 0",
             "# TYPE ringturn_allocations gauge",
             "# TYPE ringturn_shared_relay_peer_claims gauge",
             "# TYPE ringturn_gso_fallbacks_total counter",

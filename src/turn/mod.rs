@@ -5,6 +5,7 @@
 
 pub mod allocation;
 pub mod config;
+mod fast_map;
 pub mod policy;
 pub mod ports;
 mod reply;
@@ -18,7 +19,7 @@ pub use allocation::{AllocationId, ClientTransport, ClientTuple};
 pub use config::ServerConfig;
 pub use policy::{IpRange, PeerPolicy};
 pub use server::{
-    ClientOutcome, Command, DropReason, Forward, PeerOutcome, Server, Stats, Transmit,
+    ClientOutcome, Command, DropReason, Forward, PeerOutcome, Server, Stats, TableSizes, Transmit,
     PEER_HEADROOM, PEER_TAILROOM,
 };
 pub use shared::RelaySocketMode;

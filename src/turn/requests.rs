@@ -167,18 +167,12 @@ impl Server {
         bytes: Option<Vec<u8>>,
     ) {
         let Some(bytes) = bytes else { return };
-        let key = (from.client, msg.transaction_id());
-        if !self.transactions.contains_key(&key) {
-            if self.transactions.len() >= self.config.max_cached_transactions {
-                return;
-            }
-            self.schedule(
-                now + self.config.transaction_cache_lifetime,
-                TimerKey::Transaction(key.0, key.1),
-            );
-        }
-        self.transactions
-            .insert(key, CachedResponse::Done(msg.method(), bytes));
+        self.cache_response(
+            now,
+            from.client,
+            msg.transaction_id(),
+            CachedResponse::Done(msg.method(), bytes),
+        );
     }
 
     /// RFC 8489 §9.2.4 server side. `None` means an error was sent.
@@ -833,12 +827,7 @@ impl Server {
                 integrity: auth.integrity,
             },
         );
-        self.transactions
-            .insert((from.client, tid), CachedResponse::InProgress);
-        self.schedule(
-            now + self.config.transaction_cache_lifetime,
-            TimerKey::Transaction(from.client, tid),
-        );
+        self.cache_response(now, from.client, tid, CachedResponse::InProgress);
         id
     }
 
@@ -856,6 +845,7 @@ impl Server {
                 })
         })?;
         if self.reservations.remove(&relay).is_some() {
+            self.timers.cancel(&TimerKey::Reservation(relay));
             return Some(relay); // ours, already out of the pool
         }
         let pool = self
@@ -932,8 +922,10 @@ impl Server {
         if let Some(bytes) = self.allocate_success(id, &pending.echo, pending.integrity.as_ref()) {
             self.count_response(Method::ALLOCATE, None);
             self.queue(client, bytes.clone());
-            self.transactions.insert(
-                (client.client, tid),
+            self.cache_response(
+                now,
+                client.client,
+                tid,
                 CachedResponse::Done(Method::ALLOCATE, bytes),
             );
         }
@@ -967,16 +959,13 @@ impl Server {
                 self.rebind_relay(id, old, relay, advertised, attempts + 1);
                 self.commands.push_back(Command::OpenRelay { relay });
             }
-            None => {
-                self.fail_pending_allocation(id);
-                let _ = now;
-            }
+            None => self.fail_pending_allocation(now, id),
         }
     }
 
     /// An opening allocation whose relay socket cannot be had: it goes, and
     /// its Allocate gets 508 (kept for retransmissions).
-    pub(crate) fn fail_pending_allocation(&mut self, id: AllocationId) {
+    pub(crate) fn fail_pending_allocation(&mut self, now: Instant, id: AllocationId) {
         let pending = self.pending.remove(&id);
         if let Some(alloc) = self.remove_allocation(id) {
             if let Some(p) = pending {
@@ -988,8 +977,10 @@ impl Server {
                     p.integrity.as_ref(),
                 );
                 if let Some(bytes) = r {
-                    self.transactions.insert(
-                        (alloc.client.client, alloc.creating_transaction),
+                    self.cache_response(
+                        now,
+                        alloc.client.client,
+                        alloc.creating_transaction,
                         CachedResponse::Done(Method::ALLOCATE, bytes),
                     );
                 }

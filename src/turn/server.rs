@@ -19,6 +19,7 @@ use super::allocation::{
     Allocation, AllocationId, AllocationState, ClientTransport, ClientTuple, RelayKey,
 };
 use super::config::ServerConfig;
+use super::fast_map::{fast_map, shrink_if_sparse, FastMap};
 use super::ports::{PortPool, Rng};
 use super::shared::{ClaimStatus, RelaySocketMode, SharedRelays, SharedState};
 use super::timers::{TimerKey, Timers};
@@ -217,6 +218,41 @@ pub struct Stats {
     pub channels_bound: u64,
     /// Gauge, shared relay socket mode: peer endpoints claimed (`turn::shared`).
     pub peer_claims: usize,
+    /// Answers not kept for retransmissions because the transaction cache
+    /// held `max_cached_transactions` (its cap biting).
+    pub transaction_cache_full: u64,
+}
+
+/// How many entries each per-shard table holds: every one is bounded by live
+/// state (allocations, their permissions and channels, requests of the last
+/// `transaction_cache_lifetime`) or by a cap (issue 16). Read by tests and
+/// the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Queued timers: one per live allocation, permission, channel, cached
+    /// transaction, reservation and RFC 6062 peer connection awaiting its bind.
+    pub timers: usize,
+    /// Bytes the timer queue's tables hold (capacity).
+    pub timer_bytes: usize,
+    /// Cached answers (capped at `max_cached_transactions`).
+    pub transactions: usize,
+    pub allocations: usize,
+    /// Allocation slots ever made (reused after a free; the peak of live allocations).
+    pub allocation_slots: usize,
+    pub by_client: usize,
+    pub by_relay: usize,
+    /// Allocations waiting for their relay socket.
+    pub pending: usize,
+    /// Users with live allocations (for `user-quota`).
+    pub users: usize,
+    /// Ports held by RESERVATION-TOKENs.
+    pub reservations: usize,
+    /// RFC 6062 peer connections.
+    pub tcp_connections: usize,
+    /// Shared relay mode: claimed peer endpoints.
+    pub peer_claims: usize,
+    pub permissions: usize,
+    pub channels: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -248,12 +284,6 @@ fn slot_allocation(slots: &mut [Slot], id: AllocationId) -> Option<&mut Allocati
         return None;
     }
     slot.allocation.as_mut()
-}
-
-pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-pub(crate) fn fast_map<K, V>() -> FastMap<K, V> {
-    HashMap::with_hasher(foldhash::fast::RandomState::default())
 }
 
 pub struct Server {
@@ -736,7 +766,7 @@ impl Server {
                             alloc.relay = addr;
                             alloc.advertised = advertised;
                         }
-                        None => self.fail_pending_allocation(id),
+                        None => self.fail_pending_allocation(now, id),
                     }
                 }
                 if !moved {
@@ -1003,6 +1033,14 @@ impl Server {
         self.free_slots.push(id.index);
         self.pending.remove(&id);
         self.by_client.remove(&alloc.client);
+        // Its timers go with it (issue 16: a queue that kept them grew with churn).
+        self.timers.cancel(&TimerKey::Allocation(id));
+        for p in &alloc.permissions {
+            self.timers.cancel(&TimerKey::Permission(id, p.ip));
+        }
+        for c in &alloc.channels {
+            self.timers.cancel(&TimerKey::Channel(id, c.number));
+        }
         if self.has_own_relay_socket(&alloc) {
             self.by_relay.remove(&RelayKey(alloc.relay));
             self.release_port(alloc.relay);
@@ -1036,6 +1074,9 @@ impl Server {
             self.close_tcp_connections_of(id);
         }
         self.stats.allocations = self.stats.allocations.saturating_sub(1);
+        shrink_if_sparse(&mut self.by_client);
+        shrink_if_sparse(&mut self.by_relay);
+        shrink_if_sparse(&mut self.pending);
         tracing::debug!(relay = %alloc.relay, client = %alloc.client.client, "allocation removed");
         Some(alloc)
     }
@@ -1119,6 +1160,7 @@ impl Server {
             }
             TimerKey::Transaction(client, tid) => {
                 self.transactions.remove(&(client, tid));
+                shrink_if_sparse(&mut self.transactions);
             }
             TimerKey::Reservation(relay) => {
                 if self
@@ -1142,5 +1184,67 @@ impl Server {
 
     pub(crate) fn schedule(&mut self, at: Instant, key: TimerKey) {
         self.timers.schedule(at, key);
+    }
+
+    /// Keeps an answer (or the mark that one is coming) for retransmissions
+    /// of `(client, tid)` for `transaction_cache_lifetime` (RFC 8489 §6.3.4).
+    /// Replacing a kept entry keeps its timer; a new one past
+    /// `max_cached_transactions` is not kept, and counted.
+    pub(crate) fn cache_response(
+        &mut self,
+        now: Instant,
+        client: SocketAddr,
+        tid: crate::stun::TransactionId,
+        response: CachedResponse,
+    ) {
+        let key = (client, tid);
+        if let Some(kept) = self.transactions.get_mut(&key) {
+            *kept = response;
+            return;
+        }
+        if self.transactions.len() >= self.config.max_cached_transactions {
+            self.stats.transaction_cache_full += 1;
+            return;
+        }
+        self.transactions.insert(key, response);
+        self.timers.schedule(
+            now + self.config.transaction_cache_lifetime,
+            TimerKey::Transaction(client, tid),
+        );
+    }
+
+    /// Every per-shard table's size (a few `len` calls and one walk over
+    /// the allocation slots: for tests and a metrics scrape, not per packet).
+    pub fn table_sizes(&self) -> TableSizes {
+        let live = self.slots.iter().filter_map(|s| s.allocation.as_ref());
+        let (permissions, channels) = live.fold((0, 0), |(p, c), a| {
+            (p + a.permissions.len(), c + a.channels.len())
+        });
+        TableSizes {
+            timers: self.timers.len(),
+            timer_bytes: self.timers.capacity_bytes(),
+            transactions: self.transactions.len(),
+            allocations: self.stats.allocations,
+            allocation_slots: self.slots.len(),
+            by_client: self.by_client.len(),
+            by_relay: self.by_relay.len(),
+            pending: self.pending.len(),
+            users: self.per_user.len(),
+            reservations: self.reservations.len(),
+            tcp_connections: self.tcp_connections.len(),
+            peer_claims: self.claimed_peers(),
+            permissions,
+            channels,
+        }
+    }
+
+    /// Queued timers (a `len`: cheap enough for every loop turn's metrics).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Cached transaction answers.
+    pub fn cached_transactions(&self) -> usize {
+        self.transactions.len()
     }
 }

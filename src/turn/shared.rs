@@ -33,7 +33,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 use super::allocation::{hash_addr, AllocationId};
-use super::server::FastMap;
+use super::fast_map::{fast_map, FastMap};
 
 /// How a shard gets relayed transport addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -132,7 +132,7 @@ impl SharedRelays {
                     state: SharedState::Closed,
                 })
                 .collect(),
-            claims: super::server::fast_map(),
+            claims: fast_map(),
         }
     }
 

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::allocation::{AllocationId, AllocationState, ClientTuple};
+use super::fast_map::shrink_if_sparse;
 use super::reply::{ReplyIntegrity, RequestEcho};
 use super::server::{Command, Server};
 use super::timers::TimerKey;
@@ -138,8 +139,10 @@ impl Server {
                 },
             },
         );
-        self.transactions.insert(
-            (from.client, msg.transaction_id()),
+        self.cache_response(
+            now,
+            from.client,
+            msg.transaction_id(),
             super::server::CachedResponse::InProgress,
         );
         self.commands.push_back(Command::ConnectPeer {
@@ -178,7 +181,7 @@ impl Server {
             })
         } else {
             // §5.2: the connection attempt failed or timed out.
-            self.tcp_connections.remove(&connection);
+            self.forget_tcp_connection(connection);
             self.commands.push_back(Command::ClosePeer { connection });
             self.reply_error(
                 client,
@@ -189,8 +192,10 @@ impl Server {
             )
         };
         if let Some(bytes) = bytes {
-            self.transactions.insert(
-                (client.client, transaction),
+            self.cache_response(
+                now,
+                client.client,
+                transaction,
                 super::server::CachedResponse::Done(Method::CONNECT, bytes),
             );
         }
@@ -288,7 +293,15 @@ impl Server {
 
     /// The I/O layer closed a peer connection (either side hung up).
     pub fn handle_peer_closed(&mut self, connection: ConnectionNumber) {
-        self.tcp_connections.remove(&connection);
+        self.forget_tcp_connection(connection);
+    }
+
+    /// Drops a peer connection's record and its bind timer.
+    fn forget_tcp_connection(&mut self, connection: ConnectionNumber) {
+        if self.tcp_connections.remove(&connection).is_some() {
+            self.timers.cancel(&TimerKey::TcpConnection(connection));
+            shrink_if_sparse(&mut self.tcp_connections);
+        }
     }
 
     /// A peer connection's bind deadline passed.
@@ -298,7 +311,7 @@ impl Server {
             Some(PeerConnectionState::AwaitingBind { expires }) if *expires <= now
         );
         if due {
-            self.tcp_connections.remove(&connection);
+            self.forget_tcp_connection(connection);
             self.commands.push_back(Command::ClosePeer { connection });
         }
     }
@@ -312,7 +325,7 @@ impl Server {
             .map(|(n, _)| *n)
             .collect();
         for connection in mine {
-            self.tcp_connections.remove(&connection);
+            self.forget_tcp_connection(connection);
             self.commands.push_back(Command::ClosePeer { connection });
         }
     }

@@ -242,6 +242,8 @@ impl Worker {
             }
             self.metrics
                 .publish(self.server.stats(), &self.counters, &backend.counters());
+            self.metrics
+                .publish_tables(self.server.timer_count(), self.server.cached_transactions());
         }
         if let Some(streams) = self.streams.as_mut() {
             streams.close_all();
