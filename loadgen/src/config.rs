@@ -336,6 +336,18 @@ impl LoadConfig {
         Ok(())
     }
 
+    /// Allocate storm with an explicit `--pps`: nanoseconds between the
+    /// starts of one client's Allocate / Refresh(0) cycles. `None`: cycles
+    /// run back to back (no `--pps`, or `--max`).
+    pub fn cycle_interval_ns(&self) -> Option<u64> {
+        match (self.mode, self.rate, self.hold) {
+            (Mode::Allocate, Rate::Pps(p), None) if self.pps_given && p > 0.0 => {
+                Some((1e9 / p) as u64)
+            }
+            _ => None,
+        }
+    }
+
     /// How client number `i` sends.
     pub fn shape(&self, i: usize) -> Shape {
         let pps = match self.rate {

@@ -344,6 +344,9 @@ struct Client {
     cycle_start_ns: u64,
     cycle_measured: bool,
     next_refresh_ns: u64,
+    /// Allocate storm with --pps: when this client may start its next cycle
+    /// (0: not yet placed).
+    next_cycle_ns: u64,
     tid_counter: u32,
 }
 
@@ -418,6 +421,7 @@ impl Worker {
                 cycle_start_ns: 0,
                 cycle_measured: false,
                 next_refresh_ns: u64::MAX,
+                next_cycle_ns: 0,
                 tid_counter: 0,
             });
         }
@@ -817,6 +821,8 @@ impl Worker {
         if !(phase == PHASE_WARMUP || phase == PHASE_MEASURE) || self.count_done {
             return;
         }
+        let pace = self.cfg.cycle_interval_ns();
+        let n = self.clients.len().max(1) as u64;
         for ci in 0..self.clients.len() {
             let idle = self
                 .clients
@@ -824,6 +830,25 @@ impl Worker {
                 .is_some_and(|c| c.state == State::Idle && c.tx.is_none());
             if !idle {
                 continue;
+            }
+            if let (Some(interval), Some(c)) = (pace, self.clients.get_mut(ci)) {
+                // --pps: cycles start on a schedule (phases spread over one
+                // interval), not as soon as the last one ended. A cycle that
+                // took longer than its interval delays the next; one more
+                // than three intervals behind is counted late and the
+                // schedule restarts from now, as for paced sends.
+                if c.next_cycle_ns == 0 {
+                    c.next_cycle_ns = now + interval * (ci as u64) / n;
+                }
+                if now < c.next_cycle_ns {
+                    continue;
+                }
+                let mut next = c.next_cycle_ns + interval;
+                if next + 3 * interval < now {
+                    self.counters.late += 1;
+                    next = now + interval;
+                }
+                c.next_cycle_ns = next;
             }
             // A fresh 5-tuple each cycle, as a new client would have: servers may keep a
             // released allocation's 5-tuple for a while (coturn answers 437 on it).

@@ -144,6 +144,33 @@ fn allocate_storm_cycles() {
     assert!(r.setup_failures.is_empty(), "{:?}", r.setup_failures);
 }
 
+/// Issue 16: `allocate --pps` is honoured — cycles per second per client
+/// across the run, not as fast as the server answers.
+#[test]
+fn allocate_storm_paced_by_pps() {
+    let s = common::ringturn(1, common::port_base(5));
+    let mut c = common::quick(Mode::Allocate, s.addr);
+    c.clients = 4;
+    c.rate = Rate::Pps(20.0);
+    c.pps_given = true;
+    let r = run(c).expect("run");
+    let a = r.allocations.as_ref().expect("allocation stats");
+    // 4 clients × 20 cycles/s × 0.8 s measured = 64, give or take a tick.
+    assert!(
+        (52..=72).contains(&a.completed),
+        "{} cycles\n{}",
+        a.completed,
+        r.table()
+    );
+    assert!(
+        (60.0..=100.0).contains(&a.per_second),
+        "{} cycles/s",
+        a.per_second
+    );
+    assert!(a.errors.is_empty(), "{:?}", a.errors);
+    assert_eq!(a.timeouts, 0);
+}
+
 #[test]
 fn allocate_hold_keeps_then_releases_them() {
     let s = common::ringturn(2, common::port_base(6));
