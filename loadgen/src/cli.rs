@@ -27,6 +27,7 @@ use crate::tls::{TlsSettings, TlsVersion};
       ringturn-loadgen relay --transport tcp -u test -w test -c 100 --size-mix audio\n  \
       ringturn-loadgen relay -s 127.0.0.1:5349 --transport tls --tls-ca cert.pem -c 100 --max\n  \
       ringturn-loadgen hold -c 100000 --hold 30 --refresh-every 10 --server-pid PID\n  \
+      ringturn-loadgen soak -c 200 --size-mix av --churn-clients 10 --churn-pps 200 -d 1200 --server-pid PID --metrics 127.0.0.1:9641 --report soak.html\n  \
       ringturn-loadgen compare --netns --rounds 5\n  \
       ringturn-loadgen compare --netns --transport tls --only coturn\n\n\
       Servers refuse loopback peers by default: start them with --allow-loopback-peers \
@@ -53,6 +54,10 @@ pub enum Command {
     /// Make N authenticated allocations a batch of sockets at a time (so N may exceed the
     /// open-files limit), hold and refresh them, and read the server's resident memory.
     Hold(crate::hold::HoldArgs),
+    /// Relay traffic and Allocate / Refresh(0) churn at once for a long run, sampling the
+    /// server's memory, descriptors and (with --metrics) allocations and timers: does memory
+    /// level off, does latency stay flat, is anything lost.
+    Soak(crate::soak::SoakArgs),
     /// Starts ringturn and coturn with equivalent settings, pinned to the same core, runs the
     /// same loads against each, interleaved, and prints the ratios.
     Compare(crate::compare::CompareArgs),
@@ -362,7 +367,7 @@ impl Command {
             Command::Relay(a) | Command::Pair(a) | Command::Allocate(a) | Command::Binding(a) => {
                 Some(a)
             }
-            Command::Compare(_) | Command::Hold(_) => None,
+            Command::Compare(_) | Command::Hold(_) | Command::Soak(_) => None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - `run`: phases by the clock, server CPU sampling, progress line, the report.
 //! - `report`: table, JSON, HTML/SVG. `compare`: ringturn vs coturn.
 //! - `stream`: TURN over TCP/TLS (framing, buffers, one connection); `tls`: rustls setup.
+//! - `soak`: relay traffic and allocation churn at once, the server's memory sampled.
 //! - `hold`: N allocations made a batch of sockets at a time, held, refreshed; the server's RSS.
 //! - `net`: the only `unsafe` (epoll, recvmmsg/sendmmsg, clocks, rlimits, signals).
 
@@ -20,6 +21,7 @@ pub mod procstat;
 pub mod report;
 pub mod run;
 pub mod servers;
+pub mod soak;
 pub mod stream;
 pub mod tls;
 pub mod track;

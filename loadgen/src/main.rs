@@ -49,6 +49,29 @@ fn real_main() -> Result<()> {
             }
             return Ok(());
         }
+        Command::Soak(args) => {
+            let report = ringturn_loadgen::soak::run(args)?;
+            print!("{}", report.table());
+            if let Some(p) = &args.load.json {
+                let text = report.to_json().context("cannot encode the report")?;
+                std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
+            if let Some(p) = &args.load.report {
+                let svg = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+                let text = if svg {
+                    report.to_svg()
+                } else {
+                    report.to_html()
+                };
+                std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
+            if report.relay.clients_ready == 0 {
+                anyhow::bail!("no relay client finished setup");
+            }
+            return Ok(());
+        }
         Command::Compare(args) => {
             let cmp = compare::main(args)?;
             print!("{}", cmp.table());
