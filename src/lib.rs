@@ -32,6 +32,9 @@ pub mod turn;
 
 pub mod io;
 
+/// The XDP fast path: I/O like `io` (its `unsafe` is the BPF plumbing).
+pub mod xdp;
+
 #[forbid(unsafe_code)]
 #[deny(
     clippy::unwrap_used,

@@ -55,6 +55,8 @@ pub struct Sample {
     pub allocations: Option<u64>,
     pub timers_queued: Option<u64>,
     pub cached_transactions: Option<u64>,
+    /// ringturn: the longest busy loop turn of any worker so far (µs).
+    pub longest_turn_us: Option<u64>,
 }
 
 /// What memory did over the run.
@@ -70,6 +72,7 @@ pub struct MemorySummary {
     pub open_fds_max: Option<u64>,
     pub allocations_max: Option<u64>,
     pub timers_queued_max: Option<u64>,
+    pub longest_turn_us: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +178,9 @@ fn sample(pid: u32, metrics: Option<SocketAddr>, t: f64) -> Sample {
         allocations: sum("ringturn_allocations"),
         timers_queued: sum("ringturn_timers_queued"),
         cached_transactions: sum("ringturn_cached_transactions"),
+        longest_turn_us: body
+            .as_deref()
+            .and_then(|b| max_metric(b, "ringturn_worker_longest_turn_microseconds")),
     }
 }
 
@@ -195,24 +201,29 @@ fn scrape(addr: SocketAddr) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| rest.to_owned())
 }
 
-/// The sum of a metric's samples over its label sets (`name{...} value`).
-pub fn sum_metric(body: &str, name: &str) -> Option<u64> {
-    let mut found = false;
-    let mut total = 0u64;
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
+/// A metric's samples over its label sets (`name{...} value`).
+fn samples<'a>(body: &'a str, name: &'a str) -> impl Iterator<Item = u64> + 'a {
+    body.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
         if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue; // another metric whose name starts with this one
+            return None; // another metric whose name starts with this one
         }
-        let Some(value) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        found = true;
-        total = total.saturating_add(value as u64);
-    }
-    found.then_some(total)
+        rest.rsplit(' ')
+            .next()?
+            .parse::<f64>()
+            .ok()
+            .map(|v| v as u64)
+    })
+}
+
+/// The sum of a metric's samples (over workers).
+pub fn sum_metric(body: &str, name: &str) -> Option<u64> {
+    samples(body, name).fold(None, |acc, v| Some(acc.unwrap_or(0u64).saturating_add(v)))
+}
+
+/// The largest of a metric's samples.
+pub fn max_metric(body: &str, name: &str) -> Option<u64> {
+    samples(body, name).max()
 }
 
 fn summarize(samples: &[Sample]) -> MemorySummary {
@@ -230,6 +241,7 @@ fn summarize(samples: &[Sample]) -> MemorySummary {
         open_fds_max: samples.iter().filter_map(|s| s.open_fds).max(),
         allocations_max: samples.iter().filter_map(|s| s.allocations).max(),
         timers_queued_max: samples.iter().filter_map(|s| s.timers_queued).max(),
+        longest_turn_us: samples.iter().filter_map(|s| s.longest_turn_us).max(),
     }
 }
 
@@ -246,13 +258,14 @@ fn mib(v: Option<u64>) -> String {
 
 fn sample_line(s: &Sample) -> String {
     format!(
-        "soak t={:>7.1}s rss={} fds={} allocations={} timers={} cached_transactions={}",
+        "soak t={:>7.1}s rss={} fds={} allocations={} timers={} cached_transactions={} longest_turn_us={}",
         s.t,
         mib(s.rss_kib),
         opt(s.open_fds),
         opt(s.allocations),
         opt(s.timers_queued),
-        opt(s.cached_transactions)
+        opt(s.cached_transactions),
+        opt(s.longest_turn_us)
     )
 }
 
@@ -281,6 +294,11 @@ impl SoakReport {
         row("open descriptors max", opt(m.open_fds_max));
         row("allocations max (metrics)", opt(m.allocations_max));
         row("timers queued max (metrics)", opt(m.timers_queued_max));
+        row(
+            "longest busy worker turn (metrics)",
+            m.longest_turn_us
+                .map_or_else(|| "-".to_owned(), |us| format!("{us} µs")),
+        );
         let r = &self.relay;
         row(
             "relay: sent / received / lost",
@@ -417,6 +435,7 @@ mod tests {
                     ringturn_allocations_created_total{worker=\"0\"} 99\n";
         assert_eq!(sum_metric(body, "ringturn_allocations"), Some(7));
         assert_eq!(sum_metric(body, "ringturn_timers_queued"), None);
+        assert_eq!(max_metric(body, "ringturn_allocations"), Some(4));
     }
 
     #[test]
@@ -428,6 +447,7 @@ mod tests {
             allocations: None,
             timers_queued: None,
             cached_transactions: None,
+            longest_turn_us: None,
         };
         let m = summarize(&[s(0.0, 100), s(60.0, 900), s(120.0, 500), s(180.0, 600)]);
         assert_eq!(m.rss_kib_start, Some(100));

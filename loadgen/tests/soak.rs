@@ -66,6 +66,7 @@ fn soak_runs_relay_and_churn_together_and_samples_the_server() {
         r.memory.timers_queued_max.is_some_and(|t| t >= 6),
         "{table}"
     );
+    assert!(r.memory.longest_turn_us.is_some(), "{table}");
     assert_eq!(r.relay.counts.lost, 0, "{table}");
     assert!(r.relay.counts.received > 0, "{table}");
     let churn = r.churn.allocations.as_ref().expect("churn stats");

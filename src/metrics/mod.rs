@@ -19,7 +19,9 @@ use crate::io::{BackendCounters, BackendKind};
 use crate::turn::server::{
     DropReason, Stats, COUNTED_CODES, COUNTED_METHODS, METHOD_SLOTS, RESULT_SLOTS,
 };
-use crate::worker::IoCounters;
+use crate::worker::{IoCounters, TURN_BUCKETS_NS};
+
+mod turns;
 
 const DROP_SLOTS: usize = DropReason::ALL.len();
 
@@ -70,6 +72,11 @@ pub struct WorkerMetrics {
     /// RFC 6062: bytes between peers and data connections; pipes spliced.
     pub tcp_relay_bytes: AtomicU64,
     pub tcp_relay_spliced: AtomicU64,
+    /// Busy loop turns by duration bucket (`TURN_BUCKETS_NS`, then +Inf),
+    /// all busy time and the longest turn, nanoseconds.
+    pub busy_turns: [AtomicU64; TURN_BUCKETS_NS.len() + 1],
+    pub busy_ns: AtomicU64,
+    pub longest_turn_ns: AtomicU64,
 }
 
 fn set(a: &AtomicU64, v: u64) {
@@ -134,6 +141,11 @@ impl WorkerMetrics {
         set(&self.stream_dropped_frames, s.dropped_frames);
         set(&self.tcp_relay_bytes, s.piped_bytes);
         set(&self.tcp_relay_spliced, s.spliced_pipes);
+        for (a, v) in self.busy_turns.iter().zip(io.busy_turns.iter()) {
+            set(a, *v);
+        }
+        set(&self.busy_ns, io.busy_ns);
+        set(&self.longest_turn_ns, io.longest_turn_ns);
     }
 }
 
@@ -512,6 +524,7 @@ pub fn render(src: &MetricsSource) -> String {
         "RFC 6062: data connections joined to their peer with splice(2), bytes never copied to user space.",
         |w| get(&w.tcp_relay_spliced),
     );
+    turns::render(o, src);
     out
 }
 
@@ -676,6 +689,8 @@ mod tests {
             "ringturn_responses_total{worker=\"0\",method=\"other\",result=\"other\"} 1",
             "ringturn_dropped_datagrams_total{worker=\"0\",reason=\"no_permission\"} 3",
             "ringturn_timers_queued{worker=\"0\"} 42",
+            "ringturn_worker_busy_turn_seconds_bucket{worker=\"1\",le=\"+Inf\"} 0",
+            "# TYPE ringturn_worker_longest_turn_microseconds gauge",
             "ringturn_cached_transactions{worker=\"0\"} 7",
             "ringturn_transaction_cache_full_total{worker=\"1\"} 0",
             "# TYPE ringturn_allocations gauge",

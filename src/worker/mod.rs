@@ -98,6 +98,33 @@ pub struct IoCounters {
     pub streams: crate::io::stream::StreamCounters,
     /// RFC 6062 data connections handed to another worker.
     pub stream_handoffs: u64,
+    /// How long loop turns kept the worker busy (from the first datagram
+    /// or the end of the wait, to the flush), by `TURN_BUCKETS_NS`; a
+    /// stall here is latency for every flow of the worker.
+    pub busy_turns: [u64; TURN_BUCKETS_NS.len() + 1],
+    /// The longest busy turn so far, and all busy time, nanoseconds.
+    pub longest_turn_ns: u64,
+    pub busy_ns: u64,
+}
+
+/// Upper bounds of the busy-turn histogram buckets (the last bucket is +Inf).
+pub const TURN_BUCKETS_NS: [u64; 6] = [
+    250_000, 1_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000,
+];
+
+impl IoCounters {
+    fn record_turn(&mut self, busy: Duration) {
+        let ns = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+        let slot = TURN_BUCKETS_NS
+            .iter()
+            .position(|b| ns <= *b)
+            .unwrap_or(TURN_BUCKETS_NS.len());
+        if let Some(n) = self.busy_turns.get_mut(slot) {
+            *n += 1;
+        }
+        self.longest_turn_ns = self.longest_turn_ns.max(ns);
+        self.busy_ns = self.busy_ns.saturating_add(ns);
+    }
 }
 
 pub struct Worker {
@@ -225,7 +252,14 @@ impl Worker {
                     .poll_timeout()
                     .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT))
             };
-            backend.poll(wait, &mut |queue, rx| self.on_datagram(queue, rx))?;
+            let mut busy_from: Option<Instant> = None;
+            backend.poll(wait, &mut |queue, rx| {
+                if busy_from.is_none() {
+                    busy_from = Some(Instant::now());
+                }
+                self.on_datagram(queue, rx);
+            })?;
+            let busy_from = busy_from.unwrap_or_else(Instant::now);
             self.poll_streams(backend.as_mut())?;
             self.drain_inbox(backend.as_mut());
             let now = Instant::now();
@@ -240,6 +274,7 @@ impl Worker {
             if let Some(streams) = &self.streams {
                 self.counters.streams.clone_from(streams.counters());
             }
+            self.counters.record_turn(busy_from.elapsed());
             self.metrics
                 .publish(self.server.stats(), &self.counters, &backend.counters());
             self.metrics

@@ -1,0 +1,277 @@
+//! The program loaded into the kernel (aya), its attachments and its maps.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray};
+use aya::programs::{Xdp, XdpMode as AttachMode};
+use aya::Ebpf;
+
+use super::{Flow, OffloadedChannel, XdpCounters, XdpError, XdpMode, PROGRAM, PROGRAM_NAME};
+
+/// `struct counter` of relay.bpf.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Counter {
+    packets: u64,
+    bytes: u64,
+}
+
+// SAFETY: `repr(C)`, two u64s, no padding: every bit pattern is a valid value.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for Counter {}
+
+/// Where the program is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub interface: String,
+    pub ifindex: u32,
+    /// "native" or "generic".
+    pub mode: &'static str,
+}
+
+/// The loaded fast path. Dropping it closes the BPF links, which detaches
+/// the program (so does the process dying: nothing stays attached).
+pub struct FastPath {
+    ebpf: Ebpf,
+    c2p: HashMap<MapData, Flow, Flow>,
+    p2c: HashMap<MapData, Flow, Flow>,
+    stats: PerCpuArray<MapData, Counter>,
+    egress: DevMapHash<MapData>,
+    ifmac: HashMap<MapData, u32, Mac>,
+    attached: Vec<Attachment>,
+}
+
+/// `struct mac` of relay.bpf.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Mac {
+    addr: [u8; 6],
+    pad: u16,
+}
+
+// SAFETY: `repr(C)`, a byte array and a u16 with no padding: any bits are valid.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for Mac {}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
+    move |e| XdpError::Map {
+        map,
+        reason: e.to_string(),
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or_else(|| XdpError::Load(format!("no program {PROGRAM_NAME} in the object")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))
+}
+
+impl FastPath {
+    /// Loads the program and its maps into the kernel (needs CAP_BPF and
+    /// CAP_NET_ADMIN, or root). Nothing is attached yet.
+    pub fn load() -> Result<Self, XdpError> {
+        let bytes = PROGRAM.ok_or(XdpError::NotBuilt)?;
+        let mut ebpf = Ebpf::load(bytes).map_err(|e| XdpError::Load(e.to_string()))?;
+        program_mut(&mut ebpf)?
+            .load()
+            .map_err(|e| XdpError::Load(e.to_string()))?;
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name).ok_or(XdpError::Map {
+                map: name,
+                reason: "missing from the object".into(),
+            })
+        };
+        let c2p = HashMap::try_from(take("C2P")?).map_err(map_err("C2P"))?;
+        let p2c = HashMap::try_from(take("P2C")?).map_err(map_err("P2C"))?;
+        let stats = PerCpuArray::try_from(take("STATS")?).map_err(map_err("STATS"))?;
+        let egress = DevMapHash::try_from(take("EGRESS")?).map_err(map_err("EGRESS"))?;
+        let ifmac = HashMap::try_from(take("IFMAC")?).map_err(map_err("IFMAC"))?;
+        Ok(Self {
+            ebpf,
+            c2p,
+            p2c,
+            stats,
+            egress,
+            ifmac,
+            attached: Vec::new(),
+        })
+    }
+
+    /// Attaches to `interface` through a BPF link. `Auto` tries native
+    /// (driver) mode, then generic. The interface becomes a redirect target
+    /// for frames that arrive on another attached interface.
+    pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<&Attachment, XdpError> {
+        let ifindex = nix_if_nametoindex(interface).ok_or_else(|| XdpError::Attach {
+            interface: interface.into(),
+            mode: "any",
+            reason: "no such interface".into(),
+        })?;
+        let tries: &[(AttachMode, &'static str)] = match mode {
+            XdpMode::Native => &[(AttachMode::Driver, "native")],
+            XdpMode::Generic => &[(AttachMode::Skb, "generic")],
+            XdpMode::Auto => &[(AttachMode::Driver, "native"), (AttachMode::Skb, "generic")],
+        };
+        let mut last = String::new();
+        let mut chosen = None;
+        for (flags, name) in tries {
+            let prog = program_mut(&mut self.ebpf)?;
+            match prog.attach_to_if_index(ifindex, *flags) {
+                Ok(_link) => {
+                    chosen = Some(*name);
+                    break;
+                }
+                Err(e) => last = format!("{e}"),
+            }
+        }
+        let Some(mode_name) = chosen else {
+            return Err(XdpError::Attach {
+                interface: interface.into(),
+                mode: match mode {
+                    XdpMode::Native => "native",
+                    XdpMode::Generic => "generic",
+                    XdpMode::Auto => "native or generic",
+                },
+                reason: last,
+            });
+        };
+        let mac = interface_mac(interface).ok_or_else(|| XdpError::Attach {
+            interface: interface.into(),
+            mode: mode_name,
+            reason: "no Ethernet address".into(),
+        })?;
+        self.serve_interface(ifindex, mac)?;
+        self.attached.push(Attachment {
+            interface: interface.into(),
+            ifindex,
+            mode: mode_name,
+        });
+        self.attached
+            .last()
+            .ok_or_else(|| XdpError::Load("attachment vanished".into()))
+    }
+
+    /// Tells the program interface `ifindex` is one it serves: frames to
+    /// `mac` arriving there may be relayed, and relayed frames may leave
+    /// through it by XDP_REDIRECT. (`attach` does this; tests that only run
+    /// the program call it directly.)
+    pub fn serve_interface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), XdpError> {
+        self.ifmac
+            .insert(ifindex, Mac { addr: mac, pad: 0 }, 0)
+            .map_err(map_err("IFMAC"))?;
+        self.egress
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|e| XdpError::Map {
+                map: "EGRESS",
+                reason: e.to_string(),
+            })
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attached
+    }
+
+    /// Puts a channel on the fast path, both directions.
+    pub fn offload(&mut self, ch: &OffloadedChannel) -> Result<(), XdpError> {
+        let (k, v) = ch.client_to_peer();
+        self.c2p.insert(k, v, 0).map_err(map_err("C2P"))?;
+        let (k, v) = ch.peer_to_client();
+        self.p2c.insert(k, v, 0).map_err(map_err("P2C"))
+    }
+
+    /// Takes a channel off the fast path; absent entries are not an error.
+    pub fn withdraw(&mut self, ch: &OffloadedChannel) -> Result<(), XdpError> {
+        let (k, _) = ch.client_to_peer();
+        let a = self.c2p.remove(&k);
+        let (k, _) = ch.peer_to_client();
+        let b = self.p2c.remove(&k);
+        for r in [a, b] {
+            match r {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("C2P/P2C")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries in the two direction maps.
+    pub fn offloaded(&self) -> (usize, usize) {
+        (self.c2p.keys().count(), self.p2c.keys().count())
+    }
+
+    /// What the program relayed, summed over CPUs.
+    pub fn counters(&self) -> Result<XdpCounters, XdpError> {
+        let slot = |i: u32| -> Result<(u64, u64), XdpError> {
+            let per_cpu = self.stats.get(&i, 0).map_err(map_err("STATS"))?;
+            Ok(per_cpu
+                .iter()
+                .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)))
+        };
+        let (packets_to_peers, bytes_to_peers) = slot(0)?;
+        let (packets_to_clients, bytes_to_clients) = slot(1)?;
+        Ok(XdpCounters {
+            packets_to_peers,
+            bytes_to_peers,
+            packets_to_clients,
+            bytes_to_clients,
+        })
+    }
+
+    /// The program's descriptor (for `test_run`).
+    pub fn program_fd(&mut self) -> Result<BorrowedFd<'_>, XdpError> {
+        let prog = program_mut(&mut self.ebpf)?;
+        prog.fd()
+            .map(|fd| fd.as_fd())
+            .map_err(|e| XdpError::Load(e.to_string()))
+    }
+}
+
+/// An interface's Ethernet address (SIOCGIFHWADDR in this thread's network
+/// namespace: sysfs may show another namespace's devices).
+fn interface_mac(name: &str) -> Option<[u8; 6]> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).ok()?;
+    // SAFETY: `ifreq` is plain old data; all zeros is a valid value.
+    #[allow(unsafe_code)]
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads `ifr_name` (NUL-terminated: the name is
+    // shorter than IFNAMSIZ and the rest is zero) and writes the hardware
+    // address into `ifr_ifru`; `req` outlives the call and the socket is open.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SIOCGIFHWADDR,
+            std::ptr::addr_of_mut!(req),
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: after a successful SIOCGIFHWADDR the union holds `ifru_hwaddr`.
+    #[allow(unsafe_code)]
+    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    if hw.sa_family != libc::ARPHRD_ETHER {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(hw.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    Some(mac)
+}
+
+fn nix_if_nametoindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call;
+    // if_nametoindex only reads it.
+    #[allow(unsafe_code)]
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
