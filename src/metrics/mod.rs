@@ -37,7 +37,7 @@ pub struct WorkerMetrics {
     /// Gauge: peer endpoints claimed on shared relay sockets.
     pub peer_claims: AtomicU64,
     /// Gauge: timers queued (one per live allocation, permission, channel,
-    /// cached answer, reservation, unbound RFC 6062 peer connection).
+    /// reservation, unbound RFC 6062 peer connection).
     pub timers_queued: AtomicU64,
     /// Gauge: answers kept for retransmissions.
     pub cached_transactions: AtomicU64,
@@ -264,7 +264,7 @@ pub fn render(src: &MetricsSource) -> String {
         src,
         "ringturn_timers_queued",
         "gauge",
-        "Timers queued: one per live allocation, permission, channel, cached answer, reservation and unbound RFC 6062 peer connection.",
+        "Timers queued: one per live allocation, permission, channel, reservation and unbound RFC 6062 peer connection.",
         |w| get(&w.timers_queued),
     );
     per_worker(

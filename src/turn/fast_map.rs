@@ -15,7 +15,7 @@ pub(crate) fn fast_map<K, V>() -> FastMap<K, V> {
 
 /// Below this capacity a table keeps what it has: shrinking small tables
 /// would only make the next burst grow them again.
-const KEEP_CAPACITY: usize = 1024;
+pub(crate) const KEEP_CAPACITY: usize = 1024;
 
 /// Halves a map's capacity once it is less than a quarter full, so a table's
 /// memory follows its live entries down after a spike. Shrinking rehashes

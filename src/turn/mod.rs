@@ -14,6 +14,7 @@ pub mod server;
 pub mod shared;
 pub mod tcp_relay;
 pub mod timers;
+mod transactions;
 
 pub use allocation::{AllocationId, ClientTransport, ClientTuple};
 pub use config::ServerConfig;

@@ -229,13 +229,16 @@ pub struct Stats {
 /// the metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TableSizes {
-    /// Queued timers: one per live allocation, permission, channel, cached
-    /// transaction, reservation and RFC 6062 peer connection awaiting its bind.
+    /// Queued timers: one per live allocation, permission, channel,
+    /// reservation and RFC 6062 peer connection awaiting its bind (cached
+    /// answers expire through their own queue).
     pub timers: usize,
     /// Bytes the timer queue's tables hold (capacity).
     pub timer_bytes: usize,
     /// Cached answers (capped at `max_cached_transactions`).
     pub transactions: usize,
+    /// Their expiry queue (one entry per cached answer).
+    pub transaction_expiries: usize,
     pub allocations: usize,
     /// Allocation slots ever made (reused after a free; the peak of live allocations).
     pub allocation_slots: usize,
@@ -255,13 +258,8 @@ pub struct TableSizes {
     pub channels: usize,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) enum CachedResponse {
-    InProgress,
-    /// The answer, and the method it answered (a different request reusing
-    /// the transaction id is not a retransmission).
-    Done(crate::stun::Method, Vec<u8>),
-}
+pub(crate) use super::transactions::CachedResponse;
+use super::transactions::TransactionCache;
 
 /// An Allocate waiting for its relay socket: what its answer needs.
 #[derive(Debug, Clone)]
@@ -298,7 +296,7 @@ pub struct Server {
     pub(crate) per_user: HashMap<Arc<str>, u32>,
     /// RFC 8656 §7.2: ports held by RESERVATION-TOKEN, with their expiry.
     pub(crate) reservations: HashMap<SocketAddr, Instant>,
-    pub(crate) transactions: FastMap<(SocketAddr, crate::stun::TransactionId), CachedResponse>,
+    pub(crate) transactions: TransactionCache,
     pub(crate) timers: Timers,
     pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
     /// RFC 6062 peer connections, by CONNECTION-ID.
@@ -354,7 +352,7 @@ impl Server {
             pools,
             per_user: HashMap::new(),
             reservations: HashMap::new(),
-            transactions: fast_map(),
+            transactions: TransactionCache::default(),
             timers: Timers::default(),
             pending: fast_map(),
             tcp_connections: fast_map(),
@@ -908,6 +906,7 @@ impl Server {
         while let Some((deadline, key)) = self.timers.pop_due(now) {
             self.fire_timer(now, deadline, key);
         }
+        self.transactions.expire(now);
     }
 
     // ------------------------------------------------------------ outputs
@@ -924,7 +923,13 @@ impl Server {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        match (
+            self.timers.next_deadline(),
+            self.transactions.next_deadline(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ------------------------------------------------------------ allocation table
@@ -1158,10 +1163,6 @@ impl Server {
                     }
                 }
             }
-            TimerKey::Transaction(client, tid) => {
-                self.transactions.remove(&(client, tid));
-                shrink_if_sparse(&mut self.transactions);
-            }
             TimerKey::Reservation(relay) => {
                 if self
                     .reservations
@@ -1188,7 +1189,7 @@ impl Server {
 
     /// Keeps an answer (or the mark that one is coming) for retransmissions
     /// of `(client, tid)` for `transaction_cache_lifetime` (RFC 8489 §6.3.4).
-    /// Replacing a kept entry keeps its timer; a new one past
+    /// Replacing a kept entry keeps its expiry; a new one past
     /// `max_cached_transactions` is not kept, and counted.
     pub(crate) fn cache_response(
         &mut self,
@@ -1197,20 +1198,11 @@ impl Server {
         tid: crate::stun::TransactionId,
         response: CachedResponse,
     ) {
-        let key = (client, tid);
-        if let Some(kept) = self.transactions.get_mut(&key) {
-            *kept = response;
-            return;
-        }
-        if self.transactions.len() >= self.config.max_cached_transactions {
+        let expires = now + self.config.transaction_cache_lifetime;
+        let cap = self.config.max_cached_transactions;
+        if !self.transactions.put((client, tid), response, expires, cap) {
             self.stats.transaction_cache_full += 1;
-            return;
         }
-        self.transactions.insert(key, response);
-        self.timers.schedule(
-            now + self.config.transaction_cache_lifetime,
-            TimerKey::Transaction(client, tid),
-        );
     }
 
     /// Every per-shard table's size (a few `len` calls and one walk over
@@ -1224,6 +1216,7 @@ impl Server {
             timers: self.timers.len(),
             timer_bytes: self.timers.capacity_bytes(),
             transactions: self.transactions.len(),
+            transaction_expiries: self.transactions.queued(),
             allocations: self.stats.allocations,
             allocation_slots: self.slots.len(),
             by_client: self.by_client.len(),

@@ -29,15 +29,12 @@ use std::time::Instant;
 
 use super::allocation::AllocationId;
 use super::fast_map::{shrink_if_sparse, shrink_vec_if_sparse, FastMap};
-use crate::stun::TransactionId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimerKey {
     Allocation(AllocationId),
     Permission(AllocationId, IpAddr),
     Channel(AllocationId, u16),
-    /// A cached response to a retransmittable request.
-    Transaction(SocketAddr, TransactionId),
     /// An EVEN-PORT reservation (RFC 8656 §7.2: about 30 s).
     Reservation(SocketAddr),
     /// RFC 6062 §5.2/§5.3: a peer connection's ConnectionBind deadline.
