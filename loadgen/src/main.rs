@@ -9,23 +9,36 @@ use ringturn_loadgen::cli::{Cli, Command};
 use ringturn_loadgen::config::Mode;
 use ringturn_loadgen::{compare, net, report::Report};
 
-fn write_outputs(report: &Report, json: Option<&Path>, html: Option<&Path>) -> Result<()> {
+/// Writes `--json` and `--report` (HTML, or SVG by extension) when asked for.
+fn write_files(
+    json: Option<&Path>,
+    html: Option<&Path>,
+    to_json: impl FnOnce() -> serde_json::Result<String>,
+    to_svg: impl FnOnce() -> String,
+    to_html: impl FnOnce() -> String,
+) -> Result<()> {
     if let Some(p) = json {
-        let text = report.to_json().context("cannot encode the report")?;
+        let text = to_json().context("cannot encode the report")?;
         std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = html {
         let svg = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
-        let text = if svg {
-            report.to_svg()
-        } else {
-            report.to_html()
-        };
+        let text = if svg { to_svg() } else { to_html() };
         std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())
+}
+
+fn write_outputs(report: &Report, json: Option<&Path>, html: Option<&Path>) -> Result<()> {
+    write_files(
+        json,
+        html,
+        || report.to_json(),
+        || report.to_svg(),
+        || report.to_html(),
+    )
 }
 
 fn real_main() -> Result<()> {
@@ -52,21 +65,13 @@ fn real_main() -> Result<()> {
         Command::Soak(args) => {
             let report = ringturn_loadgen::soak::run(args)?;
             print!("{}", report.table());
-            if let Some(p) = &args.load.json {
-                let text = report.to_json().context("cannot encode the report")?;
-                std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
-                eprintln!("wrote {}", p.display());
-            }
-            if let Some(p) = &args.load.report {
-                let svg = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
-                let text = if svg {
-                    report.to_svg()
-                } else {
-                    report.to_html()
-                };
-                std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
-                eprintln!("wrote {}", p.display());
-            }
+            write_files(
+                args.load.json.as_deref(),
+                args.load.report.as_deref(),
+                || report.to_json(),
+                || report.to_svg(),
+                || report.to_html(),
+            )?;
             if report.relay.clients_ready == 0 {
                 anyhow::bail!("no relay client finished setup");
             }

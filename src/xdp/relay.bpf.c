@@ -251,6 +251,15 @@ static __always_inline void count(__u32 slot, __u32 bytes)
 	}
 }
 
+static __always_inline void fill_udp(struct udphdr *udp, const struct flow *out, __u32 udp_len,
+				     __u16 check)
+{
+	udp->source = out->sport;
+	udp->dest = out->dport;
+	udp->len = bpf_htons(udp_len);
+	udp->check = check;
+}
+
 // Writes Ethernet, IP and UDP headers for `out` at the start of the frame,
 // with a fresh TTL and both checksums. `csum_seed` is the UDP checksum's sum
 // over everything that did not change (the payload), already adjusted.
@@ -279,10 +288,7 @@ static __always_inline int write_headers(struct xdp_md *ctx, const struct parsed
 		struct udphdr *udp = (void *)(ip + 1);
 		if ((void *)(udp + 1) > end)
 			return -1;
-		udp->source = out->sport;
-		udp->dest = out->dport;
-		udp->len = bpf_htons(udp_len);
-		udp->check = udp_check;
+		fill_udp(udp, out, udp_len, udp_check);
 	} else {
 		struct ipv6hdr *ip6 = (void *)(e + 1);
 		if ((void *)(ip6 + 1) > end)
@@ -295,10 +301,7 @@ static __always_inline int write_headers(struct xdp_md *ctx, const struct parsed
 		struct udphdr *udp = (void *)(ip6 + 1);
 		if ((void *)(udp + 1) > end)
 			return -1;
-		udp->source = out->sport;
-		udp->dest = out->dport;
-		udp->len = bpf_htons(udp_len);
-		udp->check = udp_check;
+		fill_udp(udp, out, udp_len, udp_check);
 	}
 	return 0;
 }
