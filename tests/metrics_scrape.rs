@@ -95,7 +95,7 @@ fn parse_exposition(body: &str) -> Vec<Sample> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("TYPE has a name and a type");
             assert!(
-                ["counter", "gauge"].contains(&kind),
+                ["counter", "gauge", "histogram"].contains(&kind),
                 "unexpected type {kind} for {name}"
             );
             assert!(helped.contains(name), "TYPE before HELP for {name}");
@@ -133,9 +133,19 @@ fn parse_exposition(body: &str) -> Vec<Sample> {
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "bad metric name {name:?}"
         );
+        // A histogram's samples are its family name with _bucket (with an
+        // `le` label), _sum or _count.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .find(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+            .unwrap_or(name);
         let kind = typed
-            .get(name)
+            .get(family)
             .unwrap_or_else(|| panic!("sample of {name} before its TYPE"));
+        if kind == "histogram" && name.ends_with("_bucket") {
+            assert!(labels.contains_key("le"), "bucket {name} without le");
+        }
         if kind == "counter" {
             assert!(
                 name.ends_with("_total"),
@@ -281,6 +291,14 @@ fn metrics_agree_with_the_traffic_sent() {
         assert_eq!(get("ringturn_relayed_bytes_client_to_peer_total"), bytes);
         assert_eq!(get("ringturn_relayed_bytes_peer_to_client_total"), bytes);
         assert_eq!(get("ringturn_allocations"), 1);
+        // Issue 16: one timer per live object (the allocation, its permission,
+        // its channel), answers cached for retransmissions, and the workers'
+        // busy turns counted.
+        assert_eq!(get("ringturn_timers_queued"), 3);
+        let cached = get("ringturn_cached_transactions");
+        assert!(cached >= 1, "{cached} cached answers");
+        assert_eq!(get("ringturn_transaction_cache_full_total"), 0);
+        assert!(get("ringturn_worker_busy_turn_seconds_count") > 0);
         assert_eq!(get("ringturn_allocations_created_total"), 1);
         assert_eq!(get("ringturn_channels_bound_total"), 1);
         assert_eq!(get("ringturn_permissions_installed_total"), 1);
