@@ -92,6 +92,12 @@ impl WorkerMetrics {
         Self::default()
     }
 
+    /// Copies the sizes of the shard's queues in (relaxed stores only).
+    pub fn publish_tables(&self, timers: usize, cached_transactions: usize) {
+        set(&self.timers_queued, timers as u64);
+        set(&self.cached_transactions, cached_transactions as u64);
+    }
+
     /// Copies a worker's plain counters in (relaxed stores only).
     pub fn publish(&self, stats: &Stats, io: &IoCounters, backend: &BackendCounters) {
         set(&self.packets_to_peers, stats.forwarded_to_peers);
@@ -146,14 +152,6 @@ impl WorkerMetrics {
         }
         set(&self.busy_ns, io.busy_ns);
         set(&self.longest_turn_ns, io.longest_turn_ns);
-    }
-}
-
-impl WorkerMetrics {
-    /// Copies the sizes of the shard's queues in (relaxed stores only).
-    pub fn publish_tables(&self, timers: usize, cached_transactions: usize) {
-        set(&self.timers_queued, timers as u64);
-        set(&self.cached_transactions, cached_transactions as u64);
     }
 }
 

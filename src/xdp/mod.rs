@@ -116,14 +116,6 @@ impl OffloadedChannel {
             Flow::new(self.listening, self.client, self.channel),
         )
     }
-
-    /// The kernel can relay it only when each side stays in one family
-    /// (RFC 6156 allows a v4 client with a v6 relay: that stays on the socket path).
-    pub fn same_family(&self) -> bool {
-        self.client.is_ipv4() == self.listening.is_ipv4()
-            && self.relay.is_ipv4() == self.peer.is_ipv4()
-            && self.client.is_ipv4() == self.relay.is_ipv4()
-    }
 }
 
 mod loaded;
