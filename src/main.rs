@@ -10,7 +10,7 @@ use anyhow::Context;
 use ringturn::config::{Cli, Config, IoBackend, Verbosity};
 use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
-use ringturn::run::{start, RunSettings, StreamSettings};
+use ringturn::run::{start, RunSettings, StreamSettings, XdpSettings};
 use ringturn::signaling::{self, SignalingConfig};
 use ringturn::tls::{TlsReloader, TlsSettings};
 
@@ -88,6 +88,10 @@ fn settings(config: &Config) -> anyhow::Result<RunSettings> {
             tls_listen,
             tls,
             limits: config.stream_limits,
+        },
+        xdp: XdpSettings {
+            interfaces: config.xdp_interfaces.clone(),
+            mode: config.xdp_mode,
         },
     })
 }

@@ -21,6 +21,7 @@ use crate::worker::{
     new_server, CrossPacket, Mailbox, RelayDirectory, StreamHandoff, Worker, WorkerParts,
     CROSS_QUEUE_LEN,
 };
+use crate::xdp::{FastPath, SharedFastPath, XdpError, XdpMode};
 
 /// Everything `start` needs, already validated.
 #[derive(Debug, Clone)]
@@ -40,6 +41,16 @@ pub struct RunSettings {
     pub server_configs: Vec<ServerConfig>,
     pub credentials: Credentials,
     pub streams: StreamSettings,
+    pub xdp: XdpSettings,
+}
+
+/// The kernel fast path (issue 11): where to attach it, and how.
+#[derive(Debug, Clone, Default)]
+pub struct XdpSettings {
+    /// `xdp-interface` (repeatable): none, no fast path.
+    pub interfaces: Vec<String>,
+    /// `xdp-mode`.
+    pub mode: XdpMode,
 }
 
 /// TURN over TCP and TLS (RFC 8656 §3.1).
@@ -81,6 +92,8 @@ pub enum StartError {
     NoListener,
     #[error("tls-listening-port is set but no certificate (cert=, pkey=) is configured")]
     TlsWithoutCertificate,
+    #[error("xdp-interface: {0}")]
+    Xdp(XdpError),
 }
 
 pub struct RunningServer {
@@ -100,6 +113,8 @@ pub struct RunningServer {
     pub tls: Option<Arc<TlsReloader>>,
     /// Stream connections open, all workers together.
     pub streams: Arc<StreamShared>,
+    /// The XDP fast path, when `xdp-interface` attached it.
+    pub fast_path: Option<Arc<SharedFastPath>>,
 }
 
 impl RunningServer {
@@ -131,6 +146,7 @@ impl RunningServer {
         MetricsSource {
             workers: self.metrics.clone(),
             backend: self.backend,
+            fast_path: self.fast_path.clone(),
         }
     }
 
@@ -139,11 +155,33 @@ impl RunningServer {
     }
 }
 
+/// Loads the XDP program and attaches it to every `xdp-interface` (none
+/// configured: no fast path). Any failure is the caller's to report.
+fn attach_fast_path(xdp: &XdpSettings) -> Result<Option<Arc<SharedFastPath>>, StartError> {
+    if xdp.interfaces.is_empty() {
+        return Ok(None);
+    }
+    let mut fast = FastPath::load().map_err(StartError::Xdp)?;
+    for interface in &xdp.interfaces {
+        let attached = fast.attach(interface, xdp.mode).map_err(StartError::Xdp)?;
+        tracing::info!(
+            interface = %attached.interface,
+            mode = attached.mode,
+            "XDP fast path attached ({} mode)",
+            attached.mode
+        );
+    }
+    Ok(Some(SharedFastPath::new(fast)))
+}
+
 pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
     if settings.listen.is_empty() {
         return Err(StartError::NoListener);
     }
     let workers = settings.workers.max(1);
+    // The fast path first: a configured interface that cannot take it stops
+    // the start before anything is bound (issue 11).
+    let fast_path = attach_fast_path(&settings.xdp)?;
     let streams = &settings.streams;
     if !streams.tls_listen.is_empty() && streams.tls.is_none() {
         return Err(StartError::TlsWithoutCertificate);
@@ -369,11 +407,12 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         .enumerate()
     {
         let stream_set = stream_sets.next().flatten();
-        let config = settings
+        let mut config = settings
             .server_configs
             .get(index)
             .cloned()
             .unwrap_or_else(|| first.clone());
+        config.fast_path = fast_path.is_some();
         let server = new_server(config, settings.credentials.clone(), nonce_key.clone());
         let parts = WorkerParts {
             index,
@@ -389,6 +428,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
             stream_inbox: handoff_inboxes
                 .next()
                 .unwrap_or_else(|| crossbeam_channel::bounded(1).1),
+            fast_path: fast_path.clone(),
         };
         let _ = sender.send(parts);
     }
@@ -417,6 +457,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         metrics,
         tls: settings.streams.tls.clone(),
         streams: stream_shared,
+        fast_path,
     })
 }
 

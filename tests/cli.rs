@@ -106,3 +106,36 @@ fn a_bad_config_line_names_file_line_and_key_and_nothing_starts() {
     assert!(stdout.contains("127.0.0.1:3478"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 11: an `xdp-interface` that cannot take the fast path (here: no
+/// such interface; on a build without clang: the program is missing) stops
+/// the start with the reason, instead of running without it.
+#[test]
+fn an_xdp_interface_that_cannot_be_attached_stops_the_start() {
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_ringturn"))
+        .args([
+            "--listening-ip=127.0.0.1",
+            // Never bound: the fast path is attached first.
+            "--listening-port=34781",
+            "--xdp-interface=nosuch0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && out.status.code() != Some(124),
+        "must refuse to start, not run: {:?}\n{stderr}",
+        out.status
+    );
+    let why = if ringturn::xdp::PROGRAM.is_some() {
+        "nosuch0"
+    } else {
+        "not built"
+    };
+    assert!(
+        stderr.contains("xdp-interface") && stderr.contains(why),
+        "{stderr}"
+    );
+}

@@ -559,3 +559,36 @@ fn relay_socket_mode_and_its_peer_cap() {
         "max-shared-peers",
     );
 }
+
+#[test]
+fn xdp_interfaces_and_mode() {
+    use ringturn::xdp::XdpMode;
+    let base = "realm=r\nrelay-ip=10.0.0.1\nlistening-ip=10.0.0.1\n";
+    let c = parse(base);
+    assert!(c.xdp_interfaces.is_empty(), "no fast path unless asked");
+    assert_eq!(c.xdp_mode, XdpMode::Auto);
+    let c = parse(&format!(
+        "{base}xdp-interface=eth0\nxdp-interface=eth1\nxdp-interface=eth0\nxdp-mode=native\n"
+    ));
+    assert_eq!(c.xdp_interfaces, vec!["eth0", "eth1"]);
+    assert_eq!(c.xdp_mode, XdpMode::Native);
+    let c = Config::parse(
+        "turnserver.conf",
+        base,
+        &args(&["--xdp-interface=enp1s0", "--xdp-mode=generic"]),
+    )
+    .unwrap();
+    assert_eq!(c.xdp_interfaces, vec!["enp1s0"]);
+    assert_eq!(c.xdp_mode, XdpMode::Generic);
+    assert_err(&format!("{base}xdp-mode=fast\n"), 4, "xdp-mode");
+    assert_err(
+        &format!("{base}xdp-interface=a-name-far-too-long\n"),
+        4,
+        "xdp-interface",
+    );
+    assert_err(
+        &format!("{base}xdp-interface=../eth0\n"),
+        4,
+        "xdp-interface",
+    );
+}

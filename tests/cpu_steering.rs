@@ -84,6 +84,7 @@ fn datagrams_go_to_the_worker_pinned_to_the_receiving_cpu() {
                 .collect(),
             credentials: Credentials::new("example.org"),
             streams: StreamSettings::none(),
+            xdp: Default::default(),
         })
         .unwrap();
         let addr = server.listening[0];

@@ -53,6 +53,7 @@ fn start_server(backend: BackendKind, min_port: u16) -> RunningServer {
         server_configs: configs,
         credentials: creds,
         streams: ringturn::run::StreamSettings::none(),
+        xdp: Default::default(),
     })
     .unwrap()
 }
@@ -299,6 +300,15 @@ fn metrics_agree_with_the_traffic_sent() {
         assert!(cached >= 1, "{cached} cached answers");
         assert_eq!(get("ringturn_transaction_cache_full_total"), 0);
         assert!(get("ringturn_worker_busy_turn_seconds_count") > 0);
+        // A turn's CPU is part of its wall time (1 ms for clock granularity).
+        assert!(
+            get("ringturn_worker_longest_turn_cpu_microseconds")
+                <= get("ringturn_worker_longest_turn_microseconds") + 1_000
+        );
+        // No xdp-interface: no fast-path rows.
+        assert!(!s
+            .iter()
+            .any(|(name, _, _)| name.starts_with("ringturn_xdp_")));
         assert_eq!(get("ringturn_allocations_created_total"), 1);
         assert_eq!(get("ringturn_channels_bound_total"), 1);
         assert_eq!(get("ringturn_permissions_installed_total"), 1);

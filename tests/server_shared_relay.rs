@@ -219,6 +219,7 @@ fn shared_mode_relay_to_relay_across_workers_with_and_without_the_shortcut() {
                 server_configs: configs,
                 credentials: creds,
                 streams: ringturn::run::StreamSettings::none(),
+                xdp: Default::default(),
             })
             .unwrap();
             let addr = server.listening[0];

@@ -69,6 +69,7 @@ fn start_server_with_shortcut(
         server_configs: configs,
         credentials: creds,
         streams: ringturn::run::StreamSettings::none(),
+        xdp: Default::default(),
     })
     .unwrap()
 }
@@ -186,6 +187,7 @@ fn start_with(
         ],
         credentials,
         streams: ringturn::run::StreamSettings::none(),
+        xdp: Default::default(),
     })
     .unwrap()
 }

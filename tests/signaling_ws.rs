@@ -383,6 +383,7 @@ fn ice_servers_credentials_allocate_on_ringturn_turn_rest_api() {
         server_configs: vec![config.server_config(0, 1)],
         credentials: config.credentials(),
         streams: ringturn::run::StreamSettings::none(),
+        xdp: Default::default(),
     })
     .unwrap();
     let mut sc = SignalingConfig::from_config(&config, &turn.listening).unwrap();

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use proptest::prelude::*;
 use ringturn::xdp::test_run::{self, XDP_PASS, XDP_TX};
-use ringturn::xdp::{FastPath, OffloadedChannel};
+use ringturn::xdp::{ChannelRoute, FastPath};
 
 const IN_NETNS: &str = "RINGTURN_XDP_TEST_NETNS";
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -143,9 +143,9 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("address")
 }
 
-fn channel(v6: bool) -> OffloadedChannel {
+fn channel(v6: bool) -> ChannelRoute {
     if v6 {
-        OffloadedChannel {
+        ChannelRoute {
             client: addr("[2001:db8::2]:5000"),
             listening: addr("[2001:db8::1]:3478"),
             channel: 0x4001,
@@ -153,7 +153,7 @@ fn channel(v6: bool) -> OffloadedChannel {
             peer: addr("[2001:db8::3]:40000"),
         }
     } else {
-        OffloadedChannel {
+        ChannelRoute {
             client: addr("198.51.100.2:5000"),
             listening: addr("198.51.100.1:3478"),
             channel: 0x4001,
@@ -338,8 +338,8 @@ impl Rig {
         let mut fast = FastPath::load().expect("the XDP program loads");
         fast.serve_interface(ifindex, mac)
             .expect("interface registered");
-        fast.offload(&channel(false)).expect("offload v4");
-        fast.offload(&channel(true)).expect("offload v6");
+        fast.offload(&channel(false), u64::MAX).expect("offload v4");
+        fast.offload(&channel(true), u64::MAX).expect("offload v6");
         Rig { fast, ifindex, mac }
     }
 
@@ -348,11 +348,11 @@ impl Rig {
         test_run::run(fd, f, self.ifindex, 1).expect("BPF_PROG_TEST_RUN")
     }
 
-    fn client_frame(&self, ch: &OffloadedChannel, payload: &[u8]) -> Vec<u8> {
+    fn client_frame(&self, ch: &ChannelRoute, payload: &[u8]) -> Vec<u8> {
         frame(self.mac, CLIENT_MAC, ch.client, ch.listening, payload, true)
     }
 
-    fn peer_frame(&self, ch: &OffloadedChannel, payload: &[u8]) -> Vec<u8> {
+    fn peer_frame(&self, ch: &ChannelRoute, payload: &[u8]) -> Vec<u8> {
         frame(self.mac, PEER_MAC, ch.peer, ch.relay, payload, true)
     }
 }
@@ -499,6 +499,17 @@ fn frames_the_fast_path_may_not_vouch_for_pass_untouched() {
     ipv6_no_check[14 + 40 + 7] = 0;
     assert_passed_unchanged(&mut rig, &ipv6_no_check, "IPv6 UDP without a checksum");
 
+    // Past its deadline (the channel, its permission or its allocation
+    // expired) the entry relays nothing, even before it is withdrawn.
+    rig.fast
+        .offload(&ch, 1)
+        .expect("offload with a past deadline");
+    assert_passed_unchanged(&mut rig, &good, "past its deadline, client → peer");
+    let f = rig.peer_frame(&ch, b"x");
+    assert_passed_unchanged(&mut rig, &f, "past its deadline, peer → client");
+    rig.fast.offload(&ch, u64::MAX).expect("offload again");
+    assert_ne!(rig.run(&good).verdict, XDP_PASS, "relayed again");
+
     // Withdrawn: nothing more is relayed by the kernel.
     rig.fast.withdraw(&ch).expect("withdraw");
     assert_passed_unchanged(&mut rig, &good, "after withdraw, client → peer");
@@ -511,7 +522,7 @@ fn frames_the_fast_path_may_not_vouch_for_pass_untouched() {
 /// IPv4 channel? (Ethernet + IPv4 without options or fragments + UDP with
 /// consistent lengths, from the client's exact address to the listening
 /// address, ChannelData on 0x4001 with at most 3 bytes of padding.)
-fn should_relay(f: &[u8], ch: &OffloadedChannel, our_mac: [u8; 6]) -> bool {
+fn should_relay(f: &[u8], ch: &ChannelRoute, our_mac: [u8; 6]) -> bool {
     let Some(ip) = f.get(14..34) else {
         return false;
     };

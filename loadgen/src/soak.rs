@@ -57,6 +57,8 @@ pub struct Sample {
     pub cached_transactions: Option<u64>,
     /// ringturn: the longest busy loop turn of any worker so far (µs).
     pub longest_turn_us: Option<u64>,
+    /// ringturn: the most CPU time one loop turn of any worker used (µs).
+    pub longest_turn_cpu_us: Option<u64>,
 }
 
 /// What memory did over the run.
@@ -73,6 +75,7 @@ pub struct MemorySummary {
     pub allocations_max: Option<u64>,
     pub timers_queued_max: Option<u64>,
     pub longest_turn_us: Option<u64>,
+    pub longest_turn_cpu_us: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +184,9 @@ fn sample(pid: u32, metrics: Option<SocketAddr>, t: f64) -> Sample {
         longest_turn_us: body
             .as_deref()
             .and_then(|b| max_metric(b, "ringturn_worker_longest_turn_microseconds")),
+        longest_turn_cpu_us: body
+            .as_deref()
+            .and_then(|b| max_metric(b, "ringturn_worker_longest_turn_cpu_microseconds")),
     }
 }
 
@@ -242,6 +248,7 @@ fn summarize(samples: &[Sample]) -> MemorySummary {
         allocations_max: samples.iter().filter_map(|s| s.allocations).max(),
         timers_queued_max: samples.iter().filter_map(|s| s.timers_queued).max(),
         longest_turn_us: samples.iter().filter_map(|s| s.longest_turn_us).max(),
+        longest_turn_cpu_us: samples.iter().filter_map(|s| s.longest_turn_cpu_us).max(),
     }
 }
 
@@ -258,14 +265,15 @@ fn mib(v: Option<u64>) -> String {
 
 fn sample_line(s: &Sample) -> String {
     format!(
-        "soak t={:>7.1}s rss={} fds={} allocations={} timers={} cached_transactions={} longest_turn_us={}",
+        "soak t={:>7.1}s rss={} fds={} allocations={} timers={} cached_transactions={} longest_turn_us={} longest_turn_cpu_us={}",
         s.t,
         mib(s.rss_kib),
         opt(s.open_fds),
         opt(s.allocations),
         opt(s.timers_queued),
         opt(s.cached_transactions),
-        opt(s.longest_turn_us)
+        opt(s.longest_turn_us),
+        opt(s.longest_turn_cpu_us)
     )
 }
 
@@ -297,6 +305,11 @@ impl SoakReport {
         row(
             "longest busy worker turn (metrics)",
             m.longest_turn_us
+                .map_or_else(|| "-".to_owned(), |us| format!("{us} µs")),
+        );
+        row(
+            "most CPU in one worker turn (metrics)",
+            m.longest_turn_cpu_us
                 .map_or_else(|| "-".to_owned(), |us| format!("{us} µs")),
         );
         let r = &self.relay;
@@ -448,6 +461,7 @@ mod tests {
             timers_queued: None,
             cached_transactions: None,
             longest_turn_us: None,
+            longest_turn_cpu_us: None,
         };
         let m = summarize(&[s(0.0, 100), s(60.0, 900), s(120.0, 500), s(180.0, 600)]);
         assert_eq!(m.rss_kib_start, Some(100));

@@ -67,6 +67,14 @@ fn soak_runs_relay_and_churn_together_and_samples_the_server() {
         "{table}"
     );
     assert!(r.memory.longest_turn_us.is_some(), "{table}");
+    // Work is part of wall time: the CPU a turn used never exceeds the longest turn.
+    assert!(
+        r.memory.longest_turn_cpu_us.is_some_and(|cpu| r
+            .memory
+            .longest_turn_us
+            .is_some_and(|wall| cpu <= wall + 1_000)),
+        "{table}"
+    );
     assert_eq!(r.relay.counts.lost, 0, "{table}");
     assert!(r.relay.counts.received > 0, "{table}");
     let churn = r.churn.allocations.as_ref().expect("churn stats");

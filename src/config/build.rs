@@ -93,6 +93,8 @@ pub(crate) struct Builder {
     no_relay_shortcut: bool,
     relay_socket_mode: RelaySocketMode,
     max_shared_peers: Option<usize>,
+    xdp_interfaces: Vec<String>,
+    xdp_mode: crate::xdp::XdpMode,
     allowed_peer_ips: Vec<PeerRange>,
     denied_peer_ips: Vec<PeerRange>,
     no_multicast_peers: bool,
@@ -274,6 +276,24 @@ impl Builder {
             Key::NoRelayShortcut => self.no_relay_shortcut = ck(&e, values::flag(opt))?,
             Key::RelaySocketMode => {
                 self.relay_socket_mode = val()?.parse().map_err(|m: String| e.error(m))?;
+            }
+            Key::XdpInterface => {
+                let name = val()?.trim();
+                let valid = !name.is_empty()
+                    && name.len() < 16
+                    && !name.contains(['/', ':'])
+                    && !name.chars().any(char::is_whitespace);
+                if !valid {
+                    return Err(e.error(format!(
+                        "{name:?} is not an interface name (1-15 characters, no '/', ':' or spaces)"
+                    )));
+                }
+                if !self.xdp_interfaces.iter().any(|i| i == name) {
+                    self.xdp_interfaces.push(name.to_owned());
+                }
+            }
+            Key::XdpMode => {
+                self.xdp_mode = val()?.parse().map_err(|m: String| e.error(m))?;
             }
             Key::MaxSharedPeers => {
                 let n: usize = ck(&e, values::number(val()?, "number of peers"))?;
@@ -718,6 +738,8 @@ impl Builder {
             no_relay_shortcut: self.no_relay_shortcut,
             relay_socket_mode: self.relay_socket_mode,
             max_shared_peers: self.max_shared_peers.unwrap_or(DEFAULT_MAX_SHARED_PEERS),
+            xdp_interfaces: self.xdp_interfaces,
+            xdp_mode: self.xdp_mode,
             allowed_peer_ips: self.allowed_peer_ips,
             denied_peer_ips: self.denied_peer_ips,
             no_multicast_peers: self.no_multicast_peers,

@@ -281,6 +281,10 @@ pub struct Config {
     pub relay_socket_mode: RelaySocketMode,
     /// `max-shared-peers`: peer endpoints one allocation may claim in shared mode.
     pub max_shared_peers: usize,
+    /// `xdp-interface`: where the kernel fast path attaches (none: no fast path).
+    pub xdp_interfaces: Vec<String>,
+    /// `xdp-mode`: native, generic, or native else generic.
+    pub xdp_mode: crate::xdp::XdpMode,
     pub allowed_peer_ips: Vec<PeerRange>,
     pub denied_peer_ips: Vec<PeerRange>,
     /// Accepted for coturn compatibility; multicast peers are always refused.

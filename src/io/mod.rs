@@ -12,6 +12,7 @@
 
 pub mod affinity;
 pub mod batch;
+pub mod clocks;
 pub mod gro;
 pub mod gso;
 pub mod poller;

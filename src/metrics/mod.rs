@@ -20,8 +20,10 @@ use crate::turn::server::{
     DropReason, Stats, COUNTED_CODES, COUNTED_METHODS, METHOD_SLOTS, RESULT_SLOTS,
 };
 use crate::worker::{IoCounters, TURN_BUCKETS_NS};
+use crate::xdp::SharedFastPath;
 
 mod turns;
+mod xdp;
 
 const DROP_SLOTS: usize = DropReason::ALL.len();
 
@@ -77,6 +79,7 @@ pub struct WorkerMetrics {
     pub busy_turns: [AtomicU64; TURN_BUCKETS_NS.len() + 1],
     pub busy_ns: AtomicU64,
     pub longest_turn_ns: AtomicU64,
+    pub longest_turn_cpu_ns: AtomicU64,
 }
 
 fn set(a: &AtomicU64, v: u64) {
@@ -152,6 +155,7 @@ impl WorkerMetrics {
         }
         set(&self.busy_ns, io.busy_ns);
         set(&self.longest_turn_ns, io.longest_turn_ns);
+        set(&self.longest_turn_cpu_ns, io.longest_turn_cpu_ns);
     }
 }
 
@@ -160,6 +164,8 @@ impl WorkerMetrics {
 pub struct MetricsSource {
     pub workers: Vec<Arc<WorkerMetrics>>,
     pub backend: BackendKind,
+    /// The kernel fast path, when attached: its traffic counts as relayed.
+    pub fast_path: Option<Arc<SharedFastPath>>,
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -209,38 +215,49 @@ pub fn render(src: &MetricsSource) -> String {
         env!("CARGO_PKG_VERSION")
     );
     let o = &mut out;
-    per_worker(
+    // The kernel fast path's traffic is relayed traffic too: its row is
+    // `worker="xdp"`, so a sum over the label is everything relayed.
+    let fast = src
+        .fast_path
+        .as_ref()
+        .map(|f| f.counters().unwrap_or_default());
+    xdp::relayed(
         o,
         src,
+        fast,
         "ringturn_relayed_packets_client_to_peer_total",
-        "counter",
         "Datagrams relayed from clients to peers (ChannelData and Send indications).",
         |w| get(&w.packets_to_peers),
+        |x| x.packets_to_peers,
     );
-    per_worker(
+    xdp::relayed(
         o,
         src,
+        fast,
         "ringturn_relayed_packets_peer_to_client_total",
-        "counter",
         "Datagrams relayed from peers to clients (ChannelData and Data indications).",
         |w| get(&w.packets_to_clients),
+        |x| x.packets_to_clients,
     );
-    per_worker(
+    xdp::relayed(
         o,
         src,
+        fast,
         "ringturn_relayed_bytes_client_to_peer_total",
-        "counter",
         "Payload bytes relayed from clients to peers.",
         |w| get(&w.bytes_to_peers),
+        |x| x.bytes_to_peers,
     );
-    per_worker(
+    xdp::relayed(
         o,
         src,
+        fast,
         "ringturn_relayed_bytes_peer_to_client_total",
-        "counter",
         "Payload bytes relayed from peers to clients.",
         |w| get(&w.bytes_to_clients),
+        |x| x.bytes_to_clients,
     );
+    xdp::render(o, src, fast);
     per_worker(
         o,
         src,
@@ -675,6 +692,7 @@ mod tests {
         w.publish(&stats, &IoCounters::default(), &BackendCounters::default());
         w.publish_tables(42, 7);
         let text = render(&MetricsSource {
+            fast_path: None,
             workers: vec![w, Arc::new(WorkerMetrics::new())],
             backend: BackendKind::Batch,
         });

@@ -45,4 +45,12 @@ pub(super) fn render(out: &mut String, src: &MetricsSource) {
         "The longest busy loop turn of the worker since it started.",
         |w| get(&w.longest_turn_ns) / 1000,
     );
+    per_worker(
+        out,
+        src,
+        "ringturn_worker_longest_turn_cpu_microseconds",
+        "gauge",
+        "The most CPU time one loop turn of the worker used; far below the longest turn means the worker waited for a CPU.",
+        |w| get(&w.longest_turn_cpu_ns) / 1000,
+    );
 }

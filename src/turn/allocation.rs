@@ -101,6 +101,8 @@ pub struct ChannelBinding {
     pub peer: SocketAddr,
     /// Data flows until here.
     pub expires: Instant,
+    /// Issue 11: on the kernel fast path, with this route, until then.
+    pub offloaded: Option<(super::fast_path::ChannelRoute, Instant)>,
 }
 
 impl ChannelBinding {

@@ -67,6 +67,9 @@ pub struct ServerConfig {
     /// `max-shared-peers`: peer endpoints (IP and port) one allocation may
     /// claim on a shared relay socket (shared mode only).
     pub max_claimed_peers: usize,
+    /// Issue 11: an XDP fast path is attached (`xdp-interface`), so say which
+    /// channels it may relay (`Command::OffloadChannel`). Off: no such commands.
+    pub fast_path: bool,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             relay_shortcut: true,
             relay_socket_mode: super::shared::RelaySocketMode::PerAllocation,
             max_claimed_peers: 64,
+            fast_path: false,
         }
     }
 }

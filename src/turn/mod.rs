@@ -4,8 +4,10 @@
 //! commands and the next deadline.
 
 pub mod allocation;
+mod block_queue;
 pub mod config;
 mod fast_map;
+pub mod fast_path;
 pub mod policy;
 pub mod ports;
 mod reply;
@@ -18,6 +20,7 @@ mod transactions;
 
 pub use allocation::{AllocationId, ClientTransport, ClientTuple};
 pub use config::ServerConfig;
+pub use fast_path::ChannelRoute;
 pub use policy::{IpRange, PeerPolicy};
 pub use server::{
     ClientOutcome, Command, DropReason, Forward, PeerOutcome, Server, Stats, TableSizes, Transmit,

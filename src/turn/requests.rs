@@ -378,12 +378,20 @@ impl Server {
                     ErrorCode::ALLOCATION_MISMATCH,
                     "No allocation for this 5-tuple",
                 )),
-                Some(id) => match method {
-                    Method::REFRESH => self.refresh(now, id, msg),
-                    Method::CREATE_PERMISSION => self.create_permission(now, id, msg),
-                    Method::CONNECT => self.connect(now, id, from, msg, echo, integrity.clone()),
-                    _ => self.channel_bind(now, id, msg),
-                },
+                Some(id) => {
+                    let outcome = match method {
+                        Method::REFRESH => self.refresh(now, id, msg),
+                        Method::CREATE_PERMISSION => self.create_permission(now, id, msg),
+                        Method::CONNECT => {
+                            self.connect(now, id, from, msg, echo, integrity.clone())
+                        }
+                        _ => self.channel_bind(now, id, msg),
+                    };
+                    // Issue 11: a channel bound, a permission or the
+                    // allocation refreshed moves what the kernel may relay.
+                    self.sync_fast_path(id, now);
+                    outcome
+                }
             }
         };
         let reply = match outcome {
@@ -1206,6 +1214,7 @@ impl Server {
                     number,
                     peer,
                     expires: channel_expires,
+                    offloaded: None,
                 });
                 new_channel = true;
             }

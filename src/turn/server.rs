@@ -192,6 +192,16 @@ pub enum Command {
     BindData { connection: u32, data: ClientTuple },
     /// Close a peer connection (and its data connection, if bound).
     ClosePeer { connection: u32 },
+    /// Issue 11: let the kernel fast path relay this channel until `until`
+    /// (replaces the channel's earlier entry, if any).
+    OffloadChannel {
+        route: super::fast_path::ChannelRoute,
+        until: Instant,
+    },
+    /// Issue 11: the fast path must stop relaying this channel.
+    WithdrawChannel {
+        route: super::fast_path::ChannelRoute,
+    },
 }
 
 /// Counters for metrics; all monotonic except `allocations`.
@@ -221,6 +231,8 @@ pub struct Stats {
     /// Answers not kept for retransmissions because the transaction cache
     /// held `max_cached_transactions` (its cap biting).
     pub transaction_cache_full: u64,
+    /// Issue 11: channels put on the kernel fast path (or moved to a new deadline).
+    pub fast_path_offloads: u64,
 }
 
 /// How many entries each per-shard table holds: every one is bounded by live
@@ -938,6 +950,10 @@ impl Server {
         self.stats.allocations
     }
 
+    pub(crate) fn live_allocations(&self) -> impl Iterator<Item = &Allocation> + '_ {
+        self.slots.iter().filter_map(|s| s.allocation.as_ref())
+    }
+
     pub(crate) fn allocation(&self, id: AllocationId) -> Option<&Allocation> {
         let slot = self.slots.get(usize::try_from(id.index).ok()?)?;
         if slot.generation != id.generation {
@@ -1035,6 +1051,7 @@ impl Server {
         }
         let alloc = slot.allocation.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        self.withdraw_fast_path(&alloc);
         self.free_slots.push(id.index);
         self.pending.remove(&id);
         self.by_client.remove(&alloc.client);
@@ -1134,6 +1151,7 @@ impl Server {
                         self.timers.schedule(p.expires, key);
                     } else {
                         alloc.permissions.retain(|p| p.ip != ip);
+                        // (Its channels leave the fast path in `sync_fast_path` below.)
                         // Shared relay mode: no permission, no traffic with
                         // the IP's endpoints, so their claims go (`turn::shared`).
                         if let Some(shared) = self.shared.as_mut() {
@@ -1149,19 +1167,30 @@ impl Server {
                         }
                     }
                 }
+                self.sync_fast_path(id, now);
             }
             TimerKey::Channel(id, number) => {
-                let Some(alloc) = self.allocation_mut(id) else {
+                let Some(alloc) = slot_allocation(&mut self.slots, id) else {
                     return;
                 };
-                if let Some(c) = alloc.channels.iter().find(|c| c.number == number).copied() {
-                    let cooled = c.expires + super::allocation::CHANNEL_COOLDOWN;
-                    if cooled > deadline {
-                        self.timers.schedule(cooled, key);
-                    } else {
-                        alloc.channels.retain(|c| c.number != number);
+                let Some(c) = alloc.channels.iter().find(|c| c.number == number).copied() else {
+                    return;
+                };
+                let cooled = c.expires + super::allocation::CHANNEL_COOLDOWN;
+                if c.expires > deadline {
+                    // Refreshed: fire again when it really expires.
+                    self.timers.schedule(c.expires, key);
+                } else if cooled > deadline {
+                    // Expired: no more data (the fast path is withdrawn
+                    // below), but the number and peer stay reserved (§12).
+                    self.timers.schedule(cooled, key);
+                } else {
+                    if let Some((route, _)) = c.offloaded {
+                        self.commands.push_back(Command::WithdrawChannel { route });
                     }
+                    alloc.channels.retain(|c| c.number != number);
                 }
+                self.sync_fast_path(id, now);
             }
             TimerKey::Reservation(relay) => {
                 if self
@@ -1208,7 +1237,7 @@ impl Server {
     /// Every per-shard table's size (a few `len` calls and one walk over
     /// the allocation slots: for tests and a metrics scrape, not per packet).
     pub fn table_sizes(&self) -> TableSizes {
-        let live = self.slots.iter().filter_map(|s| s.allocation.as_ref());
+        let live = self.live_allocations();
         let (permissions, channels) = live.fold((0, 0), |(p, c), a| {
             (p + a.permissions.len(), c + a.channels.len())
         });

@@ -10,14 +10,15 @@
 //!   (clients choose transaction ids, so the pick must not be theirs): a
 //!   growth or rehash touches 1/64 of the entries;
 //! - every answer lives exactly the same time, so expiry is a FIFO queue in
-//!   insertion order, not the timer heap: O(1) per answer, nothing to cancel.
+//!   insertion order, not the timer heap: O(1) per answer, nothing to cancel;
+//!   the queue is kept in blocks (`BlockQueue`) so it grows without copying.
 
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::fast_map::{fast_map, shrink_if_sparse, FastMap, KEEP_CAPACITY};
+use super::block_queue::BlockQueue;
+use super::fast_map::{fast_map, shrink_if_sparse, FastMap};
 use crate::stun::{Method, TransactionId};
 
 const SHARDS: usize = 64;
@@ -38,7 +39,7 @@ pub(crate) struct TransactionCache {
     shards: Vec<FastMap<TransactionKey, CachedResponse>>,
     pick: foldhash::fast::RandomState,
     /// Keys in the order they were cached, with when each goes.
-    expiry: VecDeque<(Instant, TransactionKey)>,
+    expiry: BlockQueue<(Instant, TransactionKey)>,
     len: usize,
 }
 
@@ -47,7 +48,7 @@ impl Default for TransactionCache {
         Self {
             shards: (0..SHARDS).map(|_| fast_map()).collect(),
             pick: foldhash::fast::RandomState::default(),
-            expiry: VecDeque::new(),
+            expiry: BlockQueue::default(),
             len: 0,
         }
     }
@@ -95,11 +96,13 @@ impl TransactionCache {
 
     /// Forgets every answer due at `now`.
     pub(crate) fn expire(&mut self, now: Instant) {
-        while let Some((at, key)) = self.expiry.front().copied() {
-            if at > now {
+        while let Some((at, _)) = self.expiry.front() {
+            if *at > now {
                 break;
             }
-            self.expiry.pop_front();
+            let Some((_, key)) = self.expiry.pop_front() else {
+                break;
+            };
             let index = self.shard(&key);
             if let Some(shard) = self.shards.get_mut(index) {
                 if shard.remove(&key).is_some() {
@@ -107,10 +110,6 @@ impl TransactionCache {
                 }
                 shrink_if_sparse(shard);
             }
-        }
-        let capacity = self.expiry.capacity();
-        if capacity > KEEP_CAPACITY && self.expiry.len() < capacity / 4 {
-            self.expiry.shrink_to(capacity / 2);
         }
     }
 

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 pub use directory::RelayDirectory;
 
+use crate::io::clocks::thread_cpu_time;
 use crate::io::socket::{bind_relay, BufferSizes};
 use crate::io::stream::{DetachedConn, PeerEvent, StreamHandler, StreamSet};
 use crate::io::{
@@ -28,6 +29,7 @@ use crate::metrics::WorkerMetrics;
 use crate::turn::{
     ClientOutcome, ClientTransport, ClientTuple, Command, Forward, PeerOutcome, Server,
 };
+use crate::xdp::SharedFastPath;
 
 /// How long a worker sleeps at most, so it notices shutdown promptly.
 const MAX_WAIT: Duration = Duration::from_millis(50);
@@ -105,6 +107,9 @@ pub struct IoCounters {
     /// The longest busy turn so far, and all busy time, nanoseconds.
     pub longest_turn_ns: u64,
     pub busy_ns: u64,
+    /// The most CPU time one turn used, nanoseconds: when the longest turn's
+    /// wall time is far above this, the worker waited for a CPU, not on work.
+    pub longest_turn_cpu_ns: u64,
 }
 
 /// Upper bounds of the busy-turn histogram buckets (the last bucket is +Inf).
@@ -113,7 +118,9 @@ pub const TURN_BUCKETS_NS: [u64; 6] = [
 ];
 
 impl IoCounters {
-    fn record_turn(&mut self, busy: Duration) {
+    fn record_turn(&mut self, busy: Duration, cpu: Duration) {
+        let cpu_ns = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+        self.longest_turn_cpu_ns = self.longest_turn_cpu_ns.max(cpu_ns);
         let ns = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
         let slot = TURN_BUCKETS_NS
             .iter()
@@ -152,6 +159,8 @@ pub struct Worker {
     stream_inbox: Receiver<StreamHandoff>,
     /// Connections of ours to hand over after this poll: (id, worker, request).
     handoffs: Vec<(u64, usize, Vec<u8>)>,
+    /// The XDP fast path whose maps this worker writes (`xdp-interface`).
+    fast_path: Option<Arc<SharedFastPath>>,
 }
 
 pub struct WorkerParts {
@@ -168,6 +177,7 @@ pub struct WorkerParts {
     pub metrics: Arc<WorkerMetrics>,
     pub streams: Option<StreamSet>,
     pub stream_inbox: Receiver<StreamHandoff>,
+    pub fast_path: Option<Arc<SharedFastPath>>,
 }
 
 fn unix_now() -> u64 {
@@ -219,6 +229,7 @@ impl Worker {
             local_inbox: Vec::new(),
             stream_inbox: parts.stream_inbox,
             handoffs: Vec::new(),
+            fast_path: parts.fast_path,
         })
     }
 
@@ -252,14 +263,15 @@ impl Worker {
                     .poll_timeout()
                     .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT))
             };
-            let mut busy_from: Option<Instant> = None;
+            let mut busy_from: Option<(Instant, Duration)> = None;
             backend.poll(wait, &mut |queue, rx| {
                 if busy_from.is_none() {
-                    busy_from = Some(Instant::now());
+                    busy_from = Some((Instant::now(), thread_cpu_time()));
                 }
                 self.on_datagram(queue, rx);
             })?;
-            let busy_from = busy_from.unwrap_or_else(Instant::now);
+            let (busy_from, cpu_from) =
+                busy_from.unwrap_or_else(|| (Instant::now(), thread_cpu_time()));
             self.poll_streams(backend.as_mut())?;
             self.drain_inbox(backend.as_mut());
             let now = Instant::now();
@@ -274,7 +286,10 @@ impl Worker {
             if let Some(streams) = &self.streams {
                 self.counters.streams.clone_from(streams.counters());
             }
-            self.counters.record_turn(busy_from.elapsed());
+            self.counters.record_turn(
+                busy_from.elapsed(),
+                thread_cpu_time().saturating_sub(cpu_from),
+            );
             self.metrics
                 .publish(self.server.stats(), &self.counters, &backend.counters());
             self.metrics
@@ -623,6 +638,16 @@ impl Worker {
                     Command::ClosePeer { connection } => {
                         if let Some(streams) = self.streams.as_mut() {
                             streams.close_peer(connection);
+                        }
+                    }
+                    Command::OffloadChannel { route, until } => {
+                        if let Some(fast) = &self.fast_path {
+                            fast.offload(&route, until);
+                        }
+                    }
+                    Command::WithdrawChannel { route } => {
+                        if let Some(fast) = &self.fast_path {
+                            fast.withdraw(&route);
                         }
                     }
                 }

@@ -62,6 +62,20 @@ impl Flow {
     }
 }
 
+/// `struct target` of relay.bpf.c: the map value, where a matched packet
+/// goes and until when (CLOCK_MONOTONIC nanoseconds, `bpf_ktime_get_ns`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Target {
+    pub to: Flow,
+    pub until_ns: u64,
+}
+
+// SAFETY: `repr(C)`: a 40-byte `Flow` (alignment 2) then a u64 at offset 40,
+// which is already 8-aligned: no padding, 48 bytes, any bits are valid.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for Target {}
+
 // SAFETY: `Flow` is `repr(C)`, made only of integers and byte arrays with no
 // padding (16 + 16 + 2 + 2 + 2 + 2 = 40 bytes, alignment 2), so every bit
 // pattern is a valid value and aya may copy it to and from the kernel.
@@ -75,6 +89,7 @@ mod tests {
     #[test]
     fn matches_the_c_layout_and_round_trips() {
         assert_eq!(std::mem::size_of::<Flow>(), 40);
+        assert_eq!(std::mem::size_of::<Target>(), 48);
         let a: SocketAddr = "198.51.100.2:5000"
             .parse()
             .unwrap_or_else(|_| unreachable!());

@@ -6,7 +6,10 @@ use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray};
 use aya::programs::{Xdp, XdpMode as AttachMode};
 use aya::Ebpf;
 
-use super::{Flow, OffloadedChannel, XdpCounters, XdpError, XdpMode, PROGRAM, PROGRAM_NAME};
+use super::{
+    client_to_peer, peer_to_client, ChannelRoute, Flow, Target, XdpCounters, XdpError, XdpMode,
+    PROGRAM, PROGRAM_NAME,
+};
 
 /// `struct counter` of relay.bpf.c.
 #[repr(C)]
@@ -33,8 +36,8 @@ pub struct Attachment {
 /// the program (so does the process dying: nothing stays attached).
 pub struct FastPath {
     ebpf: Ebpf,
-    c2p: HashMap<MapData, Flow, Flow>,
-    p2c: HashMap<MapData, Flow, Flow>,
+    c2p: HashMap<MapData, Flow, Target>,
+    p2c: HashMap<MapData, Flow, Target>,
     stats: PerCpuArray<MapData, Counter>,
     egress: DevMapHash<MapData>,
     ifmac: HashMap<MapData, u32, Mac>,
@@ -171,19 +174,24 @@ impl FastPath {
         &self.attached
     }
 
-    /// Puts a channel on the fast path, both directions.
-    pub fn offload(&mut self, ch: &OffloadedChannel) -> Result<(), XdpError> {
-        let (k, v) = ch.client_to_peer();
-        self.c2p.insert(k, v, 0).map_err(map_err("C2P"))?;
-        let (k, v) = ch.peer_to_client();
-        self.p2c.insert(k, v, 0).map_err(map_err("P2C"))
+    /// Puts a channel on the fast path, both directions, until `until_ns`
+    /// (CLOCK_MONOTONIC); replaces its earlier entries.
+    pub fn offload(&mut self, ch: &ChannelRoute, until_ns: u64) -> Result<(), XdpError> {
+        let (k, to) = client_to_peer(ch);
+        self.c2p
+            .insert(k, Target { to, until_ns }, 0)
+            .map_err(map_err("C2P"))?;
+        let (k, to) = peer_to_client(ch);
+        self.p2c
+            .insert(k, Target { to, until_ns }, 0)
+            .map_err(map_err("P2C"))
     }
 
     /// Takes a channel off the fast path; absent entries are not an error.
-    pub fn withdraw(&mut self, ch: &OffloadedChannel) -> Result<(), XdpError> {
-        let (k, _) = ch.client_to_peer();
+    pub fn withdraw(&mut self, ch: &ChannelRoute) -> Result<(), XdpError> {
+        let (k, _) = client_to_peer(ch);
         let a = self.c2p.remove(&k);
-        let (k, _) = ch.peer_to_client();
+        let (k, _) = peer_to_client(ch);
         let b = self.p2c.remove(&k);
         for r in [a, b] {
             match r {

@@ -8,8 +8,8 @@
 //! decisions into map entries:
 //!
 //! ```text
-//!   worker ──insert/remove──▶ C2P  {client → listening, channel} → {relay → peer}
-//!          ──insert/remove──▶ P2C  {peer → relay}               → {listening → client, channel}
+//!   worker ──insert/remove──▶ C2P  {client → listening, channel} → {relay → peer, until}
+//!          ──insert/remove──▶ P2C  {peer → relay}               → {listening → client, channel, until}
 //!   run    ──insert─────────▶ EGRESS  ifindex → ifindex (interfaces a frame may be redirected to)
 //!   program ──count─────────▶ STATS   per CPU: [client → peer, peer → client] packets and bytes
 //! ```
@@ -21,9 +21,8 @@
 mod flow;
 pub mod test_run;
 
-use std::net::SocketAddr;
-
-pub use flow::Flow;
+pub use crate::turn::ChannelRoute;
+pub use flow::{Flow, Target};
 
 /// The compiled program, when clang was there at build time.
 #[cfg(ringturn_xdp)]
@@ -88,35 +87,23 @@ pub struct XdpCounters {
     pub bytes_to_clients: u64,
 }
 
-/// A channel the fast path relays: both directions' map entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OffloadedChannel {
-    /// The client's address and the listening address it sends to.
-    pub client: SocketAddr,
-    pub listening: SocketAddr,
-    pub channel: u16,
-    /// The relayed transport address and the peer.
-    pub relay: SocketAddr,
-    pub peer: SocketAddr,
+/// The C2P entry of a channel: ChannelData from the client becomes UDP relay → peer.
+pub fn client_to_peer(ch: &ChannelRoute) -> (Flow, Flow) {
+    (
+        Flow::new(ch.client, ch.listening, ch.channel),
+        Flow::new(ch.relay, ch.peer, 0),
+    )
 }
 
-impl OffloadedChannel {
-    /// The C2P entry: ChannelData from the client becomes UDP relay → peer.
-    pub fn client_to_peer(&self) -> (Flow, Flow) {
-        (
-            Flow::new(self.client, self.listening, self.channel),
-            Flow::new(self.relay, self.peer, 0),
-        )
-    }
-
-    /// The P2C entry: UDP from the peer becomes ChannelData listening → client.
-    pub fn peer_to_client(&self) -> (Flow, Flow) {
-        (
-            Flow::new(self.peer, self.relay, 0),
-            Flow::new(self.listening, self.client, self.channel),
-        )
-    }
+/// The P2C entry: UDP from the peer becomes ChannelData listening → client.
+pub fn peer_to_client(ch: &ChannelRoute) -> (Flow, Flow) {
+    (
+        Flow::new(ch.peer, ch.relay, 0),
+        Flow::new(ch.listening, ch.client, ch.channel),
+    )
 }
 
 mod loaded;
-pub use loaded::FastPath;
+mod shared;
+pub use loaded::{Attachment, FastPath};
+pub use shared::SharedFastPath;

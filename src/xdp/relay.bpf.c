@@ -42,7 +42,7 @@
 
 // One side of a relayed flow. Addresses are 16 bytes (IPv4 as ::ffff:a.b.c.d),
 // ports and the channel number in network byte order. The same layout is the
-// key and the value of both maps; src/xdp/maps.rs mirrors it.
+// key of both maps and the destination in their values; src/xdp/flow.rs mirrors it.
 struct flow {
 	__u8 src[16];
 	__u8 dst[16];
@@ -52,12 +52,22 @@ struct flow {
 	__u16 family;   // AF_INET or AF_INET6
 };
 
+// Where a matched packet goes, and until when: past `until_ns`
+// (CLOCK_MONOTONIC, as bpf_ktime_get_ns) the channel, its permission or its
+// allocation has expired and the packet passes to the socket path, which
+// refuses it — the kernel never relays later than the workers would, even
+// before their timer has withdrawn the entry.
+struct target {
+	struct flow to;
+	__u64 until_ns;
+};
+
 // client -> peer: key {client -> listening address, channel}, value {relayed address -> peer}.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__type(key, struct flow);
-	__type(value, struct flow);
+	__type(value, struct target);
 } C2P SEC(".maps");
 
 // peer -> client: key {peer -> relayed address}, value {listening address -> client, channel}.
@@ -65,7 +75,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__type(key, struct flow);
-	__type(value, struct flow);
+	__type(value, struct target);
 } P2C SEC(".maps");
 
 struct mac {
@@ -375,10 +385,10 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, 
 	struct flow key = {};
 	addresses(p, &key);
 	key.channel = channel;
-	struct flow *target = bpf_map_lookup_elem(&C2P, &key);
-	if (!target || target->family != p->family)
+	struct target *target = bpf_map_lookup_elem(&C2P, &key);
+	if (!target || target->to.family != p->family || bpf_ktime_get_ns() >= target->until_ns)
 		return XDP_PASS;
-	struct flow out = *target;
+	struct flow out = target->to;
 	__u32 old_udp_len = p->payload_len + sizeof(struct udphdr);
 	__u32 new_udp_len = data_len + sizeof(struct udphdr);
 	struct ethhdr eth = p->eth;
@@ -408,10 +418,10 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, struct parsed *p)
 {
 	struct flow key = {};
 	addresses(p, &key);
-	struct flow *target = bpf_map_lookup_elem(&P2C, &key);
-	if (!target || target->family != p->family)
+	struct target *target = bpf_map_lookup_elem(&P2C, &key);
+	if (!target || target->to.family != p->family || bpf_ktime_get_ns() >= target->until_ns)
 		return XDP_PASS;
-	struct flow out = *target;
+	struct flow out = target->to;
 	__u32 len = p->payload_len;
 	if (len > 0xffff - CHANNEL_HEADER - sizeof(struct udphdr) - 40)
 		return XDP_PASS;

@@ -9,6 +9,7 @@ pub mod server;
 pub mod stream_client;
 pub mod udp_client;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,9 @@ use ringturn::stun::{
     Message, MessageType, MessageWriter, Method, Nonce, Realm, RequestedTransport, TransactionId,
     TransportProtocol, Username, XorPeerAddress, XorRelayedAddress,
 };
-use ringturn::turn::{ClientOutcome, ClientTuple, Command, Server, ServerConfig, Transmit};
+use ringturn::turn::{
+    ChannelRoute, ClientOutcome, ClientTuple, Command, Server, ServerConfig, Transmit,
+};
 
 pub const REALM: &str = "example.org";
 pub const UNIX_START: u64 = 1_800_000_000;
@@ -44,6 +47,10 @@ pub struct Harness {
     pub connects: Vec<(u32, SocketAddr, SocketAddr)>,
     pub bound: Vec<(u32, ClientTuple)>,
     pub closed_peers: Vec<u32>,
+    /// Issue 11: the kernel fast path's maps as the core commanded them.
+    pub offloaded: HashMap<ChannelRoute, Instant>,
+    /// Every fast-path command, in order (true: offload).
+    pub fast_path_log: Vec<(bool, ChannelRoute)>,
 }
 
 pub fn test_config() -> ServerConfig {
@@ -84,6 +91,8 @@ impl Harness {
             connects: Vec::new(),
             bound: Vec::new(),
             closed_peers: Vec::new(),
+            offloaded: HashMap::new(),
+            fast_path_log: Vec::new(),
         }
     }
 
@@ -116,6 +125,17 @@ impl Harness {
                 } => self.connects.push((connection, relay, peer)),
                 Command::BindData { connection, data } => self.bound.push((connection, data)),
                 Command::ClosePeer { connection } => self.closed_peers.push(connection),
+                Command::OffloadChannel { route, until } => {
+                    self.offloaded.insert(route, until);
+                    self.fast_path_log.push((true, route));
+                }
+                Command::WithdrawChannel { route } => {
+                    assert!(
+                        self.offloaded.remove(&route).is_some(),
+                        "withdrawing a channel that is not offloaded: {route:?}"
+                    );
+                    self.fast_path_log.push((false, route));
+                }
             }
         }
     }

@@ -41,6 +41,7 @@ pub fn settings(
         server_configs,
         credentials,
         streams: StreamSettings::none(),
+        xdp: Default::default(),
     }
 }
 

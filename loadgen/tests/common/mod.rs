@@ -161,6 +161,7 @@ fn start_ringturn(workers: usize, min_port: u16, streams: StreamSettings) -> Run
         server_configs: configs,
         credentials: creds,
         streams,
+        xdp: Default::default(),
     })
     .expect("in-process ringturn starts")
 }
