@@ -114,7 +114,10 @@ fn run() -> anyhow::Result<()> {
     }
     if cli.check_host {
         let wanted = ringturn::hostcheck::Wanted::from_config(&config);
-        let findings = ringturn::hostcheck::check(&ringturn::hostcheck::read_host(), &wanted);
+        let findings = ringturn::hostcheck::check(
+            &ringturn::hostcheck::read_host(&wanted.xdp_interfaces),
+            &wanted,
+        );
         for f in &findings {
             println!("{f}");
         }

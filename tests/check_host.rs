@@ -87,3 +87,24 @@ fn check_host_with_a_bad_config_fails_like_check_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listening-port"));
 }
+
+/// Issue 11: each `xdp-interface` gets its own lines; one that is not there
+/// is a `fix` (ringturn would not start), so the exit code is 1.
+#[test]
+fn check_host_reports_each_xdp_interface() {
+    let out = check_host(&[
+        "--listening-ip=127.0.0.1",
+        "--xdp-interface=nosuch0",
+        "--xdp-interface=lo",
+    ]);
+    assert_report(&out, "xdp-interface");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("fix: XDP nosuch0: no such interface")),
+        "{stdout}"
+    );
+    assert!(stdout.lines().any(|l| l.contains("XDP lo:")), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+}

@@ -136,6 +136,29 @@ fn rfc8656_7_refresh_zero_and_allocation_expiry_withdraw() {
     assert_eq!(h.server.allocation_count(), 0);
 }
 
+/// RFC 8656 §21.3 (denied-peer-ip): a denied peer gets no channel, so the
+/// kernel never learns a route to it.
+#[test]
+fn a_denied_peer_is_never_offloaded() {
+    let mut h = Harness::new(ServerConfig {
+        peer_policy: PeerPolicy {
+            allow_loopback: true,
+            denied: vec!["127.0.0.3".parse().unwrap()],
+            ..Default::default()
+        },
+        ..config()
+    });
+    let mut c = Client::new("192.0.2.10:5000", "alice", "secret");
+    c.allocate(&mut h).unwrap();
+    assert_eq!(
+        c.channel_bind(&mut h, 0x4001, addr("127.0.0.3:40000")),
+        Err(403)
+    );
+    assert!(h.fast_path_log.is_empty());
+    c.channel_bind(&mut h, 0x4002, addr(PEER)).unwrap();
+    assert_eq!(h.offloaded.len(), 1);
+}
+
 #[test]
 fn without_a_fast_path_the_core_says_nothing() {
     let mut h = Harness::new(ServerConfig {

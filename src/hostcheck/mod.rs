@@ -8,6 +8,9 @@
 //! prints as one line, `ok|warn|fix: <what> — <what to do>`; `fix` means
 //! "this should change" (and `--check-host` exits 1), `warn` "worth a look".
 
+mod xdp;
+pub use xdp::{check_xdp, read_xdp, XdpFacts, XdpInterfaceFacts};
+
 use std::fmt;
 use std::path::Path;
 
@@ -82,6 +85,8 @@ pub struct Wanted {
     /// `relay-socket-mode=shared`: the relay sockets in all (workers × relay
     /// IPs) instead of one per relay port. `None`: a socket per allocation.
     pub shared_relay_sockets: Option<u64>,
+    /// `xdp-interface`: where the fast path should attach.
+    pub xdp_interfaces: Vec<String>,
 }
 
 impl Wanted {
@@ -100,6 +105,7 @@ impl Wanted {
                 .map(|_| c.signaling_max_connections),
             shared_relay_sockets: (c.relay_socket_mode == crate::turn::RelaySocketMode::Shared)
                 .then(|| (c.workers.max(1) * c.relay_ips.len().max(1)) as u64),
+            xdp_interfaces: c.xdp_interfaces.clone(),
         }
     }
 
@@ -160,6 +166,9 @@ pub struct HostFacts {
     pub local_port_range: Option<(u16, u16)>,
     /// `/proc/sys/kernel/osrelease`.
     pub kernel: Option<String>,
+    /// The fast path and the configured `xdp-interface`s.
+    pub xdp: XdpFacts,
+    pub xdp_interfaces: Vec<XdpInterfaceFacts>,
 }
 
 /// Every finding for these facts and wishes, in a fixed order: io_uring,
@@ -196,6 +205,7 @@ pub fn check(facts: &HostFacts, wanted: &Wanted) -> Vec<Finding> {
     ));
     out.push(check_gso(facts.kernel.as_deref()));
     out.push(check_gro(facts.kernel.as_deref()));
+    out.extend(check_xdp(facts.xdp, &facts.xdp_interfaces));
     out
 }
 
@@ -720,8 +730,10 @@ fn read_nics() -> Option<Vec<Nic>> {
     Some(nics)
 }
 
-/// Reads this machine: procfs, sysfs, and one io_uring backend set up and dropped.
-pub fn read_host() -> HostFacts {
+/// Reads this machine: procfs, sysfs, and one io_uring backend set up and
+/// dropped; and each of `xdp_interfaces`.
+pub fn read_host(xdp_interfaces: &[String]) -> HostFacts {
+    let (xdp, xdp_interfaces) = read_xdp(xdp_interfaces);
     let probe = crate::io::create_backend(Some(crate::io::BackendKind::Uring))
         .map(drop)
         .map_err(|e| e.to_string());
@@ -742,6 +754,8 @@ pub fn read_host() -> HostFacts {
         local_port_range: read("/proc/sys/net/ipv4/ip_local_port_range")
             .and_then(|s| parse_port_range(&s)),
         kernel: read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()),
+        xdp,
+        xdp_interfaces,
     }
 }
 
@@ -762,6 +776,7 @@ mod tests {
             listeners: 1,
             signaling_connections: None,
             shared_relay_sockets: None,
+            xdp_interfaces: Vec::new(),
         }
     }
 
@@ -789,6 +804,11 @@ mod tests {
             }]),
             local_port_range: Some((10000, 19999)),
             kernel: Some("6.8.0-45-generic".into()),
+            xdp: XdpFacts {
+                built: true,
+                privileged: true,
+            },
+            xdp_interfaces: Vec::new(),
         }
     }
 
@@ -1097,7 +1117,7 @@ mod tests {
 
     #[test]
     fn read_host_does_not_panic() {
-        let facts = read_host();
+        let facts = read_host(&["nosuch0".to_owned()]);
         assert!(facts.cores >= 1);
         let findings = check(&facts, &wanted());
         assert!(findings.len() >= 8);
