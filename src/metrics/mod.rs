@@ -34,6 +34,8 @@ pub struct WorkerMetrics {
     pub packets_to_clients: AtomicU64,
     pub bytes_to_peers: AtomicU64,
     pub bytes_to_clients: AtomicU64,
+    pub channel_data_to_peers: AtomicU64,
+    pub channel_data_to_clients: AtomicU64,
     /// Gauge: live allocations.
     pub allocations: AtomicU64,
     /// Gauge: peer endpoints claimed on shared relay sockets.
@@ -107,6 +109,8 @@ impl WorkerMetrics {
         set(&self.packets_to_clients, stats.forwarded_to_clients);
         set(&self.bytes_to_peers, stats.bytes_to_peers);
         set(&self.bytes_to_clients, stats.bytes_to_clients);
+        set(&self.channel_data_to_peers, stats.channel_data_to_peers);
+        set(&self.channel_data_to_clients, stats.channel_data_to_clients);
         set(&self.allocations, stats.allocations as u64);
         set(&self.peer_claims, stats.peer_claims as u64);
         set(&self.transaction_cache_full, stats.transaction_cache_full);
@@ -256,6 +260,24 @@ pub fn render(src: &MetricsSource) -> String {
         "Payload bytes relayed from peers to clients.",
         |w| get(&w.bytes_to_clients),
         |x| x.bytes_to_clients,
+    );
+    xdp::relayed(
+        o,
+        src,
+        fast,
+        "ringturn_relayed_channel_data_client_to_peer_total",
+        "Of the datagrams relayed from clients to peers, those that came as ChannelData.",
+        |w| get(&w.channel_data_to_peers),
+        |x| x.packets_to_peers,
+    );
+    xdp::relayed(
+        o,
+        src,
+        fast,
+        "ringturn_relayed_channel_data_peer_to_client_total",
+        "Of the datagrams relayed from peers to clients, those that left as ChannelData.",
+        |w| get(&w.channel_data_to_clients),
+        |x| x.packets_to_clients,
     );
     xdp::render(o, src, fast);
     per_worker(

@@ -214,6 +214,10 @@ pub struct Stats {
     pub error_responses: u64,
     pub forwarded_to_peers: u64,
     pub forwarded_to_clients: u64,
+    /// Of those, the ones that were ChannelData on the client's side (the
+    /// kind the kernel fast path can take over).
+    pub channel_data_to_peers: u64,
+    pub channel_data_to_clients: u64,
     pub dropped: u64,
     pub malformed: u64,
     /// Payload bytes relayed client → peer and peer → client.
@@ -454,6 +458,7 @@ impl Server {
             return self.drop_reason(reason);
         }
         self.stats.forwarded_to_peers += 1;
+        self.stats.channel_data_to_peers += 1;
         self.stats.bytes_to_peers += cd.data.len() as u64;
         let start = CHANNEL_DATA_HEADER_LEN;
         ClientOutcome::Forward(Forward {
@@ -589,6 +594,7 @@ impl Server {
                     }
                     end = padded;
                 }
+                self.stats.channel_data_to_clients += 1;
                 start..end
             }
             None => match self.write_data_indication(buf, &payload, peer) {

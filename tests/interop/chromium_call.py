@@ -54,14 +54,14 @@ def tail(path, lines=80):
     return "\n".join(text[-lines:])
 
 
-def stun_binding_ok(port, timeout=0.2):
+def stun_binding_ok(port, timeout=0.2, host="127.0.0.1"):
     """Sends a Binding request by hand and checks for a Binding success response."""
     txid = os.urandom(12)
     req = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + txid
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.settimeout(timeout)
-        s.sendto(req, ("127.0.0.1", port))
+        s.sendto(req, (host, port))
         data, _ = s.recvfrom(2048)
     except OSError:
         return False
@@ -159,10 +159,62 @@ def ancestors():
     return out
 
 
-def sweep_namespace():
-    """SIGKILLs whatever still runs in this private network namespace: only
-    processes this driver started can be there (Chromium's helpers, e.g. its
-    crash handler, which calls setsid and outlives the browser)."""
+def sh(*cmd):
+    subprocess.run(list(cmd), check=True, stdout=subprocess.DEVNULL)
+
+
+def veth_topology(pass_obj):
+    """The kernel fast path's topology (TESTING.md): this namespace is the
+    server's, with vs at 198.51.100.1; a second one (held by a sleeping
+    child, returned) has vc at .2 and .3 for the browser. Returns the holder."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+    for _ in range(100):
+        if netns_id(holder.pid) not in (None, netns_id("self")):
+            break
+        time.sleep(0.02)
+    pid = str(holder.pid)
+    sh("ip", "link", "add", "vs", "type", "veth", "peer", "name", "vc")
+    sh("ip", "link", "set", "vc", "netns", pid)
+    sh("ip", "addr", "add", "198.51.100.1/24", "dev", "vs")
+    sh("ip", "link", "set", "vs", "up")
+    with open("/proc/sys/net/ipv4/conf/vs/forwarding", "w") as f:
+        f.write("1")
+    client = ["nsenter", "-t", pid, "-n"]
+    sh(*client, "ip", "link", "set", "lo", "up")
+    sh(*client, "ip", "addr", "add", "198.51.100.2/24", "dev", "vc")
+    sh(*client, "ip", "addr", "add", "198.51.100.3/24", "dev", "vc")
+    sh(*client, "ip", "link", "set", "vc", "up")
+    # Chromium offers host candidates of the interface its default route uses.
+    sh(*client, "ip", "route", "add", "default", "via", "198.51.100.1")
+    # Full checksums from the browser's stack, and an XDP program on vc so
+    # frames the server's XDP sends back arrive (tests/xdp_relay.rs says why).
+    sh(*client, "ethtool", "-K", "vc", "tx", "off")
+    sh(*client, "ip", "link", "set", "dev", "vc", "xdp", "obj", pass_obj, "sec", "xdp")
+    return holder
+
+
+def fetch_metrics(port=9641):
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    try:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    text = data.decode("utf-8", "replace").split("\r\n\r\n", 1)[-1]
+    return [l for l in text.splitlines()
+            if l.startswith(("ringturn_relayed_", "ringturn_xdp_"))]
+
+
+def sweep_namespace(other=None):
+    """SIGKILLs whatever still runs in this private network namespace (and in
+    the browser's, `other`): only processes this driver started can be there
+    (Chromium's helpers, e.g. its crash handler, which calls setsid and
+    outlives the browser)."""
     mine = netns_id("self")
     if mine is None:
         return
@@ -173,7 +225,7 @@ def sweep_namespace():
         for name in os.listdir("/proc"):
             if not name.isdigit() or int(name) in keep:
                 continue
-            if netns_id(name) == mine:
+            if netns_id(name) in (mine, other):
                 left.append(int(name))
         if not left:
             log(f"namespace swept: {killed} left-over processes killed")
@@ -209,6 +261,12 @@ def main():
                     "afterwards (default: a new temporary one, removed unless something failed)")
     ap.add_argument("--no-netns-check", action="store_true",
                     help="run even if interfaces other than lo exist (not recommended)")
+    ap.add_argument("--xdp-veth", metavar="OBJ",
+                    help="the kernel fast path: ringturn on a veth end with xdp-interface, "
+                    "the browser in a second namespace behind it (OBJ: the XDP object, "
+                    "attached to the browser's end as a pass-through)")
+    ap.add_argument("--pc2", default="relay", choices=["relay", "host"],
+                    help="pc2 relay-only too, or on its own host candidates")
     args = ap.parse_args()
 
     deadline = START + args.timeout
@@ -231,16 +289,22 @@ def main():
         tmp = tempfile.mkdtemp(prefix="ringturn-chromium-")
     turn_log = os.path.join(tmp, "ringturn.log")
     chrome_log = os.path.join(tmp, "chromium.log")
-    turn = chrome = server = None
+    turn = chrome = server = holder = None
     failed = True
+    host = "127.0.0.1"
     try:
+        if args.xdp_veth:
+            holder = veth_topology(args.xdp_veth)
+            host = "198.51.100.1"
         cmd = [
             args.ringturn,
-            "--listening-ip=127.0.0.1", f"--listening-port={TURN_PORT}",
-            "--relay-ip=127.0.0.1", "--min-port=49152", "--max-port=49999",
+            f"--listening-ip={host}", f"--listening-port={TURN_PORT}",
+            f"--relay-ip={host}", "--min-port=49152", "--max-port=49999",
             "--lt-cred-mech", f"--user={USER}:{PASSWORD}", f"--realm={REALM}",
             "--allow-loopback-peers", f"--io-backend={args.backend}",
         ]
+        if args.xdp_veth:
+            cmd += ["--xdp-interface=vs", "--prometheus", "--prometheus-port=9641"]
         if args.verbose:
             cmd.append("--verbose")
         turn_port = TURN_PORT
@@ -260,7 +324,7 @@ def main():
             if turn.poll() is not None:
                 log(f"ringturn exited early with status {turn.returncode}; log:\n{tail(turn_log)}")
                 return 3
-            if stun_binding_ok(TURN_PORT):
+            if stun_binding_ok(TURN_PORT, host=host):
                 break
             if time.monotonic() > ready_by:
                 log(f"ringturn did not answer a STUN Binding within 5 s; log:\n{tail(turn_log)}")
@@ -270,7 +334,7 @@ def main():
 
         results = Results()
         http.server.ThreadingHTTPServer.allow_reuse_address = True
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", HTTP_PORT),
+        server = http.server.ThreadingHTTPServer((host, HTTP_PORT),
                                                  make_handler(page, results))
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
@@ -279,15 +343,20 @@ def main():
                  f"&timeout_ms={args.page_timeout_ms}&transport={args.transport}")
         if args.transport == "tls":
             query += "&host=localhost"
-        url = f"http://127.0.0.1:{HTTP_PORT}/call.html?{query}"
+        elif args.xdp_veth:
+            query += f"&host={host}"
+        query += f"&pc2={args.pc2}"
+        url = f"http://{host}:{HTTP_PORT}/call.html?{query}"
         profile = os.path.join(tmp, "profile")
         os.makedirs(profile, exist_ok=True)
-        ccmd = [
+        ccmd = (["nsenter", "-t", str(holder.pid), "-n"] if holder else []) + [
             args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", f"--user-data-dir={profile}", "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
             "--disable-dev-shm-usage", "--disable-crash-reporter", "--disable-breakpad",
+            # Host candidates as addresses, not mDNS names nobody here resolves.
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
         ]
         if args.spki:
             ccmd.append(f"--ignore-certificate-errors-spki-list={args.spki}")
@@ -326,6 +395,16 @@ def main():
         turn_alive = turn.poll() is None
         result["ringturn_alive"] = turn_alive
         result["backend"] = args.backend
+        if args.xdp_veth and turn_alive:
+            result["metrics"] = fetch_metrics()
+            turn.send_signal(signal.SIGTERM)
+            try:
+                result["ringturn_exit"] = turn.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                result["ringturn_exit"] = None
+            link = subprocess.run(["ip", "-d", "link", "show", "vs"], capture_output=True,
+                                  text=True).stdout
+            result["xdp_after_exit"] = "prog/xdp" in link
         failed = not result.get("ok") or not turn_alive
         print("RESULT " + json.dumps(result, separators=(",", ":")), flush=True)
         return 0
@@ -333,7 +412,8 @@ def main():
         stop(chrome, "chromium")
         stop(turn, "ringturn")
         if private_netns:
-            sweep_namespace()
+            sweep_namespace(netns_id(holder.pid) if holder else None)
+        stop(holder, "namespace holder")
         if server is not None:
             server.shutdown()
             server.server_close()
