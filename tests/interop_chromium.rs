@@ -351,6 +351,15 @@ fn metric(lines: &[Value], name: &str) -> u64 {
 /// of the ChannelData both ways, and after SIGTERM nothing stays attached.
 #[test]
 fn chromium_relay_only_call_through_the_xdp_fast_path() {
+    xdp_call("uring", "per-allocation");
+}
+
+#[test]
+fn chromium_relay_only_call_through_the_xdp_fast_path_batch_shared() {
+    xdp_call("batch", "shared");
+}
+
+fn xdp_call(backend: &str, relay_mode: &str) {
     let Some(chromium) = prerequisites() else {
         return;
     };
@@ -360,15 +369,28 @@ fn chromium_relay_only_call_through_the_xdp_fast_path() {
         return;
     };
     let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let object = std::env::temp_dir().join(format!("ringturn-xdp-{}.bpf.o", std::process::id()));
+    let object = std::env::temp_dir().join(format!(
+        "ringturn-xdp-{backend}-{relay_mode}-{}.bpf.o",
+        std::process::id()
+    ));
     std::fs::write(&object, program).unwrap();
     let object_arg = object.to_string_lossy().into_owned();
     let count = "300";
+    // One argv word: argparse takes a value starting with "--" only after "=".
+    let mode_arg = format!("--ringturn-arg=--relay-socket-mode={relay_mode}");
     let run = run_driver(
         &chromium,
-        "uring",
+        backend,
         Transport::Udp,
-        &["--xdp-veth", &object_arg, "--pc2", "host", "--count", count],
+        &[
+            "--xdp-veth",
+            &object_arg,
+            "--pc2",
+            "host",
+            "--count",
+            count,
+            &mode_arg,
+        ],
     );
     let _ = std::fs::remove_file(&object);
     let fail = |why: String| -> ! { panic!("{why}\n{}", run.transcript()) };
@@ -428,7 +450,7 @@ fn chromium_relay_only_call_through_the_xdp_fast_path() {
         ),
     );
     eprintln!(
-        "xdp call ok: the fast path carried {fast_up}/{cd_up} ChannelData up, {fast_down}/{cd_down} down"
+        "[{backend} {relay_mode}] xdp call ok: the fast path carried {fast_up}/{cd_up} ChannelData up, {fast_down}/{cd_down} down"
     );
     let _ = std::fs::remove_dir_all(&run.workdir);
 }

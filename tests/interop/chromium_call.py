@@ -265,6 +265,8 @@ def main():
                     help="the kernel fast path: ringturn on a veth end with xdp-interface, "
                     "the browser in a second namespace behind it (OBJ: the XDP object, "
                     "attached to the browser's end as a pass-through)")
+    ap.add_argument("--ringturn-arg", action="append", default=[],
+                    help="one more ringturn option (repeatable), e.g. --relay-socket-mode=shared")
     ap.add_argument("--pc2", default="relay", choices=["relay", "host"],
                     help="pc2 relay-only too, or on its own host candidates")
     args = ap.parse_args()
@@ -305,6 +307,7 @@ def main():
         ]
         if args.xdp_veth:
             cmd += ["--xdp-interface=vs", "--prometheus", "--prometheus-port=9641"]
+        cmd += args.ringturn_arg
         if args.verbose:
             cmd.append("--verbose")
         turn_port = TURN_PORT
