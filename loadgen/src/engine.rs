@@ -44,6 +44,8 @@ const STALL_NS: u64 = 200_000_000;
 const REFRESH_EVERY_NS: u64 = 120_000_000_000;
 /// How long the final Refresh(0) round may take.
 const RELEASE_NS: u64 = 1_000_000_000;
+/// How long the loop waits when nothing is due (it still wakes for replies).
+const IDLE_WAIT_NS: u64 = 10_000_000;
 const PEER_TOKEN: u64 = 1 << 40;
 /// Room kept in a stream's send buffer for control messages (Refresh, ChannelBind)
 /// when data fills it.
@@ -536,12 +538,12 @@ impl Worker {
                 last_scan = now;
                 self.scan_timeouts(now, phase);
             }
-            let timeout_ms = if self.sending && (phase == PHASE_WARMUP || phase == PHASE_MEASURE) {
+            let timeout_ns = if self.sending && (phase == PHASE_WARMUP || phase == PHASE_MEASURE) {
                 self.send_due(now, phase)
             } else {
-                10
+                IDLE_WAIT_NS
             };
-            if let Err(e) = self.epoll.wait(timeout_ms, &mut tokens) {
+            if let Err(e) = self.epoll.wait(timeout_ns, &mut tokens) {
                 *self.failures.entry(format!("epoll: {e}")).or_default() += 1;
                 break;
             }
@@ -1303,10 +1305,10 @@ impl Worker {
         self.heap.push(Reverse((now + offset, ci as u32)));
     }
 
-    /// Sends what is due; returns the epoll timeout until the next send (ms).
-    fn send_due(&mut self, now: u64, phase: u8) -> i32 {
+    /// Sends what is due; returns the epoll timeout until the next send (ns).
+    fn send_due(&mut self, now: u64, phase: u8) -> u64 {
         if self.count_done {
-            return 10;
+            return IDLE_WAIT_NS;
         }
         match self.cfg.rate {
             Rate::Pps(_) => {
@@ -1337,12 +1339,9 @@ impl Worker {
                     }
                 }
                 match self.heap.peek() {
-                    Some(Reverse((due, _))) if *due > now => {
-                        let ms = (*due - now).div_ceil(1_000_000);
-                        i32::try_from(ms.min(10)).unwrap_or(10)
-                    }
+                    Some(Reverse((due, _))) if *due > now => (*due - now).min(IDLE_WAIT_NS),
                     Some(_) => 0,
-                    None => 10,
+                    None => IDLE_WAIT_NS,
                 }
             }
             Rate::Max { window } => {
@@ -1376,7 +1375,7 @@ impl Worker {
                 if any_room {
                     0
                 } else {
-                    1
+                    1_000_000
                 }
             }
         }
@@ -1753,7 +1752,7 @@ impl Worker {
                 break;
             }
             self.scan_timeouts(now, PHASE_STOP);
-            if self.epoll.wait(5, &mut tokens).is_err() {
+            if self.epoll.wait(5_000_000, &mut tokens).is_err() {
                 break;
             }
             for &t in tokens.clone().iter() {

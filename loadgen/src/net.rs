@@ -27,6 +27,8 @@ pub fn bind_udp(ip: Ipv4Addr, sockbuf: usize) -> io::Result<UdpSocket> {
 pub struct Epoll {
     fd: RawFd,
     events: Vec<libc::epoll_event>,
+    /// epoll_pwait2 works here (cleared on the first ENOSYS).
+    precise: bool,
 }
 
 impl Epoll {
@@ -39,6 +41,7 @@ impl Epoll {
         Ok(Self {
             fd,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; capacity.max(1)],
+            precise: true,
         })
     }
 
@@ -77,12 +80,39 @@ impl Epoll {
         unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_DEL, fd, &mut ev) };
     }
 
-    /// Waits up to `timeout_ms` (0 = poll) and returns the ready tokens.
-    pub fn wait(&mut self, timeout_ms: i32, out: &mut Vec<u64>) -> io::Result<()> {
+    /// Waits up to `timeout_ns` (0 = poll) and returns the ready tokens.
+    /// Nanosecond timeouts (epoll_pwait2, Linux 5.11) let a paced sender
+    /// wake when its next datagram is due instead of a whole millisecond
+    /// later; where the kernel lacks it, milliseconds rounded up.
+    pub fn wait(&mut self, timeout_ns: u64, out: &mut Vec<u64>) -> io::Result<()> {
         out.clear();
         let max = i32::try_from(self.events.len()).unwrap_or(i32::MAX);
-        // SAFETY: `events` has room for `max` entries and outlives the call.
-        let n = unsafe { libc::epoll_wait(self.fd, self.events.as_mut_ptr(), max, timeout_ms) };
+        let n = if self.precise {
+            let ts = libc::timespec {
+                tv_sec: i64::try_from(timeout_ns / 1_000_000_000).unwrap_or(i64::MAX),
+                tv_nsec: i64::try_from(timeout_ns % 1_000_000_000).unwrap_or(0),
+            };
+            // SAFETY: `events` has room for `max` entries, `ts` is a valid
+            // timespec; both outlive the call; no signal mask is passed.
+            let n = unsafe {
+                libc::epoll_pwait2(
+                    self.fd,
+                    self.events.as_mut_ptr(),
+                    max,
+                    &ts,
+                    std::ptr::null(),
+                )
+            };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                self.precise = false;
+                return Ok(());
+            }
+            n
+        } else {
+            let ms = i32::try_from(timeout_ns.div_ceil(1_000_000)).unwrap_or(i32::MAX);
+            // SAFETY: `events` has room for `max` entries and outlives the call.
+            unsafe { libc::epoll_wait(self.fd, self.events.as_mut_ptr(), max, ms) }
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
