@@ -203,8 +203,9 @@ fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("<missing>")
 }
 
-fn check_result(run: &DriverRun, backend: &str, transport: Transport) -> Value {
-    let fail = |why: String| -> ! { panic!("[{backend}] {why}\n{}", run.transcript()) };
+/// The page's JSON from a driver that exited 0, or a failure with the transcript.
+fn page_result(run: &DriverRun, label: &str) -> Value {
+    let fail = |why: String| -> ! { panic!("[{label}] {why}\n{}", run.transcript()) };
     match run.run.status {
         None => fail(format!(
             "driver still running after {TEST_TIMEOUT:?}; killed"
@@ -220,8 +221,12 @@ fn check_result(run: &DriverRun, backend: &str, transport: Transport) -> Value {
     else {
         fail("no RESULT line".into())
     };
-    let result: Value =
-        serde_json::from_str(line).unwrap_or_else(|e| fail(format!("RESULT is not JSON: {e}")));
+    serde_json::from_str(line).unwrap_or_else(|e| fail(format!("RESULT is not JSON: {e}")))
+}
+
+fn check_result(run: &DriverRun, backend: &str, transport: Transport) -> Value {
+    let fail = |why: String| -> ! { panic!("[{backend}] {why}\n{}", run.transcript()) };
+    let result = page_result(run, backend);
     let has = |ok: bool, what: &str| {
         if !ok {
             fail(format!("{what}; page result: {result:#}"))
@@ -394,15 +399,7 @@ fn xdp_call(backend: &str, relay_mode: &str) {
     );
     let _ = std::fs::remove_file(&object);
     let fail = |why: String| -> ! { panic!("{why}\n{}", run.transcript()) };
-    let Some(line) = run
-        .run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-    else {
-        fail("no RESULT line".into())
-    };
-    let result: Value = serde_json::from_str(line).unwrap_or_else(|e| fail(format!("{e}")));
+    let result = page_result(&run, &format!("{backend} {relay_mode}"));
     let want: u64 = count.parse().unwrap();
     let check = |ok: bool, what: &str| {
         if !ok {

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{require_tool, run_in_netns};
+use common::process::{require_tool, run_in_netns, uclient_totals};
 
 const SCRIPT: &str = r#"
 "$RINGTURN" --listening-ip=127.0.0.1 --listening-port=3478 --relay-ip=127.0.0.1 \
@@ -101,19 +101,7 @@ fn run_uclient_full(
     let _ = std::fs::remove_file(&log);
     let output =
         format!("--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- ringturn log\n{server_log}");
-    // uclient's summary line: "start_mclient: tot_send_msgs=400, tot_recv_msgs=400"
-    let summary = stdout
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let rest = l.split("tot_send_msgs=").nth(1)?;
-            let (sent, rest) = rest.split_once(", tot_recv_msgs=")?;
-            if rest.contains(',') {
-                return None; // the per-interval lines carry byte counts too
-            }
-            Some((sent.trim().parse().ok()?, rest.trim().parse().ok()?))
-        })
-        .unwrap_or((0, 0));
+    let summary = uclient_totals(&stdout);
     assert!(
         stdout.contains("ringturn-exit=0"),
         "ringturn must exit 0 on SIGTERM\n{output}"

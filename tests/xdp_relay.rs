@@ -16,7 +16,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::long_term::TurnRequests;
-use common::process::{require_tool, run_in_netns};
+use common::process::{require_tool, run_in_netns, uclient_totals};
 use common::udp_client::UdpTurnClient;
 
 /// Both namespaces, the veth pair between them and what each end needs;
@@ -170,21 +170,7 @@ fn relay_through_xdp(backend: &str, relay_mode: &str, v6: bool) {
         out.contains("attached: prog/xdp"),
         "the program must be attached to vs while ringturn runs\n{all}"
     );
-    let summary = out
-        .lines()
-        .rev()
-        .find_map(|l| {
-            let rest = l.split("tot_send_msgs=").nth(1)?;
-            let (sent, rest) = rest.split_once(", tot_recv_msgs=")?;
-            if rest.contains(',') {
-                return None;
-            }
-            Some((
-                sent.trim().parse::<u64>().ok()?,
-                rest.trim().parse::<u64>().ok()?,
-            ))
-        })
-        .unwrap_or((0, 0));
+    let summary = uclient_totals(out);
     assert_eq!(summary, (total, total), "every message echoed\n{all}");
     let metrics = out
         .split("--- metrics")

@@ -19,6 +19,11 @@
 # server_ns + xdp_ns (the program counted in full), coturn's as its server_ns
 # alone (its kernel receive path not counted): conservative for the fast path.
 #
+# With LOADGEN_PPS set (e.g. 2500), each round also runs ringturn-loadgen in
+# the client namespace against each server: 20 clients at LOADGEN_PPS each
+# (every packet echoed: the server relays twice that), SIZE bytes, 10 s, for
+# the round-trip p99 and the loss at the same offered load.
+#
 # usage (as root): tuning/compare-xdp.sh [rounds] [messages-per-client] [clients] [size] [interval-ms]
 set -euo pipefail
 ROUNDS=${1:-3}
@@ -28,12 +33,14 @@ SIZE=${4:-100}
 INTERVAL=${5:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RINGTURN=${RINGTURN:-$ROOT/target/release/ringturn}
+LOADGEN=${LOADGEN:-$ROOT/target/release/ringturn-loadgen}
+LOADGEN_PPS=${LOADGEN_PPS:-}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 OUT=${OUT:-/tmp/compare-xdp}
 
 if [ -z "${IN_NETNS:-}" ]; then
-  exec env IN_NETNS=1 RINGTURN="$RINGTURN" OUT="$OUT" unshare --net bash "$0" "$@"
+  exec env IN_NETNS=1 RINGTURN="$RINGTURN" LOADGEN="$LOADGEN" LOADGEN_PPS="$LOADGEN_PPS" OUT="$OUT" unshare --net bash "$0" "$@"
 fi
 mkdir -p "$OUT"
 ip link set lo up
@@ -97,6 +104,20 @@ run_one() { # name, command...
         | grep -E "tot_send_msgs=[0-9]+, tot_recv_msgs=[0-9]+$|lost packets|round trip" | tail -3)
   local after busy1 prog1
   after=$(cpu_ticks "$pid"); busy1=$(busy_ticks); prog1=$(prog_stats)
+  if [ -n "$LOADGEN_PPS" ]; then
+    C taskset -c "$CLIENT_CPU" "$LOADGEN" relay -s 198.51.100.1:3478 -u test -w test -c 20 \
+      --pps "$LOADGEN_PPS" --size "$SIZE" -d 10 --warmup 1 --client-ips 1 --client-ip-base 198.51.100.2 \
+      --peer-ip 198.51.100.3 --server-pid "$pid" --label "$name" --json "$OUT/$name-loadgen.json" \
+      > /dev/null 2>&1 || true
+    python3 - "$OUT/$name-loadgen.json" "$name" >> "$OUT/loadgen-results" <<'PY' || true
+import json, sys
+r = json.load(open(sys.argv[1]))
+c, l, s = r["counts"], r["latency_us"] or {}, r.get("server") or {}
+print("%s offered=%.0f received_pps=%.0f lost=%d p50_us=%.0f p99_us=%.0f max_us=%.0f server_ns=%.0f" % (
+    sys.argv[2], r.get("offered_pps") or 0, r["received_pps"], c["lost"], l.get("p50", 0),
+    l.get("p99", 0), l.get("max", 0), s.get("cpu_ns_per_unit") or 0))
+PY
+  fi
   kill -TERM "$pid" "$peer" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   wait "$peer" 2>/dev/null || true
@@ -114,6 +135,7 @@ run_one() { # name, command...
 }
 
 : > "$OUT/results"
+: > "$OUT/loadgen-results"
 for _ in $(seq 1 "$ROUNDS"); do
   run_one ringturn-xdp "$RINGTURN" "${COMMON[@]}" --workers=1 --xdp-interface=vs
   run_one ringturn "$RINGTURN" "${COMMON[@]}" --workers=1
@@ -131,3 +153,7 @@ print("%s server_ns=%.0f xdp_ns=%.0f cost_ns=%.0f machine_ns=%.0f echoed=%d/%s" 
     os.environ["NAME"], med("server_ns"), med("xdp_ns"), med("server_ns") + med("xdp_ns"),
     med("machine_ns"), echoed, rows[0]["sent"]))'
 done | tee "$OUT/summary"
+if [ -n "$LOADGEN_PPS" ]; then
+  echo "--- ringturn-loadgen relay, 20 clients x $LOADGEN_PPS pps x $SIZE B, each round"
+  cat "$OUT/loadgen-results"
+fi

@@ -267,20 +267,26 @@ impl LoadConfig {
         }
     }
 
-    /// Checks limits and that every address is on loopback.
+    /// Checks limits and that every address stays on this machine: loopback,
+    /// or the documentation ranges 198.51.100.0/24 and 203.0.113.0/24 that
+    /// test topologies give their own network namespaces (a veth pair for the
+    /// kernel fast path, TESTING.md) and that route nowhere else.
     pub fn validate(&self) -> Result<()> {
-        if !self.server.ip().is_loopback() {
+        if !contained(self.server.ip()) {
             bail!(
-                "server {} is not on loopback: loadgen only sends to 127.0.0.0/8 (its echo peers \
-                 live on loopback too)",
+                "server {} is neither on loopback nor in 198.51.100.0/24 or 203.0.113.0/24: \
+                 loadgen only sends where nothing leaves the machine",
                 self.server
             );
         }
-        if !self.peer_ip.is_loopback() {
-            bail!("--peer-ip {} is not a loopback address", self.peer_ip);
+        if !contained(self.peer_ip.into()) {
+            bail!(
+                "--peer-ip {} is neither a loopback address nor in 198.51.100.0/24 or 203.0.113.0/24",
+                self.peer_ip
+            );
         }
-        if let Some(ip) = self.client_ips.iter().find(|ip| !ip.is_loopback()) {
-            bail!("client address {ip} is not a loopback address");
+        if let Some(ip) = self.client_ips.iter().find(|ip| !contained((**ip).into())) {
+            bail!("client address {ip} is neither a loopback address nor in 198.51.100.0/24 or 203.0.113.0/24");
         }
         if self.client_ips.is_empty() {
             bail!("no client addresses");
@@ -399,6 +405,18 @@ impl LoadConfig {
 }
 
 /// 127.0.1.1, 127.0.1.2, … (`n` addresses; 127.0.0.1 is left to servers' relays).
+/// Loopback, or a documentation range a test namespace uses (RFC 5737
+/// TEST-NET-2 and TEST-NET-3; TEST-NET-1 is this machine's own network).
+fn contained(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            v4.is_loopback() || (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
+        }
+        std::net::IpAddr::V6(v6) => v6.is_loopback(),
+    }
+}
+
 pub fn default_client_ips(n: usize) -> Vec<Ipv4Addr> {
     (0..n.clamp(1, 65_000))
         .map(|k| {
@@ -428,6 +446,19 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = cfg();
         c.peer_ip = Ipv4Addr::new(192, 168, 1, 1);
+        assert!(c.validate().is_err());
+        c.peer_ip = Ipv4Addr::new(192, 0, 2, 7);
+        assert!(
+            c.validate().is_err(),
+            "TEST-NET-1 is the machine's own network here"
+        );
+        // A veth topology's documentation addresses stay in its namespaces.
+        let mut c = cfg();
+        c.server = "198.51.100.1:3478".parse().unwrap();
+        c.peer_ip = Ipv4Addr::new(198, 51, 100, 3);
+        c.client_ips = vec![Ipv4Addr::new(198, 51, 100, 2)];
+        assert!(c.validate().is_ok());
+        c.client_ips.push(Ipv4Addr::new(10, 0, 0, 2));
         assert!(c.validate().is_err());
     }
 

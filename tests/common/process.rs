@@ -138,3 +138,21 @@ pub fn require_tool(name: &str) {
         .unwrap_or(false);
     assert!(found, "{name} is not installed: the interop tests need it (apt-get install coturn chromium; see .ci/run)");
 }
+
+/// turnutils_uclient's totals from its output: the last
+/// "start_mclient: tot_send_msgs=400, tot_recv_msgs=400" line (the
+/// per-interval lines carry byte counts after it); (0, 0) when absent.
+pub fn uclient_totals(stdout: &str) -> (u64, u64) {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let rest = l.split("tot_send_msgs=").nth(1)?;
+            let (sent, rest) = rest.split_once(", tot_recv_msgs=")?;
+            if rest.contains(',') {
+                return None;
+            }
+            Some((sent.trim().parse().ok()?, rest.trim().parse().ok()?))
+        })
+        .unwrap_or((0, 0))
+}
