@@ -4,7 +4,7 @@
 //! interleaved A B A B, and ratios printed with their median and spread.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -109,6 +109,12 @@ pub struct CompareArgs {
     /// under `unshare --net`; needs root). Fixed ports are then safe.
     #[arg(long)]
     pub netns: bool,
+    /// loopback, or veth: the servers in a namespace of their own behind a veth pair
+    /// (198.51.100.1; clients .2, peers .3), and ringturn with `xdp-interface` as a
+    /// third server, its XDP program's kernel time counted as its CPU. Needs root,
+    /// ethtool and the program built.
+    #[arg(long, value_enum, default_value = "loopback")]
+    pub topology: Topology,
     /// An extra argument for ringturn (repeatable), e.g. --ringturn-arg=--io-backend=batch.
     #[arg(long, allow_hyphen_values = true)]
     pub ringturn_arg: Vec<String>,
@@ -136,10 +142,12 @@ pub struct CompareArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ServerKind {
     Ringturn,
     Coturn,
+    /// ringturn with its XDP fast path on the veth pair (`--topology veth`).
+    RingturnXdp,
 }
 
 impl ServerKind {
@@ -147,8 +155,20 @@ impl ServerKind {
         match self {
             ServerKind::Ringturn => "ringturn",
             ServerKind::Coturn => "coturn",
+            ServerKind::RingturnXdp => "ringturn-xdp",
         }
     }
+}
+
+/// Where the servers and the clients are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// Everything on loopback.
+    Loopback,
+    /// Servers in their own network namespace behind a veth pair (implies
+    /// --netns; root): ringturn with its XDP fast path runs as a third server.
+    Veth,
 }
 
 const USER: &str = "test";
@@ -165,13 +185,13 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Where the clients connect for `transport`.
-    pub fn server(&self, transport: Transport) -> SocketAddr {
+    /// Where the clients connect for `transport` on `ip`.
+    pub fn server(&self, ip: Ipv4Addr, transport: Transport) -> SocketAddr {
         let port = match transport {
             Transport::Tls => self.tls,
             Transport::Udp | Transport::Tcp => self.listen,
         };
-        SocketAddr::from(([127, 0, 0, 1], port))
+        SocketAddr::from((ip, port))
     }
 }
 
@@ -193,10 +213,11 @@ pub fn server_argv(
         ],
         _ => Vec::new(),
     };
+    let ip = args.server_ip();
     let common = [
-        "--listening-ip=127.0.0.1".to_string(),
+        format!("--listening-ip={ip}"),
         format!("--listening-port={}", ports.listen),
-        "--relay-ip=127.0.0.1".to_string(),
+        format!("--relay-ip={ip}"),
         format!("--min-port={}", ports.min),
         format!("--max-port={}", ports.max),
         "--lt-cred-mech".to_string(),
@@ -205,12 +226,15 @@ pub fn server_argv(
         "--allow-loopback-peers".to_string(),
     ];
     match kind {
-        ServerKind::Ringturn => {
+        ServerKind::Ringturn | ServerKind::RingturnXdp => {
             let mut v = vec![args.ringturn.display().to_string()];
             v.extend(common);
             v.push("--workers=1".into());
             v.push(format!("--cpu-affinity={}", args.server_cpu));
             v.extend(tls);
+            if kind == ServerKind::RingturnXdp {
+                v.push(format!("--xdp-interface={}", crate::veth::SERVER_IF));
+            }
             v.extend(args.ringturn_arg.iter().cloned());
             v
         }
@@ -238,6 +262,14 @@ pub fn server_argv(
 }
 
 impl CompareArgs {
+    /// The servers' address.
+    pub fn server_ip(&self) -> Ipv4Addr {
+        match self.topology {
+            Topology::Loopback => Ipv4Addr::LOCALHOST,
+            Topology::Veth => crate::veth::SERVER_IP,
+        }
+    }
+
     /// The load for `scenario` against a server at `server`.
     pub fn scenario_config(
         &self,
@@ -268,6 +300,10 @@ impl CompareArgs {
         };
         c.transport = self.transport;
         c.tls = self.tls_settings(cert);
+        if self.topology == Topology::Veth {
+            c.client_ips = vec![crate::veth::CLIENT_IP];
+            c.peer_ip = crate::veth::PEER_IP;
+        }
         // A server that takes connections but never answers must not hold the run for long.
         c.setup_timeout = Duration::from_secs(20);
         c.clients = self.clients;
@@ -446,7 +482,8 @@ fn free_port_pair() -> Result<u16> {
 /// Runs `compare` as the CLI does: re-executes itself inside a network
 /// namespace when asked, else runs here.
 pub fn main(args: &CompareArgs) -> Result<Comparison> {
-    if args.netns && std::env::var_os(NETNS_ENV).is_none() {
+    let netns = args.netns || args.topology == Topology::Veth;
+    if netns && std::env::var_os(NETNS_ENV).is_none() {
         if !crate::net::is_root() {
             bail!(
                 "--netns needs root (unshare --net); run without it to use free ports on loopback"
@@ -485,10 +522,27 @@ pub fn run(args: &CompareArgs) -> Result<Comparison> {
     if args.scenarios.is_empty() {
         bail!("no scenarios");
     }
-    let kinds: Vec<ServerKind> = match args.only {
-        Some(k) => vec![k],
-        None => vec![ServerKind::Ringturn, ServerKind::Coturn],
+    let kinds: Vec<ServerKind> = match (args.only, args.topology) {
+        (Some(ServerKind::RingturnXdp), Topology::Loopback) => {
+            bail!("ringturn-xdp runs only with --topology veth")
+        }
+        (Some(k), _) => vec![k],
+        (None, Topology::Loopback) => vec![ServerKind::Ringturn, ServerKind::Coturn],
+        (None, Topology::Veth) => vec![
+            ServerKind::RingturnXdp,
+            ServerKind::Ringturn,
+            ServerKind::Coturn,
+        ],
     };
+    let veth = match args.topology {
+        Topology::Veth if in_netns => Some(crate::veth::Veth::create()?),
+        Topology::Veth => bail!("--topology veth runs inside its own network namespace (root)"),
+        Topology::Loopback => None,
+    };
+    let prefix = veth
+        .as_ref()
+        .map(crate::veth::Veth::prefix)
+        .unwrap_or_default();
     if kinds.contains(&ServerKind::Ringturn) && !args.ringturn.is_file() {
         bail!(
             "ringturn binary {} not found: build it with `cargo build --release` or pass --ringturn PATH",
@@ -524,8 +578,8 @@ pub fn run(args: &CompareArgs) -> Result<Comparison> {
             max: 59999,
         }
     };
-    let udp_server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], ports.listen));
-    let server = ports.server(args.transport);
+    let udp_server: SocketAddr = SocketAddr::from((args.server_ip(), ports.listen));
+    let server = ports.server(args.server_ip(), args.transport);
     let logdir =
         std::env::temp_dir().join(format!("ringturn-loadgen-compare-{}", std::process::id()));
     std::fs::create_dir_all(&logdir)?;
@@ -564,18 +618,19 @@ pub fn run(args: &CompareArgs) -> Result<Comparison> {
             // A server that does not start, or does not serve the transport (ringturn
             // before its TCP/TLS listeners), is reported for every scenario of the round;
             // the other server still runs.
-            let started = ServerProcess::start(kind.name(), &argv, Some(args.server_cpu), &log)
-                .and_then(|mut proc| {
-                    proc.wait_ready(udp_server, Duration::from_secs(15))?;
-                    if args.transport.is_stream() {
-                        crate::tls::probe(
-                            server,
-                            args.transport,
-                            tls_client.as_ref(),
-                            Duration::from_secs(5),
-                        )
-                        .map_err(|e| {
-                            anyhow::anyhow!(
+            let started =
+                ServerProcess::start(kind.name(), &prefix, &argv, Some(args.server_cpu), &log)
+                    .and_then(|mut proc| {
+                        proc.wait_ready(udp_server, Duration::from_secs(15))?;
+                        if args.transport.is_stream() {
+                            crate::tls::probe(
+                                server,
+                                args.transport,
+                                tls_client.as_ref(),
+                                Duration::from_secs(5),
+                            )
+                            .map_err(|e| {
+                                anyhow::anyhow!(
                                 "{} does not serve TURN over {} on {server}: {e:#} (it answers \
                                  on UDP); its log {}:\n{}",
                                 kind.name(),
@@ -583,10 +638,10 @@ pub fn run(args: &CompareArgs) -> Result<Comparison> {
                                 log.display(),
                                 tail(&log)
                             )
-                        })?;
-                    }
-                    Ok(proc)
-                });
+                            })?;
+                        }
+                        Ok(proc)
+                    });
             let mut proc = match started {
                 Ok(p) => p,
                 Err(e) => {
@@ -609,7 +664,18 @@ pub fn run(args: &CompareArgs) -> Result<Comparison> {
                         scenario.name()
                     );
                 }
-                let result = crate::run::run(cfg);
+                // The fast path's work happens in the kernel: its program's
+                // run time is the server's CPU too.
+                let program_before = match (&veth, kind) {
+                    (Some(v), ServerKind::RingturnXdp) => Some(v.program_ns()),
+                    _ => None,
+                };
+                let mut result = crate::run::run(cfg);
+                if let (Some(v), Some(before), Ok(rep)) = (&veth, program_before, result.as_mut()) {
+                    if let Some(s) = rep.server.as_mut() {
+                        s.add_kernel_program_ns(v.program_ns().saturating_sub(before));
+                    }
+                }
                 let slot = runs
                     .iter_mut()
                     .find(|r| r.scenario == scenario && r.server == kind);
@@ -696,11 +762,26 @@ fn values(
 pub fn summarize(runs: &[Runs], scenarios: &[Scenario]) -> Vec<Row> {
     let mut rows = Vec::new();
     for &s in scenarios {
+        // ringturn's rows, and with --topology veth the fast path's rows too,
+        // each against coturn.
         let mut add = |metric: &str, higher: bool, f: &dyn Fn(&Report) -> Option<f64>| {
-            let rt = values(runs, s, ServerKind::Ringturn, f);
             let ct = values(runs, s, ServerKind::Coturn, f);
-            if !rt.is_empty() || !ct.is_empty() {
-                rows.push(Row::new(s, metric, higher, rt, ct));
+            for (kind, suffix) in [
+                (ServerKind::RingturnXdp, " (fast path)"),
+                (ServerKind::Ringturn, ""),
+            ] {
+                let rt = values(runs, s, kind, f);
+                let present = kind == ServerKind::Ringturn
+                    || runs.iter().any(|r| r.scenario == s && r.server == kind);
+                if present && (!rt.is_empty() || !ct.is_empty()) {
+                    rows.push(Row::new(
+                        s,
+                        &format!("{metric}{suffix}"),
+                        higher,
+                        rt,
+                        ct.clone(),
+                    ));
+                }
             }
         };
         match s {
@@ -914,6 +995,7 @@ impl Comparison {
                 let color = match runs.server {
                     ServerKind::Ringturn => "#2a6fdb",
                     ServerKind::Coturn => "#c0392b",
+                    ServerKind::RingturnXdp => "#27ae60",
                 };
                 lat.push(report::Series {
                     name: runs.server.name().into(),
@@ -1060,6 +1142,7 @@ mod tests {
             offered_pps: 1000,
             alloc_clients: 4,
             netns: false,
+            topology: Topology::Loopback,
             ringturn_arg: vec![],
             coturn_arg: vec![],
             gso: false,
@@ -1098,7 +1181,44 @@ mod tests {
             !ct.iter().any(|a| a == "--no-tls"),
             "coturn must serve TLS: {ct:?}"
         );
-        assert_eq!(ports.server(Transport::Tls).port(), 5349);
+        assert_eq!(
+            ports.server(Ipv4Addr::LOCALHOST, Transport::Tls).port(),
+            5349
+        );
+
+        // --topology veth: the servers on the veth end's address, the fast
+        // path's ringturn with xdp-interface, the clients and peers behind.
+        let veth = CompareArgs {
+            topology: Topology::Veth,
+            transport: Transport::Udp,
+            ..args.clone()
+        };
+        let xdp = server_argv(ServerKind::RingturnXdp, &veth, ports, None);
+        let plain = server_argv(ServerKind::Ringturn, &veth, ports, None);
+        let co = server_argv(ServerKind::Coturn, &veth, ports, None);
+        for argv in [&xdp, &plain, &co] {
+            assert!(
+                argv.iter().any(|a| a == "--listening-ip=198.51.100.1"),
+                "{argv:?}"
+            );
+            assert!(
+                argv.iter().any(|a| a == "--relay-ip=198.51.100.1"),
+                "{argv:?}"
+            );
+        }
+        assert!(xdp.iter().any(|a| a == "--xdp-interface=vs"));
+        assert!(!plain.iter().any(|a| a.starts_with("--xdp-interface")));
+        let c = veth
+            .scenario_config(
+                Scenario::AudioLoad,
+                "198.51.100.1:3478".parse().unwrap(),
+                1,
+                "x",
+                None,
+            )
+            .unwrap();
+        assert_eq!(c.client_ips, vec![crate::veth::CLIENT_IP]);
+        assert_eq!(c.peer_ip, crate::veth::PEER_IP);
         let c = args
             .scenario_config(
                 Scenario::AudioLoad,

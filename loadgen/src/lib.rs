@@ -25,6 +25,7 @@ pub mod soak;
 pub mod stream;
 pub mod tls;
 pub mod track;
+pub mod veth;
 
 pub use config::{LoadConfig, Mode, Rate, SizeMix};
 pub use report::Report;

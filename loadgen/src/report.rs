@@ -159,6 +159,25 @@ pub struct ServerStats {
     pub rss_kib_after_setup: Option<u64>,
     pub rss_kib_peak: Option<u64>,
     pub rss_kib_end: Option<u64>,
+    /// CPU the server's XDP program spent in the kernel (`bpf_stats`) over
+    /// the whole run — warm-up included, so it is counted against the fast
+    /// path generously — already added to `cpu_seconds`: on veth it is
+    /// charged to whichever CPU sent the frame, not to the server process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_program_seconds: Option<f64>,
+}
+
+impl ServerStats {
+    /// Counts `ns` of kernel program time as the server's.
+    pub fn add_kernel_program_ns(&mut self, ns: u64) {
+        let s = ns as f64 / 1e9;
+        self.kernel_program_seconds = Some(self.kernel_program_seconds.unwrap_or(0.0) + s);
+        self.cpu_seconds += s;
+        if self.units > 0 && self.cpu_seconds > 0.0 {
+            self.cpu_ns_per_unit = Some(self.cpu_seconds * 1e9 / self.units as f64);
+            self.units_per_cpu_second = Some(self.units as f64 / self.cpu_seconds);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

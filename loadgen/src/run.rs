@@ -466,6 +466,7 @@ fn build_report(
             rss_kib_after_setup: d.rss_after_setup,
             rss_kib_peak: d.sampler.rss_peak,
             rss_kib_end: d.sampler.rss_last,
+            kernel_program_seconds: None,
         }
     });
     if let Some(s) = &server {

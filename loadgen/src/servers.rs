@@ -20,12 +20,20 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `argv` pinned to `cpu` (taskset execs the server, so the PID is the server's).
-    pub fn start(name: &str, argv: &[String], cpu: Option<usize>, log: &Path) -> Result<Self> {
+    /// Starts `argv` pinned to `cpu` (taskset execs the server, so the PID is
+    /// the server's), after `prefix` (e.g. nsenter into the servers' network
+    /// namespace, which execs too).
+    pub fn start(
+        name: &str,
+        prefix: &[String],
+        argv: &[String],
+        cpu: Option<usize>,
+        log: &Path,
+    ) -> Result<Self> {
         let Some((program, args)) = argv.split_first() else {
             bail!("empty command for {name}");
         };
-        let mut full: Vec<String> = Vec::new();
+        let mut full: Vec<String> = prefix.to_vec();
         if let Some(cpu) = cpu {
             full.extend(["taskset".into(), "-c".into(), cpu.to_string()]);
         }
@@ -56,7 +64,11 @@ impl ServerProcess {
 
     /// Waits until the server answers a STUN Binding on `addr`.
     pub fn wait_ready(&mut self, addr: SocketAddr, limit: Duration) -> Result<()> {
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let sock = UdpSocket::bind(if addr.ip().is_loopback() {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:0"
+        })?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let deadline = Instant::now() + limit;
         let tid = TransactionId(*b"loadgenready");

@@ -62,6 +62,45 @@ impl Drop for Guard {
     }
 }
 
+/// Runs `ringturn-loadgen ARGS` to the end (90 s at most): stdout, stderr, success.
+fn run_compare(args: &[String]) -> (String, String, bool) {
+    let child = Command::new(env!("CARGO_BIN_EXE_ringturn-loadgen"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringturn-loadgen compare");
+    let mut guard = Guard(Some(child));
+    let started = Instant::now();
+    let limit = Duration::from_secs(90);
+    loop {
+        let done = guard
+            .0
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .is_some();
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "compare did not finish within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = guard
+        .0
+        .take()
+        .expect("child")
+        .wait_with_output()
+        .expect("output");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
 #[test]
 fn compare_smoke_run_against_coturn() {
     if !on_path("turnserver") {
@@ -120,39 +159,8 @@ fn compare_smoke_run_against_coturn() {
     if is_root() && on_path("unshare") && on_path("ip") {
         args.push("--netns".into());
     }
-    let child = Command::new(env!("CARGO_BIN_EXE_ringturn-loadgen"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ringturn-loadgen compare");
-    let mut guard = Guard(Some(child));
-    let started = Instant::now();
-    let limit = Duration::from_secs(90);
-    loop {
-        let done = guard
-            .0
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-            .is_some();
-        if done {
-            break;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "compare did not finish within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = guard
-        .0
-        .take()
-        .expect("child")
-        .wait_with_output()
-        .expect("output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "compare failed\n{stdout}\n{stderr}");
+    let (stdout, stderr, ok) = run_compare(&args);
+    assert!(ok, "compare failed\n{stdout}\n{stderr}");
     assert!(stdout.contains("ringturn vs coturn"), "{stdout}");
 
     let v: serde_json::Value =
@@ -223,6 +231,86 @@ fn compare_smoke_run_against_coturn() {
                 !cmdline.contains("ringturn") && !cmdline.contains("turnserver"),
                 "server {pid} still running: {cmdline}"
             );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 11: `compare --topology veth` puts the servers behind a veth pair in
+/// a namespace of their own and runs ringturn with its XDP fast path as a
+/// third server; its kernel program's time is counted as its CPU.
+#[test]
+fn compare_over_a_veth_pair_with_the_fast_path() {
+    let ci = std::env::var_os("CI").is_some();
+    let missing = ["turnserver", "ethtool", "unshare", "ip"]
+        .into_iter()
+        .find(|t| !on_path(t));
+    if let Some(tool) = missing.filter(|_| !ci) {
+        eprintln!("SKIPPED compare_over_a_veth_pair_with_the_fast_path: {tool} is not installed");
+        return;
+    }
+    if !is_root() || ringturn::xdp::PROGRAM.is_none() {
+        assert!(!ci, "CI runs as root with the XDP program built");
+        eprintln!(
+            "SKIPPED compare_over_a_veth_pair_with_the_fast_path: needs root and the XDP program"
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("loadgen-compare-veth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("compare.json");
+    let args: Vec<String> = [
+        "compare",
+        "--topology",
+        "veth",
+        "--rounds",
+        "1",
+        "--duration",
+        "0.8",
+        "--warmup",
+        "0.3",
+        "--scenarios",
+        "audio-load",
+        "--offered-pps",
+        "1000",
+        "-q",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([
+        "--ringturn".to_string(),
+        ringturn_binary().display().to_string(),
+        "--json".to_string(),
+        json.display().to_string(),
+    ])
+    .collect();
+    let (stdout, stderr, ok) = run_compare(&args);
+    assert!(ok, "compare failed\n{stdout}\n{stderr}");
+    assert!(stdout.contains("(fast path)"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid JSON");
+    let runs = v["runs"].as_array().expect("runs");
+    let servers: Vec<&str> = runs.iter().filter_map(|r| r["server"].as_str()).collect();
+    assert_eq!(servers, ["ringturn-xdp", "ringturn", "coturn"], "{stdout}");
+    for run in runs {
+        let who = run["server"].to_string();
+        assert!(
+            run["errors"].as_array().is_some_and(|e| e.is_empty()),
+            "{who}: {}",
+            run["errors"]
+        );
+        let r = &run["reports"][0];
+        let c = &r["counts"];
+        assert!(c["received"].as_u64().unwrap_or(0) > 0, "{who}: {c}");
+        assert_eq!(c["lost"].as_u64(), Some(0), "{who}: {c}");
+        let kernel = r["server"]["kernel_program_seconds"].as_f64();
+        if who == "\"ringturn-xdp\"" {
+            assert!(
+                kernel.is_some_and(|s| s > 0.0),
+                "{who}: the program relayed nothing"
+            );
+        } else {
+            assert!(kernel.is_none(), "{who}");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -107,3 +107,12 @@ mod loaded;
 mod shared;
 pub use loaded::{Attachment, FastPath};
 pub use shared::SharedFastPath;
+
+/// Run time and run count of loaded BPF program `id` as the kernel counts
+/// them (with `kernel.bpf_stats_enabled=1`; zeros otherwise), for benchmarks.
+pub fn program_stats(id: u32) -> Option<(std::time::Duration, u64)> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .map(|p| (p.run_time(), p.run_count()))
+}
