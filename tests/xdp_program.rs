@@ -180,6 +180,20 @@ fn rfc8656_12_channel_data_is_relayed_both_ways_in_the_kernel() {
     assert_eq!(c.packets_to_peers, 2 * 4 * 2 + 1);
     assert_eq!(c.packets_to_clients, 2 * 4);
     assert_eq!(c.bytes_to_clients, 2 * (10 + 100 + 1200 + 5));
+    // Per channel, too: the IPv4 channel's share, and its totals again on
+    // withdrawal (the entry goes with it).
+    let v4 = rig.fast.channel_counters(&ch).expect("channel counters");
+    assert_eq!((v4.packets_to_peers, v4.packets_to_clients), (4 * 2 + 1, 4));
+    assert_eq!(v4.bytes_to_peers, 2 * (10 + 100 + 1200 + 5) + 1);
+    assert_eq!(v4.bytes_to_clients, 10 + 100 + 1200 + 5);
+    // A refresh (a new deadline) keeps the counts.
+    rig.fast.offload(&ch, u64::MAX).expect("refresh");
+    assert_eq!(rig.fast.channel_counters(&ch).expect("counters"), v4);
+    assert_eq!(rig.fast.withdraw(&ch).expect("withdraw"), v4);
+    assert_eq!(
+        rig.fast.channel_counters(&ch).expect("counters"),
+        ringturn::xdp::XdpCounters::default()
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 
-use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray};
+use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::{Xdp, XdpMode as AttachMode};
 use aya::Ebpf;
 
@@ -23,6 +23,20 @@ struct Counter {
 #[allow(unsafe_code)]
 unsafe impl aya::Pod for Counter {}
 
+/// `struct channel_counters` of relay.bpf.c: [client → peer, peer → client].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct ChannelCounters {
+    dir: [Counter; 2],
+}
+
+// SAFETY: `repr(C)`, an array of two `Counter`s (u64s only), no padding.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for ChannelCounters {}
+
+/// `BPF_NOEXIST`: create, never overwrite (a refreshed channel keeps its counts).
+const BPF_NOEXIST: u64 = 1;
+
 /// Where the program is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -39,6 +53,8 @@ pub struct FastPath {
     c2p: HashMap<MapData, Flow, Target>,
     p2c: HashMap<MapData, Flow, Target>,
     stats: PerCpuArray<MapData, Counter>,
+    channels: PerCpuHashMap<MapData, Flow, ChannelCounters>,
+    cpus: usize,
     egress: DevMapHash<MapData>,
     ifmac: HashMap<MapData, u32, Mac>,
     attached: Vec<Attachment>,
@@ -88,6 +104,9 @@ impl FastPath {
         let c2p = HashMap::try_from(take("C2P")?).map_err(map_err("C2P"))?;
         let p2c = HashMap::try_from(take("P2C")?).map_err(map_err("P2C"))?;
         let stats = PerCpuArray::try_from(take("STATS")?).map_err(map_err("STATS"))?;
+        let channels = PerCpuHashMap::try_from(take("CHANNELS")?).map_err(map_err("CHANNELS"))?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| XdpError::Load(format!("{what}: {e}")))?;
         let egress = DevMapHash::try_from(take("EGRESS")?).map_err(map_err("EGRESS"))?;
         let ifmac = HashMap::try_from(take("IFMAC")?).map_err(map_err("IFMAC"))?;
         Ok(Self {
@@ -95,6 +114,8 @@ impl FastPath {
             c2p,
             p2c,
             stats,
+            channels,
+            cpus,
             egress,
             ifmac,
             attached: Vec::new(),
@@ -184,22 +205,61 @@ impl FastPath {
         let (k, to) = peer_to_client(ch);
         self.p2c
             .insert(k, Target { to, until_ns }, 0)
-            .map_err(map_err("P2C"))
+            .map_err(map_err("P2C"))?;
+        let (k, _) = client_to_peer(ch);
+        let zeros =
+            PerCpuValues::try_from(vec![ChannelCounters::default(); self.cpus]).map_err(|e| {
+                XdpError::Map {
+                    map: "CHANNELS",
+                    reason: e.to_string(),
+                }
+            })?;
+        match self.channels.insert(k, zeros, BPF_NOEXIST) {
+            Ok(()) => Ok(()),
+            // Already counting: a refresh moved the deadline, the counts stay.
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(map_err("CHANNELS")(e)),
+        }
     }
 
-    /// Takes a channel off the fast path; absent entries are not an error.
-    pub fn withdraw(&mut self, ch: &ChannelRoute) -> Result<(), XdpError> {
+    /// What the program relayed on this channel since it was offloaded.
+    pub fn channel_counters(&self, ch: &ChannelRoute) -> Result<XdpCounters, XdpError> {
+        let (k, _) = client_to_peer(ch);
+        match self.channels.get(&k, 0) {
+            Ok(per_cpu) => Ok(per_cpu
+                .iter()
+                .fold(XdpCounters::default(), |t, c| XdpCounters {
+                    packets_to_peers: t.packets_to_peers + c.dir[0].packets,
+                    bytes_to_peers: t.bytes_to_peers + c.dir[0].bytes,
+                    packets_to_clients: t.packets_to_clients + c.dir[1].packets,
+                    bytes_to_clients: t.bytes_to_clients + c.dir[1].bytes,
+                })),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(XdpCounters::default()),
+            Err(e) => Err(map_err("CHANNELS")(e)),
+        }
+    }
+
+    /// Takes a channel off the fast path and returns what the program
+    /// relayed on it; absent entries are not an error.
+    pub fn withdraw(&mut self, ch: &ChannelRoute) -> Result<XdpCounters, XdpError> {
         let (k, _) = client_to_peer(ch);
         let a = self.c2p.remove(&k);
-        let (k, _) = peer_to_client(ch);
-        let b = self.p2c.remove(&k);
-        for r in [a, b] {
+        let (p, _) = peer_to_client(ch);
+        let b = self.p2c.remove(&p);
+        // Read after the entries are gone: nothing more can be counted.
+        let totals = self.channel_counters(ch)?;
+        let c = self.channels.remove(&k);
+        for r in [a, b, c] {
             match r {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err("C2P/P2C")(e)),
+                Err(e) => return Err(map_err("C2P/P2C/CHANNELS")(e)),
             }
         }
-        Ok(())
+        Ok(totals)
     }
 
     /// Entries in the two direction maps.

@@ -12,6 +12,7 @@
 //!          ──insert/remove──▶ P2C  {peer → relay}               → {listening → client, channel, until}
 //!   run    ──insert─────────▶ EGRESS  ifindex → ifindex (interfaces a frame may be redirected to)
 //!   program ──count─────────▶ STATS   per CPU: [client → peer, peer → client] packets and bytes
+//!   worker ──create/read/delete─▶ CHANNELS per channel and CPU: the same two, counted by the program
 //! ```
 //!
 //! This is I/O: the only place besides `io` with `unsafe` (the map value

@@ -96,6 +96,21 @@ struct {
 	__type(value, struct counter);
 } STATS SEC(".maps");
 
+// Per offloaded channel, keyed like C2P (client -> listening address,
+// channel): [0] client -> peer, [1] peer -> client. Userspace creates the
+// entry when it offloads the channel and reads and deletes it when it
+// withdraws it (session accounting); per CPU, so no atomics here.
+struct channel_counters {
+	struct counter dir[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct flow);
+	__type(value, struct channel_counters);
+} CHANNELS SEC(".maps");
+
 // Interfaces a relayed frame may leave through when it is not the one it came in on.
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
@@ -252,12 +267,17 @@ static __always_inline __u32 route(struct xdp_md *ctx, const struct flow *out, _
 	return fib.ifindex;
 }
 
-static __always_inline void count(__u32 slot, __u32 bytes)
+static __always_inline void count(__u32 slot, __u32 bytes, const struct flow *channel_key)
 {
 	struct counter *c = bpf_map_lookup_elem(&STATS, &slot);
 	if (c) {
 		c->packets += 1;
 		c->bytes += bytes;
+	}
+	struct channel_counters *ch = bpf_map_lookup_elem(&CHANNELS, channel_key);
+	if (ch && slot < 2) {
+		ch->dir[slot].packets += 1;
+		ch->dir[slot].bytes += bytes;
 	}
 }
 
@@ -409,7 +429,7 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct parsed *p, 
 		return XDP_ABORTED; // frame already shortened: cannot hand it back intact
 	if (write_headers(ctx, p, &eth, &out, new_udp_len, check))
 		return XDP_ABORTED;
-	count(0, data_len);
+	count(0, data_len, &key);
 	return finish(ctx, egress);
 }
 
@@ -452,7 +472,15 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, struct parsed *p)
 		return XDP_ABORTED;
 	cd[0] = out.channel;
 	cd[1] = bpf_htons(len);
-	count(1, len);
+	// The channel's C2P key is the reverse of where this packet goes.
+	struct flow channel_key = {};
+	__builtin_memcpy(channel_key.src, out.dst, 16);
+	__builtin_memcpy(channel_key.dst, out.src, 16);
+	channel_key.sport = out.dport;
+	channel_key.dport = out.sport;
+	channel_key.channel = out.channel;
+	channel_key.family = out.family;
+	count(1, len, &channel_key);
 	return finish(ctx, egress);
 }
 

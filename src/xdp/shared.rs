@@ -48,9 +48,27 @@ impl SharedFastPath {
         self.note(result, route, "offload");
     }
 
+    /// Takes `route` off the fast path; what the kernel relayed on it goes to
+    /// the log (debug) for session accounting.
     pub fn withdraw(&self, route: &ChannelRoute) {
-        let result = self.lock().withdraw(route);
+        let result = self.lock().withdraw(route).map(|t| {
+            tracing::debug!(
+                client = %route.client,
+                peer = %route.peer,
+                channel = route.channel,
+                packets_to_peer = t.packets_to_peers,
+                bytes_to_peer = t.bytes_to_peers,
+                packets_to_client = t.packets_to_clients,
+                bytes_to_client = t.bytes_to_clients,
+                "channel left the XDP fast path"
+            );
+        });
         self.note(result, route, "withdraw");
+    }
+
+    /// What the kernel relayed on `route` since it was offloaded.
+    pub fn channel_counters(&self, route: &ChannelRoute) -> Option<XdpCounters> {
+        self.lock().channel_counters(route).ok()
     }
 
     fn note(&self, result: Result<(), XdpError>, route: &ChannelRoute, what: &str) {
