@@ -159,6 +159,11 @@ impl RunningServer {
 /// configured: no fast path). Any failure is the caller's to report.
 fn attach_fast_path(xdp: &XdpSettings) -> Result<Option<Arc<SharedFastPath>>, StartError> {
     if xdp.interfaces.is_empty() {
+        if crate::xdp::PROGRAM.is_none() {
+            tracing::info!(
+                "the XDP fast path is not built into this ringturn (clang and libbpf-dev were missing when it was compiled)"
+            );
+        }
         return Ok(None);
     }
     let mut fast = FastPath::load().map_err(StartError::Xdp)?;

@@ -789,6 +789,9 @@ pub fn summarize(runs: &[Runs], scenarios: &[Scenario]) -> Vec<Row> {
                 add("relayed packets per server CPU-second", true, &|r| {
                     r.per_cpu_second()
                 });
+                add("machine busy CPU-ns per relayed packet", false, &|r| {
+                    r.server.as_ref().and_then(|s| s.machine_cpu_ns_per_unit)
+                });
                 add("relayed packets per second (wall)", true, &|r| {
                     Some(r.received_pps * if r.mode == Mode::Relay { 2.0 } else { 1.0 })
                 });
@@ -803,6 +806,9 @@ pub fn summarize(runs: &[Runs], scenarios: &[Scenario]) -> Vec<Row> {
                 });
                 add("relayed packets per server CPU-second", true, &|r| {
                     r.per_cpu_second()
+                });
+                add("machine busy CPU-ns per relayed packet", false, &|r| {
+                    r.server.as_ref().and_then(|s| s.machine_cpu_ns_per_unit)
                 });
             }
             Scenario::Allocate => {

@@ -33,12 +33,44 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Busy CPU time of the whole machine, all cores (user, nice, system, irq,
+/// softirq, steal from the `cpu` line of /proc/stat), in nanoseconds.
+pub fn machine_busy_ns() -> Option<u64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let ticks = parse_machine_busy_ticks(&stat)?;
+    let hz = crate::net::clock_ticks_per_second();
+    Some(ticks.saturating_mul(1_000_000_000) / hz)
+}
+
+/// user + nice + system + irq + softirq + steal of the first (`cpu`) line.
+pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal …
+    Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
 pub fn exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn machine_busy_counts_every_busy_column_but_idle() {
+        let stat = "cpu  100 2 30 5000 40 6 7 8 0 0\ncpu0 50 1 15 2500 20 3 3 4 0 0\n";
+        assert_eq!(
+            parse_machine_busy_ticks(stat),
+            Some(100 + 2 + 30 + 6 + 7 + 8)
+        );
+        assert_eq!(parse_machine_busy_ticks("intr 5\n"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -165,6 +165,10 @@ pub struct ServerStats {
     /// charged to whichever CPU sent the frame, not to the server process.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_program_seconds: Option<f64>,
+    /// Busy CPU of the whole machine (every core: server, loadgen, the
+    /// kernel's softirqs) over the same window, per unit: where work lands
+    /// on whichever CPU it happens to, this is the figure that misses none.
+    pub machine_cpu_ns_per_unit: Option<f64>,
 }
 
 impl ServerStats {
@@ -356,6 +360,12 @@ impl Report {
             );
             if let Some(ns) = s.cpu_ns_per_unit {
                 row(&format!("server CPU-ns per {}", s.unit), format!("{ns:.0}"));
+            }
+            if let Some(ns) = s.machine_cpu_ns_per_unit {
+                row(
+                    &format!("machine busy CPU-ns per {}", s.unit),
+                    format!("{ns:.0} (every core: server, loadgen, kernel)"),
+                );
             }
             if let Some(u) = s.units_per_cpu_second {
                 row(

@@ -142,6 +142,8 @@ struct Driven {
     clock_drain_start: u64,
     clock_end: u64,
     server_cpu_window: Option<u64>,
+    /// All cores' busy time over the measured window and the drain.
+    machine_cpu_window: Option<u64>,
     process_cpu_window: u64,
     setup_timed_out: bool,
     interrupted: bool,
@@ -263,6 +265,7 @@ fn drive(cfg: &LoadConfig, shared: &Shared) -> Result<Driven> {
                 clock_drain_start: clock_setup_end,
                 clock_end: clock_setup_end,
                 server_cpu_window: None,
+                machine_cpu_window: None,
                 process_cpu_window: 0,
                 setup_timed_out,
                 interrupted,
@@ -294,6 +297,7 @@ fn drive(cfg: &LoadConfig, shared: &Shared) -> Result<Driven> {
     // The measured window.
     let window = cfg.hold.unwrap_or(cfg.duration);
     let server_cpu_start = sampler.sample(clock.now_ns());
+    let machine_cpu_start = crate::procstat::machine_busy_ns();
     let process_cpu_start = crate::net::process_cpu_ns();
     let clock_measure_start = clock.now_ns();
     shared.phase.store(PHASE_MEASURE, Ordering::Release);
@@ -323,6 +327,9 @@ fn drive(cfg: &LoadConfig, shared: &Shared) -> Result<Driven> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let server_cpu_end = sampler.sample(clock.now_ns());
+    let machine_cpu_window = crate::procstat::machine_busy_ns()
+        .zip(machine_cpu_start)
+        .map(|(b, a)| b.saturating_sub(a));
     let process_cpu_window = crate::net::process_cpu_ns().saturating_sub(process_cpu_start);
     let clock_end = clock.now_ns();
     shared.phase.store(PHASE_STOP, Ordering::Release);
@@ -341,6 +348,7 @@ fn drive(cfg: &LoadConfig, shared: &Shared) -> Result<Driven> {
                 _ => None,
             }
         },
+        machine_cpu_window,
         process_cpu_window,
         setup_timed_out,
         interrupted,
@@ -467,6 +475,10 @@ fn build_report(
             rss_kib_peak: d.sampler.rss_peak,
             rss_kib_end: d.sampler.rss_last,
             kernel_program_seconds: None,
+            machine_cpu_ns_per_unit: d
+                .machine_cpu_window
+                .filter(|_| work > 0 && cfg.hold.is_none())
+                .map(|m| m as f64 / work as f64),
         }
     });
     if let Some(s) = &server {
