@@ -89,6 +89,7 @@ fn connection_id(resp: &common::Response) -> u32 {
 
 #[test]
 fn rfc6062_5_1_tcp_allocation_needs_a_stream_and_refuses_udp_only_attributes() {
+    let _alone = alone();
     let mut h = Harness::new(config());
     let mut udp = Client::new("127.0.0.1:5000", "alice", "secret");
     let resp = udp.transact(
@@ -118,6 +119,7 @@ fn rfc6062_5_1_tcp_allocation_needs_a_stream_and_refuses_udp_only_attributes() {
 
 #[test]
 fn rfc6062_5_2_connect_answers_with_a_connection_id_and_refuses_duplicates() {
+    let _alone = alone();
     let mut h = Harness::new(config());
     let mut c = stream_client(5002, 1, "alice", "secret");
     // Connect on a UDP allocation is refused.
@@ -143,6 +145,7 @@ fn rfc6062_5_2_connect_answers_with_a_connection_id_and_refuses_duplicates() {
 
 #[test]
 fn rfc6062_5_4_connection_bind_joins_a_new_connection_and_checks_it() {
+    let _alone = alone();
     let mut h = Harness::new(config());
     let mut c = stream_client(5004, 1, "alice", "secret");
     tcp_allocate(&mut h, &mut c);
@@ -175,6 +178,7 @@ fn rfc6062_5_4_connection_bind_joins_a_new_connection_and_checks_it() {
 
 #[test]
 fn rfc6062_5_3_peer_connections_need_a_permission_and_are_announced() {
+    let _alone = alone();
     let mut h = Harness::new(config());
     let mut c = stream_client(5008, 1, "alice", "secret");
     let relay = tcp_allocate(&mut h, &mut c);
@@ -203,6 +207,7 @@ fn rfc6062_5_3_peer_connections_need_a_permission_and_are_announced() {
 
 #[test]
 fn rfc6062_peer_connections_end_with_their_allocation() {
+    let _alone = alone();
     let mut h = Harness::new(config());
     let mut c = stream_client(5009, 1, "alice", "secret");
     tcp_allocate(&mut h, &mut c);
@@ -280,6 +285,7 @@ fn exchange(data: &mut TcpStream, peer: &mut TcpStream) {
 
 #[test]
 fn rfc6062_outgoing_and_incoming_connections_carry_bytes_both_ways() {
+    let _alone = alone();
     for (i, backend) in [BackendKind::Uring, BackendKind::Batch]
         .into_iter()
         .enumerate()
@@ -352,6 +358,7 @@ fn wait_for(mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn rfc6062_tcp_allocations_keep_their_own_address_in_shared_relay_socket_mode() {
+    let _alone = alone();
     let mut h = Harness::new(ServerConfig {
         relay_socket_mode: ringturn::turn::RelaySocketMode::Shared,
         ..config()
@@ -375,6 +382,14 @@ fn rfc6062_tcp_allocations_keep_their_own_address_in_shared_relay_socket_mode() 
 }
 
 /// CPU ticks the worker threads of this process have used.
+/// One test of this file at a time: `worker_ticks` counts every
+/// `ringturn-w*` thread of the process, so another test's busy workers
+/// would be charged to the idle one being measured.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn worker_ticks() -> u64 {
     let mut total = 0;
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
@@ -402,6 +417,7 @@ fn worker_ticks() -> u64 {
 
 #[test]
 fn a_peer_that_resets_before_its_bind_does_not_keep_a_worker_busy() {
+    let _alone = alone();
     let server = start_server(BackendKind::Batch, 59400, 1);
     let (mut control, relay) = alloc_tcp(&server);
     control
