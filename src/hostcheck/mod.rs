@@ -664,13 +664,19 @@ pub fn parse_open_files_limit(limits: &str) -> Option<FileLimit> {
     })
 }
 
-/// CAP_NET_ADMIN (bit 12) in the `CapEff:` line of `/proc/self/status`.
-pub fn parse_net_admin(status: &str) -> bool {
+/// The effective capability set: the `CapEff:` line of `/proc/self/status`
+/// (0 when absent or unreadable).
+pub fn parse_cap_eff(status: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 12) != 0)
+        .unwrap_or(0)
+}
+
+/// CAP_NET_ADMIN (bit 12) in the effective set.
+pub fn parse_net_admin(status: &str) -> bool {
+    parse_cap_eff(status) & (1 << 12) != 0
 }
 
 /// `32768\t60999` → (32768, 60999).

@@ -154,13 +154,7 @@ fn check_interface(i: &XdpInterfaceFacts) -> Vec<Finding> {
 /// Reads the facts for the configured interfaces (procfs for what must be
 /// this network namespace's view; sysfs for the driver and MTU).
 pub fn read_xdp(interfaces: &[String]) -> (XdpFacts, Vec<XdpInterfaceFacts>) {
-    let caps = read("/proc/self/status")
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
-        .unwrap_or(0);
+    let caps = read("/proc/self/status").map_or(0, |s| super::parse_cap_eff(&s));
     const NET_ADMIN: u64 = 1 << 12;
     const SYS_ADMIN: u64 = 1 << 21;
     const BPF: u64 = 1 << 39;
