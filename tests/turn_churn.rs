@@ -48,9 +48,9 @@ fn assert_tables_match_live_state(t: &TableSizes, when: &str) {
         t.allocations + t.permissions + t.channels + t.reservations,
         "{when}: timers queued must be one per live object: {t:?}"
     );
-    assert_eq!(
-        t.transaction_expiries, t.transactions,
-        "{when}: one expiry per cached answer: {t:?}"
+    assert!(
+        t.transaction_generations <= 5,
+        "{when}: answers of at most 1¼ lifetimes: {t:?}"
     );
     assert_eq!(t.by_client, t.allocations, "{when}: {t:?}");
     assert_eq!(t.by_relay, t.allocations, "{when}: {t:?}");

@@ -4,7 +4,6 @@
 //! commands and the next deadline.
 
 pub mod allocation;
-mod block_queue;
 pub mod config;
 mod fast_map;
 pub mod fast_path;

@@ -83,8 +83,8 @@ impl Server {
         // RFC 8489 §6.3.4: a retransmission gets the answer already sent.
         if is_turn_method(method) {
             match self.transactions.get(&(from.client, msg.transaction_id())) {
-                Some(CachedResponse::Done(m, bytes)) if *m == method => {
-                    let bytes = bytes.clone();
+                Some(CachedResponse::Done(m, bytes)) if m == method => {
+                    let bytes = bytes.to_vec();
                     self.queue(from, bytes);
                     return;
                 }
@@ -171,7 +171,7 @@ impl Server {
             now,
             from.client,
             msg.transaction_id(),
-            CachedResponse::Done(msg.method(), bytes),
+            CachedResponse::Done(msg.method(), &bytes),
         );
     }
 
@@ -929,13 +929,13 @@ impl Server {
         self.stats.allocations_created += 1;
         if let Some(bytes) = self.allocate_success(id, &pending.echo, pending.integrity.as_ref()) {
             self.count_response(Method::ALLOCATE, None);
-            self.queue(client, bytes.clone());
             self.cache_response(
                 now,
                 client.client,
                 tid,
-                CachedResponse::Done(Method::ALLOCATE, bytes),
+                CachedResponse::Done(Method::ALLOCATE, &bytes),
             );
+            self.queue(client, bytes);
         }
         tracing::debug!(relay = %self.allocation(id).map(|a| a.relay.to_string()).unwrap_or_default(), client = %client.client, lifetime_s = expires.saturating_duration_since(now).as_secs(), "allocation created");
     }
@@ -989,7 +989,7 @@ impl Server {
                         now,
                         alloc.client.client,
                         alloc.creating_transaction,
-                        CachedResponse::Done(Method::ALLOCATE, bytes),
+                        CachedResponse::Done(Method::ALLOCATE, &bytes),
                     );
                 }
             }

@@ -253,8 +253,9 @@ pub struct TableSizes {
     pub timer_bytes: usize,
     /// Cached answers (capped at `max_cached_transactions`).
     pub transactions: usize,
-    /// Their expiry queue (one entry per cached answer).
-    pub transaction_expiries: usize,
+    /// Generations holding them (a quarter of the cache lifetime each: at
+    /// most five while requests keep coming).
+    pub transaction_generations: usize,
     pub allocations: usize,
     /// Allocation slots ever made (reused after a free; the peak of live allocations).
     pub allocation_slots: usize,
@@ -357,6 +358,7 @@ impl Server {
         let rng = Rng::new(config.rng_seed);
         let shared = (config.relay_socket_mode == RelaySocketMode::Shared)
             .then(|| SharedRelays::new(&config.relay_ips));
+        let cache_lifetime = config.transaction_cache_lifetime;
         let mut server = Self {
             config,
             credentials,
@@ -368,7 +370,7 @@ impl Server {
             pools,
             per_user: HashMap::new(),
             reservations: HashMap::new(),
-            transactions: TransactionCache::default(),
+            transactions: TransactionCache::new(cache_lifetime),
             timers: Timers::default(),
             pending: fast_map(),
             tcp_connections: fast_map(),
@@ -1224,18 +1226,17 @@ impl Server {
 
     /// Keeps an answer (or the mark that one is coming) for retransmissions
     /// of `(client, tid)` for `transaction_cache_lifetime` (RFC 8489 §6.3.4).
-    /// Replacing a kept entry keeps its expiry; a new one past
+    /// Replacing a kept entry keeps its generation; a new one past
     /// `max_cached_transactions` is not kept, and counted.
     pub(crate) fn cache_response(
         &mut self,
         now: Instant,
         client: SocketAddr,
         tid: crate::stun::TransactionId,
-        response: CachedResponse,
+        response: CachedResponse<'_>,
     ) {
-        let expires = now + self.config.transaction_cache_lifetime;
         let cap = self.config.max_cached_transactions;
-        if !self.transactions.put((client, tid), response, expires, cap) {
+        if !self.transactions.put(now, (client, tid), response, cap) {
             self.stats.transaction_cache_full += 1;
         }
     }
@@ -1251,7 +1252,7 @@ impl Server {
             timers: self.timers.len(),
             timer_bytes: self.timers.capacity_bytes(),
             transactions: self.transactions.len(),
-            transaction_expiries: self.transactions.queued(),
+            transaction_generations: self.transactions.generations(),
             allocations: self.stats.allocations,
             allocation_slots: self.slots.len(),
             by_client: self.by_client.len(),

@@ -196,7 +196,7 @@ impl Server {
                 now,
                 client.client,
                 transaction,
-                super::server::CachedResponse::Done(Method::CONNECT, bytes),
+                super::server::CachedResponse::Done(Method::CONNECT, &bytes),
             );
         }
     }
