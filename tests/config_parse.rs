@@ -486,10 +486,13 @@ fn options_without_a_file_use_coturn_defaults() {
     let c = Config::from_options(&args(&["--relay-ip=192.0.2.1", "--no-auth"]))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.source_name, COMMAND_LINE);
-    assert_eq!(
-        c.listening,
-        vec!["0.0.0.0:3478".parse::<SocketAddr>().unwrap()]
-    );
+    // No listening-ip: every address of the host's up interfaces (issue 12).
+    let host: Vec<SocketAddr> = ringturn::io::interfaces::up_addresses()
+        .unwrap()
+        .iter()
+        .map(|a| SocketAddr::new(a.ip, 3478))
+        .collect();
+    assert_eq!(c.listening, host);
     assert!(c.signaling_listening_port.is_none());
     assert!(c.demo_user.is_none());
 }

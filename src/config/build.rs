@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::parse_user;
+use crate::io::interfaces::InterfaceAddress;
 use crate::stun::ChannelRange;
 use crate::turn::{IpRange, RelaySocketMode};
 
@@ -481,7 +482,13 @@ impl Builder {
         });
     }
 
-    pub(crate) fn finish(mut self, rng_seed: u64) -> Result<Config, ConfigError> {
+    /// `host` lists the host's interface addresses; it is asked only when no
+    /// `listening-ip` is configured.
+    pub(crate) fn finish(
+        mut self,
+        rng_seed: u64,
+        host: &dyn Fn() -> std::io::Result<Vec<InterfaceAddress>>,
+    ) -> Result<Config, ConfigError> {
         // Ports.
         let min_port = self.min_port.as_ref().map_or(DEFAULT_MIN_PORT, |a| a.value);
         let max_port = self.max_port.as_ref().map_or(DEFAULT_MAX_PORT, |a| a.value);
@@ -512,8 +519,26 @@ impl Builder {
                 listening_ips.push(a.value);
             }
         }
+        // No listening-ip: like coturn, every address of every interface that
+        // is up, loopback included, each bound on its own (issue 12). One
+        // socket per address rather than the wildcard: an answer then always
+        // leaves from the address the client sent to, on a multi-homed host
+        // too, without IP_PKTINFO through both I/O backends.
+        let mut interfaces = Vec::new();
         if listening_ips.is_empty() {
-            listening_ips.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            interfaces = host().map_err(|e| {
+                self.whole(
+                    "listening-ip",
+                    format!("no listening-ip, and the network interfaces cannot be read: {e}"),
+                )
+            })?;
+            if interfaces.is_empty() {
+                return Err(self.whole(
+                    "listening-ip",
+                    "no listening-ip, and no interface that is up has an address",
+                ));
+            }
+            listening_ips = interfaces.iter().map(|a| a.ip).collect();
         }
         let listening: Vec<SocketAddr> = listening_ips
             .iter()
@@ -543,6 +568,19 @@ impl Builder {
         // the external one).
         let external_ips: Vec<ExternalIp> = self.external_ips.iter().map(|a| a.value).collect();
         let mut relay_ips = self.relay_ips.clone();
+        if relay_ips.is_empty() && !interfaces.is_empty() {
+            // Found on the interfaces: relay from them, but not from loopback
+            // when the host has other addresses (a relayed address on
+            // 127.0.0.1 is of no use to a remote client), as coturn does.
+            relay_ips = interfaces
+                .iter()
+                .filter(|a| !a.loopback)
+                .map(|a| a.ip)
+                .collect();
+            if relay_ips.is_empty() {
+                relay_ips = listening_ips.clone();
+            }
+        }
         if relay_ips.is_empty() {
             relay_ips = listening_ips
                 .iter()
@@ -719,6 +757,7 @@ impl Builder {
         Ok(Config {
             source_name: self.source_name,
             listening,
+            interfaces,
             relay_ips,
             external_ips,
             min_port,

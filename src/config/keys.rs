@@ -121,7 +121,7 @@ use Arg::{Flag, Value};
 #[rustfmt::skip]
 pub(crate) const SUPPORTED: &[Spec] = &[
     spec("listening-port", Key::ListeningPort, Value, false, false, "UDP port for STUN/TURN (default 3478)"),
-    spec("listening-ip", Key::ListeningIp, Value, true, false, "address to listen on (repeatable; default 0.0.0.0)"),
+    spec("listening-ip", Key::ListeningIp, Value, true, false, "address to listen on (repeatable; default: every address of every interface that is up)"),
     spec("external-ip", Key::ExternalIp, Value, true, false, "PUBLIC or PUBLIC/PRIVATE: the address advertised for a relay address behind NAT (repeatable)"),
     spec("relay-ip", Key::RelayIp, Value, true, false, "address relay ports are opened on (repeatable; default: the listening or external-ip private addresses)"),
     spec("min-port", Key::MinPort, Value, false, false, "lowest relay port (default 49152)"),

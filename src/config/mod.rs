@@ -42,6 +42,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::auth::{Credentials, RestApi, UserKeys};
+use crate::io::interfaces::up_addresses;
+pub use crate::io::interfaces::InterfaceAddress;
 use crate::stun::ChannelRange;
 pub use crate::turn::RelaySocketMode;
 use crate::turn::{IpRange, PeerPolicy, ServerConfig};
@@ -248,6 +250,9 @@ pub struct Config {
     pub source_name: String,
     /// One per `listening-ip` (default 0.0.0.0) on `listening-port`.
     pub listening: Vec<SocketAddr>,
+    /// With no `listening-ip`: the interface addresses found at start, which
+    /// `listening` (and, without `relay-ip`, the relay addresses) came from.
+    pub interfaces: Vec<InterfaceAddress>,
     /// `relay-ip`; if none, the specific listening addresses, else the private
     /// halves of `external-ip`, else 0.0.0.0 / :: advertised as a bare `external-ip`.
     pub relay_ips: Vec<IpAddr>,
@@ -454,6 +459,21 @@ impl Config {
         Self::from_bytes(source_name, text.as_bytes(), overrides)
     }
 
+    /// As [`Config::parse`], on a host whose interfaces have `interfaces`
+    /// (what a config without `listening-ip` listens on): for tests.
+    pub fn parse_on_host(
+        source_name: &str,
+        text: &str,
+        overrides: &[String],
+        interfaces: &[InterfaceAddress],
+    ) -> Result<Self, ConfigError> {
+        let file = source::parse_file(source_name, text.as_bytes())?;
+        let cli = source::parse_args(overrides)?;
+        let mut b = build::Builder::new(source_name);
+        b.apply_all(source::merge(file, cli))?;
+        b.finish(random_seed(), &|| Ok(interfaces.to_vec()))
+    }
+
     fn from_bytes(
         source_name: &str,
         bytes: &[u8],
@@ -463,7 +483,7 @@ impl Config {
         let cli = source::parse_args(overrides)?;
         let mut b = build::Builder::new(source_name);
         b.apply_all(source::merge(file, cli))?;
-        b.finish(random_seed())
+        b.finish(random_seed(), &up_addresses)
     }
 
     /// Reads `path` (named as given in messages) and applies the overrides.
@@ -479,7 +499,7 @@ impl Config {
         let cli = source::parse_args(options)?;
         let mut b = build::Builder::new(COMMAND_LINE);
         b.apply_all(cli)?;
-        b.finish(random_seed())
+        b.finish(random_seed(), &up_addresses)
     }
 
     /// `-c FILE` plus overrides; options without a file apply to coturn's

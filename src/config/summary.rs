@@ -32,6 +32,25 @@ pub(crate) fn render(c: &Config) -> String {
         "  listening:        {} ({transports})",
         list(&c.listening)
     );
+    if !c.interfaces.is_empty() {
+        // No listening-ip: say where the addresses came from (issue 12).
+        let found: Vec<String> = c
+            .interfaces
+            .iter()
+            .map(|a| format!("{} {}", a.interface, a.ip))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  interfaces:       {} (no listening-ip: every address of every interface that is up)",
+            found.join(", ")
+        );
+    } else if c.listening.iter().any(|a| a.ip().is_unspecified()) {
+        let _ = writeln!(
+            s,
+            "  note:             a wildcard listening-ip answers from the kernel's choice of source \
+             address; on a host with several addresses list them (or leave listening-ip out)"
+        );
+    }
     if c.tls {
         let _ = writeln!(
             s,

@@ -4,8 +4,28 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+fn iface(interface: &str, addr: &str) -> InterfaceAddress {
+    let ip = ip(addr);
+    InterfaceAddress {
+        interface: interface.to_owned(),
+        ip,
+        loopback: ip.is_loopback(),
+    }
+}
+
+/// The host these tests run "on": loopback and one Ethernet interface with
+/// an address of each family.
+fn host() -> Vec<InterfaceAddress> {
+    vec![
+        iface("lo", "127.0.0.1"),
+        iface("lo", "::1"),
+        iface("eth0", "10.0.0.5"),
+        iface("eth0", "2001:db8::5"),
+    ]
+}
+
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse("t.conf", text, &[])
+    Config::parse_on_host("t.conf", text, &[], &host())
 }
 
 fn ok(text: &str) -> Config {
@@ -33,20 +53,67 @@ fn relay_addresses_follow_coturn_fallbacks() {
     // listening-ip stands in for relay-ip.
     let c = ok("no-auth\nlistening-ip=192.0.2.10\n");
     assert_eq!(c.relay_ips, vec![ip("192.0.2.10")]);
-    // external-ip's private half, when listening on everything.
-    let c = ok("no-auth\nexternal-ip=203.0.113.5/10.0.0.5\n");
+    // external-ip's private half, when listening on the wildcard.
+    let c = ok("no-auth\nlistening-ip=0.0.0.0\nexternal-ip=203.0.113.5/10.0.0.5\n");
     assert_eq!(c.relay_ips, vec![ip("10.0.0.5")]);
     assert_eq!(c.listening[0].ip(), ip("0.0.0.0"));
+    assert!(
+        c.interfaces.is_empty(),
+        "listening-ip given: nothing scanned"
+    );
     // A bare external-ip: relay on the wildcard, advertise the public address.
-    let c = ok("no-auth\nexternal-ip=203.0.113.5\n");
+    let c = ok("no-auth\nlistening-ip=0.0.0.0\nexternal-ip=203.0.113.5\n");
     assert_eq!(c.relay_ips, vec![ip("0.0.0.0")]);
     assert_eq!(
         c.external_ip_map().get(&ip("0.0.0.0")),
         Some(&ip("203.0.113.5"))
     );
     // Nothing to go on: an error naming relay-ip.
-    let e = parse("no-auth\n").err().unwrap();
+    let e = parse("no-auth\nlistening-ip=0.0.0.0\n").err().unwrap();
     assert_eq!((e.line, e.key.as_str()), (0, "relay-ip"));
+}
+
+/// Issue 12: no listening-ip listens on every address of every interface
+/// that is up (loopback included) and, with no relay-ip, relays from the
+/// non-loopback ones, as coturn does; external-ip maps them unchanged.
+#[test]
+fn no_listening_ip_uses_every_interface_address_like_coturn() {
+    let c = ok("no-auth\nlistening-port=3479\n");
+    let listening: Vec<String> = c.listening.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        listening,
+        [
+            "127.0.0.1:3479",
+            "[::1]:3479",
+            "10.0.0.5:3479",
+            "[2001:db8::5]:3479"
+        ]
+    );
+    assert_eq!(c.relay_ips, vec![ip("10.0.0.5"), ip("2001:db8::5")]);
+    assert_eq!(c.interfaces, host());
+    let summary = c.summary();
+    assert!(
+        summary.contains("eth0 10.0.0.5") && summary.contains("no listening-ip"),
+        "{summary}"
+    );
+    // A bare external-ip maps the relay address of its family.
+    let c = ok("no-auth\nexternal-ip=203.0.113.5\n");
+    assert_eq!(
+        c.external_ip_map().get(&ip("10.0.0.5")),
+        Some(&ip("203.0.113.5"))
+    );
+    assert_eq!(c.external_ip_map().get(&ip("2001:db8::5")), None);
+    // relay-ip still wins.
+    let c = ok("no-auth\nrelay-ip=10.0.0.5\n");
+    assert_eq!(c.relay_ips, vec![ip("10.0.0.5")]);
+    // A host with loopback only relays from loopback.
+    let c = Config::parse_on_host("t.conf", "no-auth\n", &[], &[iface("lo", "127.0.0.1")]).unwrap();
+    assert_eq!(c.relay_ips, vec![ip("127.0.0.1")]);
+    // No address at all: an error naming listening-ip.
+    let e = Config::parse_on_host("t.conf", "no-auth\n", &[], &[])
+        .err()
+        .unwrap();
+    assert_eq!(e.key, "listening-ip");
 }
 
 #[test]
@@ -208,14 +275,14 @@ fn summary_describes_the_setup() {
     let s = c.summary();
     for needle in [
         "ringturn configuration from t.conf",
-        "0.0.0.0:3478",
+        "127.0.0.1:3478",
         "10.0.0.1",
         "49152-65535",
         "2 (pinned to cores 0, 1)",
         "realm \"r\", 1 static user",
         "signaling:        off",
         "t.conf:6: no-dtls",
-        "0.0.0.0:3478 (UDP, TCP)",
+        "[2001:db8::5]:3478 (UDP, TCP)",
         "TLS:              off",
     ] {
         assert!(s.contains(needle), "summary lacks {needle:?}:\n{s}");

@@ -15,6 +15,7 @@ pub mod batch;
 pub mod clocks;
 pub mod gro;
 pub mod gso;
+pub mod interfaces;
 pub mod poller;
 pub mod sockaddr;
 pub mod socket;
