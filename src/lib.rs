@@ -47,6 +47,8 @@ pub mod tls;
 pub mod worker;
 
 pub mod config;
+/// Log destinations and line formats as coturn's options set them.
+pub mod logging;
 pub mod metrics;
 pub mod run;
 

@@ -1,13 +1,12 @@
 //! `ringturn`: command line → Config → the sharded server, until SIGINT/SIGTERM.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ringturn::config::{Cli, Config, IoBackend, Verbosity};
+use ringturn::config::{Cli, Config, IoBackend};
 use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
 use ringturn::run::{start, RunSettings, StreamSettings, XdpSettings};
@@ -15,31 +14,55 @@ use ringturn::signaling::{self, SignalingConfig};
 use ringturn::tls::{TlsReloader, TlsSettings};
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let level = match config.log.verbosity {
-        Verbosity::Normal => "info",
-        Verbosity::Verbose => "debug",
-        Verbosity::Extra => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ringturn={level}")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match &config.log.file {
-        Some(path) if path.as_os_str() != "stdout" && path.as_os_str() != "-" => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open log-file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        _ => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+    let target = ringturn::logging::init(&config.log)?;
+    if let ringturn::logging::LogTarget::File(path) = &target {
+        tracing::info!("log file opened: {}", path.display());
     }
     Ok(())
+}
+
+/// SIGHUP (issue 12): reads the configuration again and hands the workers
+/// what can change while running; keys that cannot are named in one warning.
+/// A configuration that no longer parses keeps the running one.
+fn reload_config(
+    cli: &Cli,
+    running: &Config,
+    server: &ringturn::run::RunningServer,
+) -> Option<Config> {
+    if running.source_name == ringturn::config::EMBEDDED {
+        tracing::info!("SIGHUP: running on the embedded defaults; nothing to reload");
+        return None;
+    }
+    let new = match Config::from_cli(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the configuration does not load; keeping the running one");
+            return None;
+        }
+    };
+    for w in &new.warnings {
+        tracing::warn!("{w}");
+    }
+    let fixed = running.fixed_differences(&new);
+    if !fixed.is_empty() {
+        tracing::warn!(
+            keys = %fixed.join(", "),
+            "SIGHUP: these keys cannot change while running; restart ringturn to apply them"
+        );
+    }
+    let workers = running.workers.max(1);
+    let configs = (0..workers)
+        .map(|i| new.server_config(i, workers))
+        .collect();
+    server.reconfigure(configs, &new.credentials());
+    ringturn::logging::set_verbosity(new.log.verbosity);
+    tracing::info!(
+        source = %new.source_name,
+        users = new.user_names().count(),
+        realm = %new.realm,
+        "SIGHUP: configuration reloaded"
+    );
+    Some(new)
 }
 
 fn settings(config: &Config) -> anyhow::Result<RunSettings> {
@@ -50,6 +73,7 @@ fn settings(config: &Config) -> anyhow::Result<RunSettings> {
                 cert: cert.clone(),
                 pkey: pkey.clone(),
                 tls12: config.tls12,
+                tls12_ciphers: config.tls12_ciphers.clone(),
             })
             .context("cannot set up TLS")?,
         ),
@@ -98,7 +122,7 @@ fn settings(config: &Config) -> anyhow::Result<RunSettings> {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse_args();
-    let config = match Config::from_cli(&cli) {
+    let mut config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringturn: {e}");
@@ -246,6 +270,10 @@ fn run() -> anyhow::Result<()> {
     {
         std::thread::sleep(Duration::from_millis(20));
         if reload.swap(false, Ordering::Relaxed) {
+            ringturn::logging::reopen();
+            if let Some(new) = reload_config(&cli, &config, &server) {
+                config = new;
+            }
             match &server.tls {
                 Some(tls) => match tls.reload() {
                     Ok(()) => tracing::info!(

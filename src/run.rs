@@ -18,8 +18,8 @@ use crate::metrics::{MetricsSource, WorkerMetrics};
 use crate::tls::{TlsHandle, TlsReloader};
 use crate::turn::ServerConfig;
 use crate::worker::{
-    new_server, CrossPacket, Mailbox, RelayDirectory, StreamHandoff, Worker, WorkerParts,
-    CROSS_QUEUE_LEN,
+    new_server, ConfigSlot, CrossPacket, Mailbox, RelayDirectory, StreamHandoff, Worker,
+    WorkerParts, CROSS_QUEUE_LEN,
 };
 use crate::xdp::{FastPath, SharedFastPath, XdpError, XdpMode};
 
@@ -115,11 +115,22 @@ pub struct RunningServer {
     pub streams: Arc<StreamShared>,
     /// The XDP fast path, when `xdp-interface` attached it.
     pub fast_path: Option<Arc<SharedFastPath>>,
+    /// One per worker, for configurations reloaded at run time.
+    config_slots: Vec<Arc<ConfigSlot>>,
 }
 
 impl RunningServer {
     pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
         self.shutdown.clone()
+    }
+
+    /// Hands each worker its part of a reloaded configuration (one
+    /// `ServerConfig` per worker, in worker order) and the credentials; each
+    /// takes them at its next loop turn.
+    pub fn reconfigure(&self, configs: Vec<ServerConfig>, credentials: &Credentials) {
+        for (slot, config) in self.config_slots.iter().zip(configs) {
+            slot.offer(config, credentials.clone());
+        }
     }
 
     /// Asks every worker to stop and waits for them; sockets close as they exit.
@@ -404,6 +415,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
         .map(|_| Arc::new(WorkerMetrics::new()))
         .collect();
+    let config_slots: Vec<Arc<ConfigSlot>> = (0..workers).map(|_| Arc::default()).collect();
     let mut stream_sets = stream_sets.into_iter();
     for (index, ((listeners, (_, inbox)), sender)) in sockets_per_worker
         .into_iter()
@@ -434,6 +446,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
                 .next()
                 .unwrap_or_else(|| crossbeam_channel::bounded(1).1),
             fast_path: fast_path.clone(),
+            config_slot: config_slots.get(index).cloned().unwrap_or_default(),
         };
         let _ = sender.send(parts);
     }
@@ -463,6 +476,7 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         tls: settings.streams.tls.clone(),
         streams: stream_shared,
         fast_path,
+        config_slots,
     })
 }
 

@@ -40,7 +40,40 @@ pub struct TlsSettings {
     pub pkey: PathBuf,
     /// Offer TLS 1.2 as well as 1.3 (`no-tlsv1_2` turns it off).
     pub tls12: bool,
+    /// coturn's `cipher-list` (OpenSSL names): the TLS 1.2 suites to offer,
+    /// of those rustls has; `None`: all of them. As in OpenSSL, the list
+    /// does not touch TLS 1.3's suites.
+    pub tls12_ciphers: Option<Vec<String>>,
 }
+
+/// The TLS 1.2 suites rustls offers, by their OpenSSL names (what
+/// `cipher-list` is written in).
+pub const TLS12_SUITES: &[(&str, rustls::CipherSuite)] = &[
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+];
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let err = |message: String| TlsError::Certificate {
@@ -78,7 +111,16 @@ pub fn load(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     };
     // An explicit provider: another crate in the process may enable a second
     // one, and then rustls cannot pick a default.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(names) = &settings.tls12_ciphers {
+        provider.cipher_suites.retain(|suite| match suite {
+            rustls::SupportedCipherSuite::Tls13(_) => true,
+            rustls::SupportedCipherSuite::Tls12(_) => TLS12_SUITES
+                .iter()
+                .any(|(name, id)| *id == suite.suite() && names.iter().any(|n| n == name)),
+        });
+    }
+    let provider = Arc::new(provider);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(config_err)?
@@ -180,6 +222,7 @@ mod tests {
             cert: cert_path,
             pkey: key_path,
             tls12: true,
+            tls12_ciphers: None,
         }
     }
 
@@ -187,6 +230,36 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ringturn-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         dir
+    }
+
+    /// coturn's `cipher-list`: only the named TLS 1.2 suites are offered;
+    /// TLS 1.3's stay (OpenSSL's cipher list does not touch them either).
+    #[test]
+    fn cipher_list_limits_the_tls12_suites() {
+        let dir = temp_dir("ciphers");
+        let suites = |names: Option<Vec<String>>| {
+            let config = load(&TlsSettings {
+                tls12_ciphers: names,
+                ..write_pair(&dir, "c")
+            })
+            .expect("load");
+            let all = &config.crypto_provider().cipher_suites;
+            let tls12: Vec<rustls::CipherSuite> = all
+                .iter()
+                .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_)))
+                .map(|s| s.suite())
+                .collect();
+            (all.len() - tls12.len(), tls12)
+        };
+        let (tls13, tls12) = suites(None);
+        assert_eq!(tls12.len(), TLS12_SUITES.len());
+        let (kept13, only) = suites(Some(vec!["ECDHE-RSA-CHACHA20-POLY1305".into()]));
+        assert_eq!(kept13, tls13, "TLS 1.3 suites untouched");
+        assert_eq!(
+            only,
+            vec![rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256]
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -206,6 +279,7 @@ mod tests {
             cert: PathBuf::from("/nonexistent/ringturn.crt"),
             pkey: PathBuf::from("/nonexistent/ringturn.key"),
             tls12: true,
+            tls12_ciphers: None,
         };
         let err = load(&settings).expect_err("no such file");
         assert!(
@@ -223,6 +297,7 @@ mod tests {
             cert: a.cert,
             pkey: b.pkey,
             tls12: true,
+            tls12_ciphers: None,
         };
         let err = load(&mixed).expect_err("mismatched key");
         assert!(matches!(err, TlsError::Config { .. }), "{err}");

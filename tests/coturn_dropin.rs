@@ -93,3 +93,441 @@ cat "$CONF.log"
     }
     assert!(out.contains("ringturn-exit=0"), "{out}");
 }
+
+// ---------------------------------------------------------------- published configurations
+//
+// The turnserver.conf files the projects' documentation publishes, as they
+// publish them (comments included), with what the operator fills in made at
+// test time: {SECRET}, {CERT}, {KEY}, {DIR} (logs), {IP} (the host's address)
+// and {PEER} (the peer turnutils_peer runs on, where a config must allow it).
+
+/// Matrix Synapse's TURN how-to.
+const MATRIX: &str = r#"
+use-auth-secret
+static-auth-secret={SECRET}
+realm=turn.example.org
+# VoIP traffic is all UDP. There is no reason to let users connect to arbitrary TCP endpoints via the relay.
+no-tcp-relay
+# don't let the relay ever try to connect to private IP address ranges within your network (if any)
+# given the turn server is likely behind your firewall, remember to include any privileged public IPs too.
+denied-peer-ip=10.0.0.0-10.255.255.255
+denied-peer-ip=192.168.0.0-192.168.255.255
+denied-peer-ip=172.16.0.0-172.31.255.255
+# recommended additional local peers to block, to mitigate external access to internal services.
+# https://www.rtcsec.com/article/slack-webrtc-turn-compromise-and-bug-bounty/#how-to-fix-an-open-turn-relay-to-address-this-vulnerability
+no-multicast-peers
+denied-peer-ip=0.0.0.0-0.255.255.255
+denied-peer-ip=100.64.0.0-100.127.255.255
+denied-peer-ip=127.0.0.0-127.255.255.255
+denied-peer-ip=169.254.0.0-169.254.255.255
+denied-peer-ip=192.0.0.0-192.0.0.255
+denied-peer-ip=192.0.2.0-192.0.2.255
+denied-peer-ip=192.88.99.0-192.88.99.255
+denied-peer-ip=198.18.0.0-198.19.255.255
+denied-peer-ip=198.51.100.0-198.51.100.255
+denied-peer-ip=203.0.113.0-203.0.113.255
+denied-peer-ip=240.0.0.0-255.255.255.255
+# special case the turn server itself so that client->TURN->TURN->client flows work
+# this should be one of the turn server's listening IPs
+allowed-peer-ip={PEER}
+# consider whether you want to limit the quota of relayed streams per user (or total) to avoid risk of DoS.
+user-quota=12 # 4 streams per video call, so 12 streams = 3 simultaneous relayed calls per user.
+total-quota=1200
+"#;
+
+/// Jitsi Meet's coturn template (jitsi-meet-turnserver), logging to syslog.
+const JITSI: &str = r#"
+use-auth-secret
+keep-address-family
+static-auth-secret={SECRET}
+realm=turn.example.org
+cert={CERT}
+pkey={KEY}
+no-multicast-peers
+no-cli
+no-loopback-peers
+no-tcp-relay
+no-tcp
+listening-port=3478
+tls-listening-port=5349
+no-tlsv1
+no-tlsv1_1
+# https://ssl-config.mozilla.org/#server=haproxy&version=2.1&config=intermediate&openssl=1.1.0g&guideline=5.4
+cipher-list=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384
+# jitsi-meet coturn relay disable config. Do not modify this line
+denied-peer-ip=0.0.0.0-0.255.255.255
+denied-peer-ip=10.0.0.0-10.255.255.255
+denied-peer-ip=100.64.0.0-100.127.255.255
+denied-peer-ip=127.0.0.0-127.255.255.255
+denied-peer-ip=169.254.0.0-169.254.255.255
+denied-peer-ip=127.0.0.0-127.255.255.255
+denied-peer-ip=172.16.0.0-172.31.255.255
+denied-peer-ip=192.0.0.0-192.0.0.255
+denied-peer-ip=192.0.2.0-192.0.2.255
+denied-peer-ip=192.88.99.0-192.88.99.255
+denied-peer-ip=192.168.0.0-192.168.255.255
+denied-peer-ip=198.18.0.0-198.19.255.255
+denied-peer-ip=198.51.100.0-198.51.100.255
+denied-peer-ip=203.0.113.0-203.0.113.255
+denied-peer-ip=240.0.0.0-255.255.255.255
+denied-peer-ip=::1
+denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff
+denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255
+denied-peer-ip=100::-100::ffff:ffff:ffff:ffff
+denied-peer-ip=2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff
+denied-peer-ip=2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+syslog
+# made at test time: the test's peer, which the ranges above would refuse
+allowed-peer-ip={PEER}
+"#;
+
+/// BigBlueButton's documented external TURN server.
+const BIGBLUEBUTTON: &str = r#"
+listening-port=3478
+listening-ip={IP}
+relay-ip={IP}
+min-port=32769
+max-port=65535
+verbose
+fingerprint
+lt-cred-mech
+use-auth-secret
+static-auth-secret={SECRET}
+realm=turn.example.org
+cert={CERT}
+pkey={KEY}
+# From https://ssl-config.mozilla.org/ Intermediate, openssl 1.1.0g, 2020-01
+cipher-list="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
+dh-file={DIR}/dhp.pem
+keep-address-family
+no-cli
+no-tlsv1
+no-tlsv1_1
+# Block connections to IP ranges which shouldn't be reachable
+no-loopback-peers
+no-multicast-peers
+# we only need to allow peer connections from the machine itself (from mediasoup or freeswitch).
+denied-peer-ip=0.0.0.0-255.255.255.255
+denied-peer-ip=::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+allowed-peer-ip={IP}
+log-file={DIR}/turnserver.log
+simple-log
+"#;
+
+/// Nextcloud Talk's administration guide.
+const NEXTCLOUD: &str = r#"
+listening-port=3478
+fingerprint
+use-auth-secret
+static-auth-secret={SECRET}
+realm=turn.example.org
+total-quota=0
+bps-capacity=0
+stale-nonce
+no-multicast-peers
+"#;
+
+/// Shaped like Debian's packaged /etc/turnserver.conf with its commonly
+/// uncommented lines: long-term users, a server name, dated log files with
+/// new timestamps, Binding behind credentials.
+const DEBIAN: &str = r#"
+# TURN listener port for UDP and TCP (Default: 3478).
+listening-port=3478
+# Uncomment to use fingerprints in the TURN messages.
+fingerprint
+# Uncomment to use long-term credential mechanism.
+lt-cred-mech
+user=test:test
+# The default realm to be used for the users when no explicit
+# origin/realm relationship is found in the database, or if the TURN
+# server is not using any database (just the commands-line settings
+# and the userdb file). Must be used with long-term credentials
+# mechanism or with TURN REST API.
+realm=example.org
+server-name=turn.example.org
+# Option to set the log file name.
+log-file={DIR}/turn.log
+new-log-timestamp
+new-log-timestamp-format=%Y-%m-%d %H:%M:%S
+# Require authentication of the STUN Binding request.
+secure-stun
+# Do not allow an TLS/DTLS version of protocol
+no-tlsv1
+no-tlsv1_1
+no-cli
+"#;
+
+/// Writes the config, starts ringturn on it in the namespace, runs uclient
+/// (ChannelData, 2 clients × 50 messages) against `target`, then stops
+/// ringturn. The script prints ringturn's stderr (warnings) between markers.
+const PUBLISHED: &str = r#"
+"$RINGTURN" -c "$CONF" > "$DIR/stdout.log" 2> "$DIR/stderr.log" &
+RT=$!
+turnutils_peer -L "$PEER" -p 23480 > /dev/null 2>&1 &
+PEERPID=$!
+for i in $(seq 1 50); do grep -q started "$DIR/stdout.log" "$DIR"/*.log 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+echo "=== stunclient"
+timeout 10 turnutils_stunclient "$TARGET" 2>&1 | tail -3
+echo "=== uclient"
+timeout 30 turnutils_uclient -p 3478 $CREDS -n 50 -m 2 -l 120 -z 5 -e "$PEER" -r 23480 "$TARGET" 2>&1 | grep tot_send_msgs | tail -1
+kill -TERM $RT $PEERPID
+wait $RT
+echo "ringturn-exit=$?"
+echo "=== stderr"
+cat "$DIR/stderr.log"
+echo "=== end"
+"#;
+
+/// Where a test's own syslog socket is (outside the config's directory).
+fn syslog_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ringturn-syslog-{name}-{}", std::process::id()))
+}
+
+struct Published {
+    run: Run,
+    dir: std::path::PathBuf,
+}
+
+fn run_published(name: &str, template: &str, ip: &str, peer: &str, creds: &str) -> Published {
+    require_tool("turnutils_uclient");
+    require_tool("turnutils_peer");
+    let dir = std::env::temp_dir().join(format!("ringturn-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = rcgen::generate_simple_self_signed(vec!["turn.example.org".to_string()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let text = template
+        .replace("{SECRET}", "north-wind")
+        .replace("{CERT}", &cert.display().to_string())
+        .replace("{KEY}", &key.display().to_string())
+        .replace("{DIR}", &dir.display().to_string())
+        .replace("{IP}", ip)
+        .replace("{PEER}", peer);
+    let conf = dir.join("turnserver.conf");
+    std::fs::write(&conf, text).unwrap();
+    let syslog = syslog_path(name);
+    let run = run_script(
+        PUBLISHED,
+        &[
+            ("CONF", &conf.display().to_string()),
+            ("DIR", &dir.display().to_string()),
+            ("TARGET", ip),
+            ("PEER", peer),
+            ("CREDS", creds),
+            ("RINGTURN_SYSLOG_SOCKET", &syslog.display().to_string()),
+        ],
+    );
+    Published { run, dir }
+}
+
+impl Published {
+    fn section(&self, name: &str) -> String {
+        self.run
+            .stdout
+            .split(&format!("=== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n===").next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Every message relayed and echoed, ringturn exited cleanly, and no
+    /// warning about a key ringturn lacks.
+    fn assert_relays_without_warnings(&self) {
+        let out = self.run.transcript();
+        assert_eq!(
+            uclient_totals(&self.section("uclient")),
+            (100, 100),
+            "uclient: every message relayed and echoed\n{out}"
+        );
+        assert!(out.contains("ringturn-exit=0"), "{out}");
+        let stderr = self.section("stderr");
+        assert!(
+            !stderr.contains("warning"),
+            "no warning about a key:\n{stderr}"
+        );
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const REST: &str = "-u alice -W north-wind";
+
+#[test]
+fn matrix_synapse_config_relays() {
+    let p = run_published("matrix", MATRIX, "198.51.100.10", "198.51.100.20", REST);
+    p.assert_relays_without_warnings();
+    // Sessions are logged to stdout with the REST username.
+    let log = p.file("stdout.log");
+    assert!(
+        log.contains("allocation created") && log.contains(":alice"),
+        "{log}"
+    );
+}
+
+#[test]
+fn jitsi_meet_config_relays_and_logs_to_syslog() {
+    // A syslog socket of the test's own, named to ringturn by environment
+    // (the machine's /dev/log is not the test's to read).
+    let path = syslog_path("jitsi");
+    let _ = std::fs::remove_file(&path);
+    let syslog = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let p = run_published("jitsi", JITSI, "198.51.100.10", "198.51.100.20", REST);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = syslog.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let _ = std::fs::remove_file(&path);
+    p.assert_relays_without_warnings();
+    let all = lines.join("\n");
+    // LOG_USER (1) × 8 + info (6) = <14>.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<14>ringturn[") && l.contains("allocation created")),
+        "session lines reach syslog as user.info:\n{all}"
+    );
+    assert!(
+        p.file("stdout.log").trim().is_empty(),
+        "with syslog nothing goes to stdout"
+    );
+}
+
+#[test]
+fn bigbluebutton_config_relays_with_its_own_address_as_the_only_peer() {
+    // BBB allows exactly its own address as a peer: the peer runs there.
+    let p = run_published("bbb", BIGBLUEBUTTON, "198.51.100.10", "198.51.100.10", REST);
+    p.assert_relays_without_warnings();
+    // simple-log: the file as named, with the session lines.
+    let log = p.file("turnserver.log");
+    assert!(log.contains("allocation deleted"), "{log}");
+}
+
+#[test]
+fn nextcloud_talk_config_relays() {
+    let p = run_published(
+        "nextcloud",
+        NEXTCLOUD,
+        "198.51.100.10",
+        "198.51.100.20",
+        REST,
+    );
+    p.assert_relays_without_warnings();
+}
+
+#[test]
+fn debian_shaped_config_relays_logs_dated_and_guards_binding() {
+    let p = run_published(
+        "debian",
+        DEBIAN,
+        "198.51.100.10",
+        "198.51.100.20",
+        "-u test -w test",
+    );
+    p.assert_relays_without_warnings();
+    // No simple-log: coturn's dated name, lines stamped with the format.
+    let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let log = p.file(&format!("turn_{today}.log"));
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with(&today) && l.contains("allocation created")),
+        "dated file with stamped session lines:\n{log}"
+    );
+    // secure-stun: a Binding without credentials gets no mapped address.
+    let stun = p.section("stunclient");
+    assert!(
+        !stun.contains("UDP reflexive addr"),
+        "Binding needs credentials:\n{stun}"
+    );
+}
+
+/// Issue 12: SIGHUP reads the file again while uclient relays. The live
+/// allocations keep relaying (nothing lost), a user added to the file can
+/// allocate, a user taken out of it cannot, and a key that cannot change
+/// while running (the port range) is named in a warning.
+#[test]
+fn sighup_reloads_users_without_dropping_calls() {
+    require_tool("turnutils_uclient");
+    require_tool("turnutils_peer");
+    let run = run_script(
+        r#"
+DIR=$(mktemp -d)
+CONF=$DIR/turnserver.conf
+printf 'listening-ip=198.51.100.10\nrealm=example.org\nuser=test:test\nlt-cred-mech\nmax-port=60000\n' > "$CONF"
+"$RINGTURN" -c "$CONF" > "$DIR/log" 2>&1 &
+RT=$!
+turnutils_peer -L 198.51.100.20 -p 23480 > /dev/null 2>&1 &
+PEER=$!
+for i in $(seq 1 50); do grep -q started "$DIR/log" && break; sleep 0.1; done
+UC="turnutils_uclient -p 3478 -l 120 -e 198.51.100.20 -r 23480"
+# A call that lasts through the reload: 2 clients, 300 messages 20 ms apart.
+timeout 60 $UC -u test -w test -n 300 -m 2 -z 20 198.51.100.10 > "$DIR/long.out" 2>&1 &
+LONG=$!
+sleep 2
+printf 'listening-ip=198.51.100.10\nrealm=example.org\nuser=newbie:fresh\nlt-cred-mech\nmax-port=61000\n' > "$CONF"
+kill -HUP $RT
+for i in $(seq 1 50); do grep -q "configuration reloaded" "$DIR/log" && break; sleep 0.1; done
+echo "=== added"
+timeout 30 $UC -u newbie -w fresh -n 20 -m 1 -z 5 198.51.100.10 2>&1 | grep tot_send_msgs | tail -1
+echo "=== removed"
+timeout 30 $UC -u test -w test -n 20 -m 1 -z 5 198.51.100.10 2>&1 | tail -3
+wait $LONG
+echo "=== long"
+grep tot_send_msgs "$DIR/long.out" | tail -1
+kill -TERM $RT $PEER
+wait $RT
+echo "=== exit $?"
+cat "$DIR/log"
+rm -rf "$DIR"
+"#,
+        &[],
+    );
+    let out = run.transcript();
+    let section = |name: &str| {
+        run.stdout
+            .split(&format!("=== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n===").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        uclient_totals(&section("long")),
+        (600, 600),
+        "the call through the reload lost nothing\n{out}"
+    );
+    // uclient -m 1 with a peer runs two allocations of 20 messages each.
+    assert_eq!(
+        uclient_totals(&section("added")),
+        (40, 40),
+        "the added user allocates and relays\n{out}"
+    );
+    assert_eq!(
+        uclient_totals(&section("removed")).1,
+        0,
+        "the removed user relays nothing\n{out}"
+    );
+    assert!(out.contains("=== exit 0"), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("cannot change while running") && l.contains("min-port / max-port")),
+        "the port range change is named\n{out}"
+    );
+}

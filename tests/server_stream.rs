@@ -43,6 +43,7 @@ fn make_cert(tag: &str) -> TestCert {
             cert: dir.join("cert.pem"),
             pkey: dir.join("key.pem"),
             tls12: true,
+            tls12_ciphers: None,
         },
         dir,
         pem,

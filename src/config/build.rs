@@ -15,8 +15,9 @@ use super::source::{Entry, Origin};
 use super::values;
 use super::{
     Config, ConfigError, ConfigWarning, ExternalIp, IoBackend, LogSettings, PeerRange, UdpGro,
-    Verbosity,
+    Verbosity, DEFAULT_TIMESTAMP_FORMAT,
 };
+use crate::turn::DefaultFamily;
 
 /// Socket buffer size used when `socket-rcvbuf` / `socket-sndbuf` are not set.
 pub const DEFAULT_SOCKET_BUFFER: usize = 4 << 20;
@@ -90,6 +91,8 @@ pub(crate) struct Builder {
     user_quota: u32,
     total_quota: u32,
     max_bps: u64,
+    bps_capacity: u64,
+    tls12_ciphers: Option<Vec<String>>,
     allow_loopback_peers: bool,
     no_relay_shortcut: bool,
     relay_socket_mode: RelaySocketMode,
@@ -105,6 +108,13 @@ pub(crate) struct Builder {
     stun_only: Option<At<bool>>,
     log_file: Option<PathBuf>,
     verbosity: Verbosity,
+    log: LogSettings,
+    /// `new-log-timestamp-format`, used once `new-log-timestamp` is on.
+    new_log_timestamp_format: Option<String>,
+    no_loopback_peers: bool,
+    server_name: Option<String>,
+    secure_stun: bool,
+    default_family: DefaultFamily,
     pidfile: Option<PathBuf>,
     workers: Option<At<usize>>,
     cpu_affinity: Vec<usize>,
@@ -185,6 +195,8 @@ impl Builder {
     fn apply(&mut self, e: Entry) -> Result<(), ConfigError> {
         let spec = match keys::lookup(&e.key) {
             Lookup::Supported(s) => s,
+            // coturn options whose effect ringturn always has: nothing to say.
+            Lookup::CoturnOnly(_) if keys::already_so(&e.key) => return Ok(()),
             Lookup::CoturnOnly(_) => {
                 self.warnings.push(ConfigWarning {
                     source_name: e.origin.source.clone(),
@@ -273,6 +285,10 @@ impl Builder {
             Key::UserQuota => self.user_quota = ck(&e, values::number(val()?, "quota"))?,
             Key::TotalQuota => self.total_quota = ck(&e, values::number(val()?, "quota"))?,
             Key::MaxBps => self.max_bps = ck(&e, values::number(val()?, "rate"))?,
+            Key::CipherList => {
+                self.tls12_ciphers = Some(cipher_list(val()?).map_err(|m| e.error(m))?)
+            }
+            Key::BpsCapacity => self.bps_capacity = ck(&e, values::number(val()?, "rate"))?,
             Key::AllowLoopbackPeers => self.allow_loopback_peers = ck(&e, values::flag(opt))?,
             Key::NoRelayShortcut => self.no_relay_shortcut = ck(&e, values::flag(opt))?,
             Key::RelaySocketMode => {
@@ -323,6 +339,48 @@ impl Builder {
             Key::NoStun => self.no_stun = Some(at(&e, name, ck(&e, values::flag(opt))?)),
             Key::StunOnly => self.stun_only = Some(at(&e, name, ck(&e, values::flag(opt))?)),
             Key::LogFile => self.log_file = Some(PathBuf::from(val()?)),
+            Key::Syslog => self.log.syslog = ck(&e, values::flag(opt))?,
+            Key::SyslogFacility => {
+                self.log.syslog_facility = val()?.parse().map_err(|m: String| e.error(m))?;
+            }
+            Key::SimpleLog => self.log.simple = ck(&e, values::flag(opt))?,
+            Key::NewLogTimestamp => {
+                let on = ck(&e, values::flag(opt))?;
+                self.log.timestamp_format = match (on, self.log.timestamp_format.take()) {
+                    (false, _) => None,
+                    (true, kept) => Some(kept.unwrap_or_else(|| DEFAULT_TIMESTAMP_FORMAT.into())),
+                };
+            }
+            Key::NewLogTimestampFormat => {
+                let format = val()?.to_owned();
+                let bad = chrono::format::StrftimeItems::new(&format)
+                    .any(|item| matches!(item, chrono::format::Item::Error));
+                if bad {
+                    return Err(e.error(format!("{format:?} is not a strftime format")));
+                }
+                self.new_log_timestamp_format = Some(format);
+            }
+            Key::LogFormat => self.log.format = val()?.parse().map_err(|m: String| e.error(m))?,
+            // ringturn has no telnet CLI: nothing to turn off.
+            Key::NoCli => {
+                ck(&e, values::flag(opt))?;
+            }
+            Key::NoLoopbackPeers => self.no_loopback_peers = ck(&e, values::flag(opt))?,
+            Key::ServerName => self.server_name = Some(val()?.trim().to_owned()),
+            Key::SecureStun => self.secure_stun = ck(&e, values::flag(opt))?,
+            Key::KeepAddressFamily => {
+                if ck(&e, values::flag(opt))? {
+                    self.default_family = DefaultFamily::Keep;
+                }
+            }
+            Key::AllocationDefaultAddressFamily => {
+                self.default_family = match val()?.trim().to_ascii_lowercase().as_str() {
+                    "ipv4" => DefaultFamily::Ipv4,
+                    "ipv6" => DefaultFamily::Ipv6,
+                    "keep" => DefaultFamily::Keep,
+                    other => return Err(e.error(format!("{other:?}: expected ipv4, ipv6 or keep"))),
+                };
+            }
             Key::Verbose => {
                 self.verbosity = match (ck(&e, values::flag(opt))?, self.verbosity) {
                     (true, Verbosity::Extra) => Verbosity::Extra,
@@ -754,6 +812,13 @@ impl Builder {
             .iter()
             .map(|a| a.value.clone())
             .collect();
+        if self.no_loopback_peers && self.allow_loopback_peers {
+            return Err(self.whole(
+                "no-loopback-peers",
+                "contradicts allow-loopback-peers: keep one",
+            ));
+        }
+        let server_name = self.server_name.clone().unwrap_or_else(|| realm.clone());
         Ok(Config {
             source_name: self.source_name,
             listening,
@@ -773,6 +838,7 @@ impl Builder {
             user_quota: self.user_quota,
             total_quota: self.total_quota,
             max_bps: self.max_bps,
+            bps_capacity: self.bps_capacity,
             allow_loopback_peers: self.allow_loopback_peers,
             no_relay_shortcut: self.no_relay_shortcut,
             relay_socket_mode: self.relay_socket_mode,
@@ -790,7 +856,15 @@ impl Builder {
             log: LogSettings {
                 file: self.log_file,
                 verbosity: self.verbosity,
+                timestamp_format: self
+                    .log
+                    .timestamp_format
+                    .map(|default| self.new_log_timestamp_format.unwrap_or(default)),
+                ..self.log
             },
+            secure_stun: self.secure_stun,
+            default_family: self.default_family,
+            server_name,
             pidfile: self.pidfile,
             workers,
             cpu_affinity: self.cpu_affinity,
@@ -832,6 +906,7 @@ impl Builder {
             pkey: self.pkey.or_else(|| self.cert.clone()),
             cert: self.cert,
             tls12: !self.no_tlsv1_2,
+            tls12_ciphers: self.tls12_ciphers,
             tcp_relay: !self.no_tcp_relay,
             reuseport_cpu_steering: self.reuseport_cpu_steering,
             stream_limits: {
@@ -858,4 +933,48 @@ impl Builder {
             static_auth_secrets: super::Redacted(static_auth_secrets),
         })
     }
+}
+
+/// coturn's `cipher-list` (OpenSSL's syntax): the TLS 1.2 suites named in it
+/// that rustls offers. OpenSSL's keywords (`HIGH`, `!aNULL`, …) select from
+/// OpenSSL's own catalogue, so a list with them keeps every suite rustls has
+/// (all of them strong); a list of names only must name at least one.
+fn cipher_list(value: &str) -> Result<Vec<String>, String> {
+    let value = value.trim().trim_matches('"');
+    let names: Vec<&str> = value
+        .split([':', ',', ' '])
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let keyword = |n: &&str| {
+        n.starts_with(['!', '+', '-', '@'])
+            || n.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    };
+    if names.iter().any(keyword) {
+        return Ok(crate::tls::TLS12_SUITES
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .collect());
+    }
+    let kept: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            crate::tls::TLS12_SUITES
+                .iter()
+                .any(|(known, _)| known == *n)
+        })
+        .map(|n| (*n).to_owned())
+        .collect();
+    if kept.is_empty() {
+        return Err(format!(
+            "names no TLS 1.2 suite ringturn can offer (it has {})",
+            crate::tls::TLS12_SUITES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(kept)
 }

@@ -84,6 +84,20 @@ pub(crate) enum Key {
     StreamBufferLimit,
     NoTcpRelay,
     ReuseportCpuSteering,
+    Syslog,
+    SyslogFacility,
+    SimpleLog,
+    NewLogTimestamp,
+    NewLogTimestampFormat,
+    LogFormat,
+    NoCli,
+    NoLoopbackPeers,
+    ServerName,
+    SecureStun,
+    KeepAddressFamily,
+    AllocationDefaultAddressFamily,
+    BpsCapacity,
+    CipherList,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +153,8 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("permission-lifetime", Key::PermissionLifetime, Flag, false, false, "permission lifetime in seconds (default 300)"),
     spec("user-quota", Key::UserQuota, Value, false, false, "live allocations per user (0 = unlimited)"),
     spec("total-quota", Key::TotalQuota, Value, false, false, "live allocations on the server (0 = unlimited)"),
-    spec("max-bps", Key::MaxBps, Value, false, false, "bytes per second per allocation (0 = unlimited; not enforced yet)"),
+    spec("max-bps", Key::MaxBps, Value, false, false, "bytes per second each way per allocation, dropped above it (0 = unlimited)"),
+    spec("bps-capacity", Key::BpsCapacity, Value, false, false, "bytes per second each way for the whole server, split among workers (0 = unlimited)"),
     spec("allow-loopback-peers", Key::AllowLoopbackPeers, Flag, false, false, "allow peers on loopback addresses"),
     spec("allowed-peer-ip", Key::AllowedPeerIp, Value, true, false, "IP, FIRST-LAST or PREFIX/BITS always allowed as peer (repeatable)"),
     spec("denied-peer-ip", Key::DeniedPeerIp, Value, true, false, "IP, FIRST-LAST or PREFIX/BITS refused as peer (repeatable)"),
@@ -152,6 +167,17 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("log-file", Key::LogFile, Value, false, false, "log file path (stdout or syslog as coturn spells them)"),
     spec("verbose", Key::Verbose, Flag, false, false, "verbose logging"),
     spec("Verbose", Key::ExtraVerbose, Flag, false, false, "extra verbose logging"),
+    spec("syslog", Key::Syslog, Flag, false, false, "log to the local syslog (/dev/log) instead of a file"),
+    spec("syslog-facility", Key::SyslogFacility, Value, false, false, "syslog facility: LOG_USER (the default), LOG_DAEMON, LOG_LOCAL0-7, ... as coturn names them"),
+    spec("simple-log", Key::SimpleLog, Flag, false, false, "log-file is used as named (without it, as coturn: NAME_YYYY-MM-DD.log, a new file each day)"),
+    spec("new-log-timestamp", Key::NewLogTimestamp, Flag, false, false, "start log lines with the local date and time (new-log-timestamp-format) instead of seconds since start, as coturn"),
+    spec("new-log-timestamp-format", Key::NewLogTimestampFormat, Value, false, false, "strftime format of new-log-timestamp (default %FT%T%z)"),
+    spec("no-cli", Key::NoCli, Flag, false, false, "no telnet CLI (ringturn has none: accepted)"),
+    spec("no-loopback-peers", Key::NoLoopbackPeers, Flag, false, false, "refuse peers on loopback addresses (ringturn's default)"),
+    spec("server-name", Key::ServerName, Value, false, false, "the server's name (coturn uses it for OAuth; ringturn has no OAuth: shown in --check-config; default the realm)"),
+    spec("secure-stun", Key::SecureStun, Flag, false, false, "STUN Binding requests need long-term credentials too"),
+    spec("keep-address-family", Key::KeepAddressFamily, Flag, false, false, "an Allocate without REQUESTED-ADDRESS-FAMILY relays in the client's own family (instead of IPv4)"),
+    spec("allocation-default-address-family", Key::AllocationDefaultAddressFamily, Value, false, false, "ipv4 (the default), ipv6 or keep: the relayed family of an Allocate without REQUESTED-ADDRESS-FAMILY"),
     spec("pidfile", Key::Pidfile, Value, false, false, "write the process id to this file"),
     spec("workers", Key::Workers, Value, false, true, "worker threads, one per core (default: number of CPUs, or of cpu-affinity cores)"),
     spec("cpu-affinity", Key::CpuAffinity, Value, true, true, "cores to pin workers to: 0,1 or 0-3 (repeatable)"),
@@ -181,7 +207,9 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("pkey", Key::Pkey, Value, false, false, "PEM private key for TLS (default: the cert file)"),
     spec("no-tcp", Key::NoTcp, Flag, false, false, "no TURN over TCP on the listening port"),
     spec("no-tls", Key::NoTls, Flag, false, false, "no TURN over TLS"),
+    spec("cipher-list", Key::CipherList, Value, false, false, "TLS 1.2 suites to offer, OpenSSL names separated by ':' (of rustls's ECDHE AES-GCM and ChaCha20 suites; TLS 1.3 keeps its own, as in OpenSSL)"),
     spec("no-tlsv1_2", Key::NoTlsv12, Flag, false, false, "TLS 1.3 only"),
+    spec("log-format", Key::LogFormat, Value, false, true, "text (coturn-like lines, the default) or json (one JSON object per line, for log pipelines)"),
     spec("reuseport-cpu-steering", Key::ReuseportCpuSteering, Flag, false, true, "each datagram or connection goes to the worker pinned to the CPU that received it (SO_ATTACH_REUSEPORT_CBPF; needs cpu-affinity, one core per worker)"),
     spec("no-tcp-relay", Key::NoTcpRelay, Flag, false, false, "no TCP relaying (RFC 6062): Allocate with REQUESTED-TRANSPORT TCP gets 442"),
     spec("max-connections", Key::MaxConnections, Value, false, true, "TCP/TLS connections at once, all workers (default 50000; 0 = no limit)"),
@@ -193,6 +221,24 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("signaling-max-rooms-per-connection", Key::SignalingMaxRoomsPerConnection, Value, false, true, "rooms one signaling connection may be in at once (default 4)"),
 ];
 
+/// coturn options that only forbid what ringturn never does: old TLS and
+/// SSL versions (rustls speaks TLS 1.2 and 1.3 only) and finite-field
+/// Diffie-Hellman parameters (rustls offers ECDHE only). Accepted without a
+/// warning, as the README says.
+pub(crate) fn already_so(key: &str) -> bool {
+    matches!(
+        key,
+        "no-sslv2"
+            | "no-sslv3"
+            | "no-tlsv1"
+            | "no-tlsv1_1"
+            | "dh566"
+            | "dh1066"
+            | "dh2066"
+            | "dh-file"
+    )
+}
+
 /// Why a coturn option is read and ignored, for its warning.
 pub(crate) fn why_ignored(key: &str) -> &'static str {
     match key {
@@ -200,10 +246,12 @@ pub(crate) fn why_ignored(key: &str) -> &'static str {
         | "dh-file" => {
             "moot: ringturn's TLS (rustls) offers only TLS 1.2 and 1.3 with ECDHE; ignored"
         }
-        "cipher-list" | "ec-curve-name" => {
-            "rustls chooses its own safe cipher suites and curves; ignored"
-        }
+        "ec-curve-name" => "rustls chooses its own safe curves; ignored",
         "no-dtls" => "ringturn has no DTLS; ignored",
+        "mobility" => {
+            "RFC 8016 mobility tickets are not implemented: a client whose address changes \
+             makes a new allocation (an ICE restart does); ignored"
+        }
         _ => "coturn option not implemented by ringturn; ignored",
     }
 }
@@ -229,9 +277,7 @@ pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
     ("no-auth-pings", Flag),
     ("no-dynamic-ip-list", Flag),
     ("no-dynamic-realms", Flag),
-    ("server-name", Value),
     ("oauth", Flag),
-    ("bps-capacity", Value),
     ("daemon", Flag),
     ("check-origin-consistency", Flag),
     ("no-udp", Flag),
@@ -240,24 +286,16 @@ pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
     ("raw-public-keys", Flag),
     ("pkey-pwd", Value),
     ("no-stdout-log", Flag),
-    ("syslog", Flag),
-    ("simple-log", Flag),
-    ("new-log-timestamp", Flag),
-    ("new-log-timestamp-format", Value),
-    ("syslog-facility", Value),
     ("aux-server", Value),
     ("udp-self-balance", Flag),
     ("alternate-server", Value),
     ("tls-alternate-server", Value),
     ("max-allocate-timeout", Value),
-    ("cipher-list", Value),
-    ("secure-stun", Flag),
     ("CA-file", Value),
     ("dh-file", Value),
     ("proc-user", Value),
     ("proc-group", Value),
     ("mobility", Flag),
-    ("no-cli", Flag),
     ("cli-ip", Value),
     ("cli-port", Value),
     ("cli-password", Value),
@@ -277,8 +315,6 @@ pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
     ("no-tlsv1", Flag),
     ("no-tlsv1_1", Flag),
     ("secret-key-file", Value),
-    ("keep-address-family", Flag),
-    ("allocation-default-address-family", Value),
     ("acme-redirect", Value),
     ("log-binding", Flag),
     ("no-rfc5780", Flag),
@@ -286,7 +322,6 @@ pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
     ("response-origin-only-with-rfc5780", Flag),
     ("respond-http-unsupported", Flag),
     ("version", Flag),
-    ("no-loopback-peers", Flag),
     ("sha256", Flag),
     ("sha384", Flag),
     ("sha512", Flag),
@@ -383,7 +418,7 @@ pub(crate) fn help_text() -> String {
         }
     }
     out.push_str(
-        "\nOther coturn options (tls-listening-port, cert, no-cli, syslog, ...) are accepted \
+        "\nOther coturn options (alt-listening-port, web-admin, ...) are accepted \
          with a warning and ignored; an unknown option is an error.\n\
          With neither -c nor options, ringturn runs a demo setup on 127.0.0.1:3478 \
          (realm ringturn.local, user `demo` with a password printed at start) and serves \

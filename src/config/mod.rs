@@ -28,6 +28,7 @@
 mod build;
 pub mod cli;
 mod keys;
+mod logging;
 mod source;
 mod summary;
 mod values;
@@ -49,6 +50,7 @@ pub use crate::turn::RelaySocketMode;
 use crate::turn::{IpRange, PeerPolicy, ServerConfig};
 
 pub use cli::Cli;
+pub use logging::{LogFormat, LogSettings, SyslogFacility, Verbosity, DEFAULT_TIMESTAMP_FORMAT};
 pub use source::COMMAND_LINE;
 
 /// The source name of [`Config::embedded`].
@@ -194,23 +196,6 @@ impl fmt::Display for UdpGro {
     }
 }
 
-/// `verbose` / `Verbose`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum Verbosity {
-    #[default]
-    Normal,
-    Verbose,
-    Extra,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LogSettings {
-    /// `log-file` as written (coturn's special names `stdout` and `syslog`
-    /// are passed through for the logging setup to interpret).
-    pub file: Option<PathBuf>,
-    pub verbosity: Verbosity,
-}
-
 /// `external-ip=public` or `external-ip=public/private`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExternalIp {
@@ -278,6 +263,8 @@ pub struct Config {
     /// Bytes per second per allocation (0 = unlimited). Not enforced yet:
     /// `ServerConfig` has no field for it.
     pub max_bps: u64,
+    /// `bps-capacity`: bytes per second each way, all allocations together.
+    pub bps_capacity: u64,
     pub allow_loopback_peers: bool,
     /// `no-relay-shortcut`: relay to relay through the kernel (for measuring).
     pub no_relay_shortcut: bool,
@@ -298,6 +285,13 @@ pub struct Config {
     /// SOFTWARE on responses (off with `no-software-attribute`).
     pub software_attribute: bool,
     pub no_stun: bool,
+    /// `secure-stun`: Binding needs credentials.
+    pub secure_stun: bool,
+    /// `keep-address-family` / `allocation-default-address-family`.
+    pub default_family: crate::turn::DefaultFamily,
+    /// `server-name` (coturn's OAuth server name; ringturn has no OAuth):
+    /// the realm unless set.
+    pub server_name: String,
     pub stun_only: bool,
     pub channel_range: ChannelRange,
     pub log: LogSettings,
@@ -341,6 +335,8 @@ pub struct Config {
     pub cert: Option<PathBuf>,
     pub pkey: Option<PathBuf>,
     pub tls12: bool,
+    /// `cipher-list`: the TLS 1.2 suites offered (OpenSSL names); `None`: all.
+    pub tls12_ciphers: Option<Vec<String>>,
     /// RFC 6062 TCP relaying (`no-tcp-relay` turns it off).
     pub tcp_relay: bool,
     /// SO_REUSEPORT steered by the receiving CPU (`reuseport-cpu-steering`).
@@ -618,6 +614,10 @@ impl Config {
             port_offset: u16::try_from(worker).unwrap_or(u16::MAX),
             port_stride: u16::try_from(workers).unwrap_or(u16::MAX),
             no_stun: self.no_stun,
+            max_bps: self.max_bps,
+            bps_capacity: self.bps_capacity.div_ceil(workers as u64),
+            secure_stun: self.secure_stun,
+            default_family: self.default_family,
             stun_only: self.stun_only,
             rng_seed: mix(self.rng_seed ^ mix(worker as u64)),
             ..defaults
@@ -626,6 +626,77 @@ impl Config {
 
     /// A human-readable description of what ringturn would run with (for
     /// `--check-config`); secrets and passwords are not shown.
+    /// The keys whose values differ in `new` but cannot change while the
+    /// server runs (sockets, threads, listeners): a reload names them and
+    /// leaves them as they are.
+    pub fn fixed_differences(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |key: &'static str, differs: bool| {
+            if differs {
+                keys.push(key);
+            }
+        };
+        check(
+            "listening-ip / listening-port",
+            self.listening != new.listening,
+        );
+        check("relay-ip", self.relay_ips != new.relay_ips);
+        check("external-ip", self.external_ips != new.external_ips);
+        check(
+            "min-port / max-port",
+            (self.min_port, self.max_port) != (new.min_port, new.max_port),
+        );
+        check("workers", self.workers != new.workers);
+        check("cpu-affinity", self.cpu_affinity != new.cpu_affinity);
+        check("io-backend", self.io_backend != new.io_backend);
+        check("udp-gro", self.udp_gro != new.udp_gro);
+        check(
+            "socket-rcvbuf / socket-sndbuf",
+            (self.socket_rcvbuf, self.socket_sndbuf) != (new.socket_rcvbuf, new.socket_sndbuf),
+        );
+        check(
+            "relay-socket-mode",
+            self.relay_socket_mode != new.relay_socket_mode,
+        );
+        check(
+            "xdp-interface / xdp-mode",
+            self.xdp_interfaces != new.xdp_interfaces || self.xdp_mode != new.xdp_mode,
+        );
+        check(
+            "no-tcp / no-tls / tls-listening-port",
+            (self.tcp, self.tls, self.tls_listening_port)
+                != (new.tcp, new.tls, new.tls_listening_port),
+        );
+        check(
+            "cipher-list / no-tlsv1_2",
+            (&self.tls12_ciphers, self.tls12) != (&new.tls12_ciphers, new.tls12),
+        );
+        check(
+            "signaling-*",
+            (self.signaling_listening_port, self.signaling_listening_ip)
+                != (new.signaling_listening_port, new.signaling_listening_ip),
+        );
+        check(
+            "prometheus*",
+            (
+                self.prometheus,
+                self.prometheus_port,
+                self.prometheus_address,
+            ) != (new.prometheus, new.prometheus_port, new.prometheus_address),
+        );
+        check(
+            "log-file / syslog / log-format / new-log-timestamp",
+            LogSettings {
+                verbosity: Verbosity::Normal,
+                ..self.log.clone()
+            } != LogSettings {
+                verbosity: Verbosity::Normal,
+                ..new.log.clone()
+            },
+        );
+        keys
+    }
+
     pub fn summary(&self) -> String {
         summary::render(self)
     }

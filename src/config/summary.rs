@@ -152,12 +152,13 @@ pub(crate) fn render(c: &Config) -> String {
     );
     let _ = writeln!(
         s,
-        "  quotas:           per user {}, total {} (split among workers), max-bps {}{}",
+        "  quotas:           per user {}, total {} (split among workers); bytes/s each way: max-bps {}, bps-capacity {}{}",
         limit(u64::from(c.user_quota)),
         limit(u64::from(c.total_quota)),
         limit(c.max_bps),
-        if c.max_bps > 0 {
-            " (not enforced yet)"
+        limit(c.bps_capacity),
+        if c.max_bps > 0 || c.bps_capacity > 0 {
+            " (channels stay off the kernel fast path)"
         } else {
             ""
         }
@@ -209,14 +210,42 @@ pub(crate) fn render(c: &Config) -> String {
         Verbosity::Verbose => "verbose",
         Verbosity::Extra => "extra verbose",
     };
-    let _ = writeln!(
-        s,
-        "  logging:          {verbosity}, to {}",
-        c.log
-            .file
-            .as_ref()
-            .map_or("stdout".to_owned(), |p| p.display().to_string())
-    );
+    let to = if c.log.to_syslog() {
+        format!("syslog ({})", c.log.syslog_facility)
+    } else {
+        match &c.log.file {
+            Some(p) if p.as_os_str() != "stdout" && p.as_os_str() != "-" && c.log.simple => {
+                p.display().to_string()
+            }
+            Some(p) if p.as_os_str() != "stdout" && p.as_os_str() != "-" => format!(
+                "{} (dated, a new file each day; simple-log: as named)",
+                crate::logging::dated_log_file_name(&p.to_string_lossy(), "YYYY-MM-DD")
+            ),
+            _ => "stdout".to_owned(),
+        }
+    };
+    let stamp = match (&c.log.format, &c.log.timestamp_format) {
+        (crate::config::LogFormat::Json, _) => "JSON lines".to_owned(),
+        (_, Some(f)) => format!("lines stamped {f:?}"),
+        (_, None) => "lines stamped with seconds since start".to_owned(),
+    };
+    let _ = writeln!(s, "  logging:          {verbosity}, to {to}, {stamp}");
+    if c.server_name != c.realm {
+        let _ = writeln!(
+            s,
+            "  server-name:      {} (coturn's OAuth name; ringturn has no OAuth)",
+            c.server_name
+        );
+    }
+    if c.secure_stun || c.default_family != crate::turn::DefaultFamily::Ipv4 {
+        let _ =
+            writeln!(
+            s,
+            "  STUN/family:      Binding {}; relayed family without REQUESTED-ADDRESS-FAMILY: {:?}",
+            if c.secure_stun { "needs credentials (secure-stun)" } else { "open" },
+            c.default_family
+        );
+    }
     if let Some(p) = &c.pidfile {
         let _ = writeln!(s, "  pidfile:          {}", p.display());
     }

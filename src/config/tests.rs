@@ -389,8 +389,10 @@ fn stream_transports_follow_coturn_keys() {
         !c.server_config(0, 1).tcp_relay,
         "no-tcp-relay turns RFC 6062 off"
     );
-    let moot = c.warnings.iter().find(|w| w.key == "no-tlsv1").unwrap();
-    assert!(moot.message.contains("moot"), "{}", moot.message);
+    assert!(
+        c.warnings.iter().all(|w| w.key != "no-tlsv1"),
+        "ringturn never offers TLS 1.0: accepted without a warning"
+    );
     let c = ok("relay-ip=10.0.0.1\nuser=a:b\nrealm=r\ntls-listening-port=5350\n");
     assert!(
         c.warnings.iter().any(|w| w.key == "tls-listening-port"),
@@ -424,4 +426,83 @@ fn reuseport_cpu_steering_needs_a_core_per_worker() {
     let e = parse("relay-ip=10.0.0.1\nworkers=4\ncpu-affinity=2,3\nreuseport-cpu-steering\n")
         .unwrap_err();
     assert_eq!(e.key, "reuseport-cpu-steering", "{e}");
+}
+
+/// Issue 12: coturn's keys that the published configurations use do what
+/// coturn does (behaviour is tested in tests/coturn_keys.rs and
+/// tests/coturn_dropin.rs; here, what they set).
+#[test]
+fn coturn_keys_from_published_configs_set_what_they_say() {
+    let c = ok("no-auth\n");
+    assert_eq!(c.default_family, crate::turn::DefaultFamily::Ipv4);
+    assert!(!c.secure_stun && c.log.timestamp_format.is_none());
+    let c = ok(
+        "realm=r\nuser=a:b\nkeep-address-family\nsecure-stun\nno-cli\nno-loopback-peers\n\
+                server-name=turn.example.org\nsyslog\nsyslog-facility=LOG_LOCAL2\nsimple-log\n\
+                new-log-timestamp\nmax-bps=64000\nbps-capacity=1000000\nworkers=4\n\
+                dh-file=/etc/dh.pem\nno-tlsv1_1\n",
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.default_family, crate::turn::DefaultFamily::Keep);
+    assert!(c.secure_stun && !c.allow_loopback_peers);
+    assert_eq!(c.server_name, "turn.example.org");
+    assert!(c.log.to_syslog() && c.log.simple);
+    assert_eq!(c.log.syslog_facility.0, 18);
+    assert_eq!(c.log.timestamp_format.as_deref(), Some("%FT%T%z"));
+    let sc = c.server_config(0, 4);
+    assert_eq!(
+        (sc.max_bps, sc.bps_capacity),
+        (64_000, 250_000),
+        "capacity split among workers"
+    );
+    assert!(sc.secure_stun);
+    // The server name defaults to the realm.
+    assert_eq!(ok("realm=r\nuser=a:b\n").server_name, "r");
+    // Order does not matter for the timestamp format.
+    let c = ok("no-auth\nnew-log-timestamp-format=%H:%M\nnew-log-timestamp\n");
+    assert_eq!(c.log.timestamp_format.as_deref(), Some("%H:%M"));
+    let c = ok("no-auth\nnew-log-timestamp\nnew-log-timestamp-format=%H:%M\n");
+    assert_eq!(c.log.timestamp_format.as_deref(), Some("%H:%M"));
+    assert!(ok("no-auth\nlog-format=json\n").log.format == LogFormat::Json);
+    // Bad values name their line and key.
+    for (text, key) in [
+        ("no-auth\nsyslog-facility=LOG_NOPE\n", "syslog-facility"),
+        (
+            "no-auth\nallocation-default-address-family=ipv5\n",
+            "allocation-default-address-family",
+        ),
+        ("no-auth\nlog-format=xml\n", "log-format"),
+        (
+            "no-auth\ncipher-list=AES128-SHA:DHE-RSA-AES256-SHA\n",
+            "cipher-list",
+        ),
+    ] {
+        let e = parse(text).err().unwrap_or_else(|| panic!("{text} parsed"));
+        assert_eq!((e.line, e.key.as_str()), (2, key), "{e}");
+    }
+    let e = parse("no-auth\nallow-loopback-peers\nno-loopback-peers\n")
+        .err()
+        .unwrap();
+    assert_eq!(e.key, "no-loopback-peers");
+    // cipher-list: names rustls has are kept, others dropped; OpenSSL
+    // keywords keep rustls's whole (strong) set.
+    let c = ok("no-auth\ncipher-list=\"ECDHE-ECDSA-AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305\"\n");
+    assert_eq!(
+        c.tls12_ciphers.unwrap(),
+        [
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-RSA-CHACHA20-POLY1305"
+        ]
+    );
+    let c = ok("no-auth\ncipher-list=HIGH:!aNULL:!MD5\n");
+    assert_eq!(
+        c.tls12_ciphers.unwrap().len(),
+        crate::tls::TLS12_SUITES.len()
+    );
+    // mobility keeps its warning (RFC 8016 is not implemented).
+    let c = ok("no-auth\nmobility\n");
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.key == "mobility" && w.message.contains("RFC 8016")));
 }

@@ -172,6 +172,13 @@ pub struct Allocation {
     /// Shared relay socket mode: the peer endpoints this allocation claimed
     /// on its (shared) relay address (see `turn::shared`). Empty otherwise.
     pub claims: SmallVec<[SocketAddr; 2]>,
+    /// Issue 12: the session number in the log lines, when it was created,
+    /// and what it relayed on the socket path (read when it ends).
+    pub session: u64,
+    pub created: Instant,
+    pub traffic: super::session_log::Traffic,
+    /// `max-bps`: this allocation's buckets, one each way.
+    pub limit: Option<super::bandwidth::DuplexLimit>,
 }
 
 /// The other-family relayed address of a dual allocation.

@@ -46,6 +46,19 @@ pub struct ServerConfig {
     pub no_stun: bool,
     /// `stun-only`: answer Binding, refuse TURN.
     pub stun_only: bool,
+    /// `max-bps`: bytes per second each way per allocation (0: no limit).
+    pub max_bps: u64,
+    /// This shard's share of `bps-capacity`: bytes per second each way for
+    /// all its allocations together (0: no limit).
+    pub bps_capacity: u64,
+    /// `secure-stun`: Binding requests need long-term credentials too
+    /// (answered 401 with a nonce without them), as coturn does.
+    pub secure_stun: bool,
+    /// The relayed address family of an Allocate without
+    /// REQUESTED-ADDRESS-FAMILY (RFC 8656 §7.2: IPv4; coturn's
+    /// `keep-address-family` / `allocation-default-address-family=keep`: the
+    /// family the client reached the server with).
+    pub default_family: DefaultFamily,
     /// Caps that keep one client from exhausting memory.
     pub max_permissions_per_allocation: usize,
     pub max_channels_per_allocation: usize,
@@ -95,6 +108,10 @@ impl Default for ServerConfig {
             port_stride: 1,
             no_stun: false,
             stun_only: false,
+            secure_stun: false,
+            max_bps: 0,
+            bps_capacity: 0,
+            default_family: DefaultFamily::Ipv4,
             max_permissions_per_allocation: 64,
             max_channels_per_allocation: 64,
             transaction_cache_lifetime: Duration::from_secs(40),
@@ -108,4 +125,15 @@ impl Default for ServerConfig {
             fast_path: false,
         }
     }
+}
+
+/// What family an Allocate without REQUESTED-ADDRESS-FAMILY gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DefaultFamily {
+    /// RFC 8656 §7.2.
+    #[default]
+    Ipv4,
+    Ipv6,
+    /// The family of the client's own address (coturn's `keep-address-family`).
+    Keep,
 }

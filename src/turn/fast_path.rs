@@ -87,12 +87,15 @@ impl Server {
             return;
         }
         let shared_relay = self.shared.is_some();
+        // max-bps and bps-capacity are counted on the socket path: with
+        // either set, nothing goes to the kernel (issue 12).
+        let rate_limited = self.config.max_bps > 0 || self.config.bps_capacity > 0;
         let Some(alloc) = self.allocation(id) else {
             return;
         };
         let mut changes = Vec::new();
         for (i, c) in alloc.channels.iter().enumerate() {
-            let want = if c.is_live(now) {
+            let want = if c.is_live(now) && !rate_limited {
                 eligible(alloc, c.number, c.peer, c.expires, shared_relay, now)
             } else {
                 None

@@ -4,21 +4,24 @@
 //! commands and the next deadline.
 
 pub mod allocation;
+pub mod bandwidth;
 pub mod config;
 mod fast_map;
 pub mod fast_path;
 pub mod policy;
 pub mod ports;
+mod reconfigure;
 mod reply;
 mod requests;
 pub mod server;
+pub mod session_log;
 pub mod shared;
 pub mod tcp_relay;
 pub mod timers;
 mod transactions;
 
 pub use allocation::{AllocationId, ClientTransport, ClientTuple};
-pub use config::ServerConfig;
+pub use config::{DefaultFamily, ServerConfig};
 pub use fast_path::ChannelRoute;
 pub use policy::{IpRange, PeerPolicy};
 pub use server::{

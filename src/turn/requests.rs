@@ -8,8 +8,10 @@ use std::time::Instant;
 use super::allocation::{
     Allocation, AllocationId, AllocationState, ChannelBinding, ClientTuple, Owner, PermissionChange,
 };
+use super::config::DefaultFamily;
 use super::reply::{ReplyIntegrity, RequestEcho, OFFERED_ALGORITHMS};
 use super::server::{CachedResponse, Command, Server};
+use super::session_log::EndReason;
 use super::timers::TimerKey;
 use crate::auth::{LookupError, NonceError, PasswordAlgorithm, UserKeys};
 use crate::stun::{
@@ -118,7 +120,7 @@ impl Server {
         }
 
         match method {
-            Method::BINDING => self.handle_binding(from, msg, &echo),
+            Method::BINDING => self.handle_binding(now, from, msg, &echo),
             _ if msg.is_classic() => {}
             m if is_turn_method(m) && self.config.stun_only => {
                 self.reply_error(
@@ -144,12 +146,32 @@ impl Server {
 
     /// RFC 8489 §7.3: Binding reflects the client's address; RFC 3489 clients
     /// get MAPPED-ADDRESS, everyone else XOR-MAPPED-ADDRESS.
-    fn handle_binding(&mut self, from: ClientTuple, msg: &Message<'_>, echo: &RequestEcho) {
+    /// With `secure-stun` (coturn's), a Binding is authenticated like a TURN
+    /// request (RFC 8489 §9.2): 401 with REALM and NONCE first, then an
+    /// answer carrying MESSAGE-INTEGRITY; RFC 3489 requests, which cannot
+    /// carry long-term credentials, are dropped.
+    fn handle_binding(
+        &mut self,
+        now: Instant,
+        from: ClientTuple,
+        msg: &Message<'_>,
+        echo: &RequestEcho,
+    ) {
         if self.config.no_stun {
             return;
         }
         let classic = msg.is_classic();
-        self.reply(from, echo, None, None, |w| {
+        let mut integrity = None;
+        if self.config.secure_stun && !self.config.no_auth {
+            if classic {
+                return;
+            }
+            let Some(auth) = self.authenticate(now, from, msg, echo, None) else {
+                return;
+            };
+            integrity = auth.integrity;
+        }
+        self.reply(from, echo, None, integrity.as_ref(), |w| {
             if classic {
                 w.add(&MappedAddress(from.client))
             } else {
@@ -302,7 +324,8 @@ impl Server {
             _ => match self.credentials.candidate_keys(&name, unix_now) {
                 Ok(keys) => keys,
                 Err(e @ (LookupError::UnknownUser | LookupError::Expired)) => {
-                    tracing::debug!(client = %from.client, user = %name, "401: {e}");
+                    // Issue 12: one info line per refused credential, for fail2ban.
+                    tracing::info!(client = %from.client, realm = %self.credentials.realm, username = %name, reason = %e, "authentication failed: 401");
                     self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
                     return None;
                 }
@@ -328,7 +351,7 @@ impl Server {
                 });
             }
         }
-        tracing::debug!(client = %from.client, user = %name, "401: MESSAGE-INTEGRITY does not match (wrong password?)");
+        tracing::info!(client = %from.client, realm = %self.credentials.realm, username = %name, reason = "wrong password (MESSAGE-INTEGRITY does not match)", "authentication failed: 401");
         self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
         None
     }
@@ -554,7 +577,13 @@ impl Server {
                     "ADDITIONAL-ADDRESS-FAMILY must be IPv6",
                 ))
             }
-            (None, None) => AddressFamily::V4,
+            // RFC 8656 §7.2: IPv4 by default; coturn's keep-address-family
+            // follows the client's own family instead.
+            (None, None) => match self.config.default_family {
+                DefaultFamily::Ipv4 => AddressFamily::V4,
+                DefaultFamily::Ipv6 => AddressFamily::V6,
+                DefaultFamily::Keep => AddressFamily::of(&from.client),
+            },
         };
         // RFC 8656 §7.2: a dual allocation that cannot get its IPv6 half still
         // succeeds for IPv4, with ADDRESS-ERROR-CODE for IPv6.
@@ -808,6 +837,7 @@ impl Server {
             *self.per_user.entry(owner.username.clone()).or_insert(0) += 1;
         }
         let tid = msg.transaction_id();
+        let max_bps = self.config.max_bps;
         let id = self.insert_allocation(|id| Allocation {
             id,
             client: from,
@@ -827,7 +857,15 @@ impl Server {
             permissions: smallvec::SmallVec::new(),
             channels: smallvec::SmallVec::new(),
             claims: smallvec::SmallVec::new(),
+            session: 0,
+            created: now,
+            traffic: Default::default(),
+            limit: (max_bps > 0).then(|| super::bandwidth::DuplexLimit::new(max_bps, now)),
         });
+        let session = self.next_session();
+        if let Some(a) = self.allocation_mut(id) {
+            a.session = session;
+        }
         self.pending.insert(
             id,
             super::server::PendingAllocate {
@@ -937,7 +975,9 @@ impl Server {
             );
             self.queue(client, bytes);
         }
-        tracing::debug!(relay = %self.allocation(id).map(|a| a.relay.to_string()).unwrap_or_default(), client = %client.client, lifetime_s = expires.saturating_duration_since(now).as_secs(), "allocation created");
+        if let Some(a) = self.allocation(id) {
+            super::session_log::created(a, &self.credentials.realm);
+        }
     }
 
     /// The I/O layer could not open the relay socket: try another port, and
@@ -975,7 +1015,7 @@ impl Server {
     /// its Allocate gets 508 (kept for retransmissions).
     pub(crate) fn fail_pending_allocation(&mut self, now: Instant, id: AllocationId) {
         let pending = self.pending.remove(&id);
-        if let Some(alloc) = self.remove_allocation(id) {
+        if let Some(alloc) = self.remove_allocation(now, id, EndReason::RelayFailed) {
             if let Some(p) = pending {
                 let r = self.reply_error(
                     alloc.client,
@@ -1020,7 +1060,7 @@ impl Server {
             .and_then(Result::ok)
             .map(|Lifetime(secs)| std::time::Duration::from_secs(u64::from(secs)));
         let granted = if requested.is_some_and(|d| d.is_zero()) {
-            self.remove_allocation(id);
+            self.remove_allocation(now, id, EndReason::Deleted);
             0
         } else {
             let lifetime = self.granted_lifetime(requested);
@@ -1037,6 +1077,9 @@ impl Server {
             }
             if rearm {
                 self.schedule(expires, TimerKey::Allocation(id));
+            }
+            if let Some(a) = self.allocation(id) {
+                super::session_log::refreshed(a, &self.credentials.realm);
             }
             u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX)
         };

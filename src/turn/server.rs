@@ -65,11 +65,13 @@ pub enum DropReason {
     PeerLimit,
     /// Shared relay socket: a datagram from a peer endpoint no allocation claimed.
     Unclaimed,
+    /// Over `max-bps` (the allocation's) or `bps-capacity` (the server's).
+    RateLimited,
 }
 
 impl DropReason {
     /// Every reason, in `index` order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::NotStunOrChannelData,
         DropReason::NoAllocation,
@@ -82,6 +84,7 @@ impl DropReason {
         DropReason::PeerClaimed,
         DropReason::PeerLimit,
         DropReason::Unclaimed,
+        DropReason::RateLimited,
     ];
 
     /// Position in `ALL` (and in `Stats::drops`).
@@ -104,8 +107,16 @@ impl DropReason {
             DropReason::PeerClaimed => "peer_claimed",
             DropReason::PeerLimit => "peer_limit",
             DropReason::Unclaimed => "unclaimed_peer",
+            DropReason::RateLimited => "rate_limited",
         }
     }
+}
+
+/// Which way a relayed datagram goes, for the rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToPeer,
+    ToClient,
 }
 
 /// The request methods responses are counted by (the last slot: any other).
@@ -275,6 +286,8 @@ pub struct TableSizes {
     pub channels: usize,
 }
 
+use super::bandwidth::DuplexLimit;
+use super::session_log::EndReason;
 pub(crate) use super::transactions::CachedResponse;
 use super::transactions::TransactionCache;
 
@@ -314,6 +327,10 @@ pub struct Server {
     /// RFC 8656 §7.2: ports held by RESERVATION-TOKEN, with their expiry.
     pub(crate) reservations: HashMap<SocketAddr, Instant>,
     pub(crate) transactions: TransactionCache,
+    /// Allocations made so far (session numbers for the log lines).
+    sessions: u64,
+    /// This shard's share of `bps-capacity`, each way.
+    capacity: Option<super::bandwidth::DuplexLimit>,
     pub(crate) timers: Timers,
     pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
     /// RFC 6062 peer connections, by CONNECTION-ID.
@@ -371,6 +388,8 @@ impl Server {
             per_user: HashMap::new(),
             reservations: HashMap::new(),
             transactions: TransactionCache::new(cache_lifetime),
+            sessions: 0,
+            capacity: None,
             timers: Timers::default(),
             pending: fast_map(),
             tcp_connections: fast_map(),
@@ -459,6 +478,9 @@ impl Server {
         if let Err(reason) = self.claim_for_send(id, relay, peer) {
             return self.drop_reason(reason);
         }
+        if !self.within_rate(id, cd.data.len(), now, Direction::ToPeer) {
+            return self.drop_reason(DropReason::RateLimited);
+        }
         self.stats.forwarded_to_peers += 1;
         self.stats.channel_data_to_peers += 1;
         self.stats.bytes_to_peers += cd.data.len() as u64;
@@ -527,6 +549,9 @@ impl Server {
             return self.drop_reason(reason);
         }
         let start = (data.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        if !self.within_rate(id, data.len(), now, Direction::ToPeer) {
+            return self.drop_reason(DropReason::RateLimited);
+        }
         self.stats.forwarded_to_peers += 1;
         self.stats.bytes_to_peers += data.len() as u64;
         ClientOutcome::Forward(Forward {
@@ -604,6 +629,9 @@ impl Server {
                 None => return self.peer_drop(DropReason::NoHeadroom),
             },
         };
+        if !self.within_rate(id, len, now, Direction::ToClient) {
+            return self.peer_drop(DropReason::RateLimited);
+        }
         self.stats.forwarded_to_clients += 1;
         self.stats.bytes_to_clients += len as u64;
         PeerOutcome::Forward(Forward {
@@ -612,6 +640,53 @@ impl Server {
             range: framed,
             transport: client.transport,
         })
+    }
+
+    /// Counts `bytes` relayed for allocation `id` (its session totals) if
+    /// `max-bps` and `bps-capacity` leave room for them; false: drop them.
+    /// Without either limit this is the counting alone.
+    #[inline]
+    fn within_rate(
+        &mut self,
+        id: AllocationId,
+        bytes: usize,
+        now: Instant,
+        direction: Direction,
+    ) -> bool {
+        let capacity_rate = self.config.bps_capacity;
+        let capacity = &mut self.capacity;
+        let Some(a) = self
+            .slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)
+            .and_then(|s| s.allocation.as_mut())
+        else {
+            return true;
+        };
+        if let Some(limit) = a.limit.as_mut() {
+            let bucket = match direction {
+                Direction::ToPeer => &mut limit.to_peer,
+                Direction::ToClient => &mut limit.to_client,
+            };
+            if !bucket.take(bytes, now) {
+                return false;
+            }
+        }
+        if capacity_rate > 0 {
+            let server = capacity.get_or_insert_with(|| DuplexLimit::new(capacity_rate, now));
+            let bucket = match direction {
+                Direction::ToPeer => &mut server.to_peer,
+                Direction::ToClient => &mut server.to_client,
+            };
+            if !bucket.take(bytes, now) {
+                return false;
+            }
+        }
+        match direction {
+            Direction::ToPeer => a.traffic.to_peer(bytes),
+            Direction::ToClient => a.traffic.to_client(bytes),
+        }
+        true
     }
 
     fn peer_drop(&mut self, reason: DropReason) -> PeerOutcome {
@@ -915,7 +990,11 @@ impl Server {
     /// (RFC 8656 §3.1: over TCP/TLS the allocation lives with the connection).
     pub fn handle_client_closed(&mut self, tuple: &ClientTuple) {
         if let Some(id) = self.allocation_id_for_client(tuple) {
-            if self.remove_allocation(id).is_some() {
+            let now = Instant::now();
+            if self
+                .remove_allocation(now, id, EndReason::ConnectionClosed)
+                .is_some()
+            {
                 self.stats.allocations_expired += 1;
             }
         }
@@ -1052,7 +1131,13 @@ impl Server {
     }
 
     /// Frees an allocation: its maps, its port, its user's quota, its socket.
-    pub(crate) fn remove_allocation(&mut self, id: AllocationId) -> Option<Allocation> {
+    /// Frees an allocation and everything it holds, with its session line.
+    pub(crate) fn remove_allocation(
+        &mut self,
+        now: Instant,
+        id: AllocationId,
+        reason: EndReason,
+    ) -> Option<Allocation> {
         let slot = self.slots.get_mut(usize::try_from(id.index).ok()?)?;
         if slot.generation != id.generation {
             return None;
@@ -1107,7 +1192,7 @@ impl Server {
         shrink_if_sparse(&mut self.by_client);
         shrink_if_sparse(&mut self.by_relay);
         shrink_if_sparse(&mut self.pending);
-        tracing::debug!(relay = %alloc.relay, client = %alloc.client.client, "allocation removed");
+        super::session_log::deleted(&alloc, &self.credentials.realm, reason, now);
         Some(alloc)
     }
 
@@ -1145,7 +1230,7 @@ impl Server {
                     let at = alloc.expires;
                     self.timers.schedule(at, key);
                 } else if alloc.expires <= now {
-                    self.remove_allocation(id);
+                    self.remove_allocation(now, id, EndReason::Expired);
                     self.stats.allocations_expired += 1;
                 }
             }
@@ -1239,6 +1324,26 @@ impl Server {
         if !self.transactions.put(now, (client, tid), response, cap) {
             self.stats.transaction_cache_full += 1;
         }
+    }
+
+    /// Every live allocation's id (for a reconfiguration: not per packet).
+    pub(crate) fn allocation_ids(&self) -> Vec<AllocationId> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.allocation.as_ref().map(|a| a.id))
+            .collect()
+    }
+
+    /// Forgets the `bps-capacity` buckets (made again at the next datagram).
+    pub(crate) fn reset_capacity(&mut self) {
+        self.capacity = None;
+    }
+
+    /// A number for the next allocation's log lines, unique across workers
+    /// (the worker's index in the top 16 bits).
+    pub(crate) fn next_session(&mut self) -> u64 {
+        self.sessions += 1;
+        (u64::from(self.config.port_offset) << 48) | self.sessions
     }
 
     /// Every per-shard table's size (a few `len` calls and one walk over

@@ -161,6 +161,8 @@ pub struct Worker {
     handoffs: Vec<(u64, usize, Vec<u8>)>,
     /// The XDP fast path whose maps this worker writes (`xdp-interface`).
     fast_path: Option<Arc<SharedFastPath>>,
+    config_slot: Arc<ConfigSlot>,
+    config_seen: u64,
 }
 
 pub struct WorkerParts {
@@ -178,6 +180,38 @@ pub struct WorkerParts {
     pub streams: Option<StreamSet>,
     pub stream_inbox: Receiver<StreamHandoff>,
     pub fast_path: Option<Arc<SharedFastPath>>,
+    /// Where a reloaded configuration arrives (SIGHUP).
+    pub config_slot: Arc<ConfigSlot>,
+}
+
+/// A reloaded configuration waiting for its worker (SIGHUP, issue 12): the
+/// control thread offers it, the worker takes it between two loop turns
+/// (one atomic load a turn while nothing changes).
+#[derive(Debug, Default)]
+pub struct ConfigSlot {
+    generation: std::sync::atomic::AtomicU64,
+    next: std::sync::Mutex<Option<(crate::turn::ServerConfig, crate::auth::Credentials)>>,
+}
+
+impl ConfigSlot {
+    pub fn offer(&self, config: crate::turn::ServerConfig, credentials: crate::auth::Credentials) {
+        if let Ok(mut next) = self.next.lock() {
+            *next = Some((config, credentials));
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn take_new(
+        &self,
+        seen: &mut u64,
+    ) -> Option<(crate::turn::ServerConfig, crate::auth::Credentials)> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if generation == *seen {
+            return None;
+        }
+        *seen = generation;
+        self.next.lock().ok()?.take()
+    }
 }
 
 fn unix_now() -> u64 {
@@ -230,6 +264,8 @@ impl Worker {
             stream_inbox: parts.stream_inbox,
             handoffs: Vec::new(),
             fast_path: parts.fast_path,
+            config_slot: parts.config_slot,
+            config_seen: 0,
         })
     }
 
@@ -275,6 +311,9 @@ impl Worker {
             self.poll_streams(backend.as_mut())?;
             self.drain_inbox(backend.as_mut());
             let now = Instant::now();
+            if let Some((config, credentials)) = self.config_slot.take_new(&mut self.config_seen) {
+                self.server.reconfigure(config, credentials, now);
+            }
             if self.server.poll_timeout().is_some_and(|t| t <= now) {
                 self.server.handle_timeout(now);
             }

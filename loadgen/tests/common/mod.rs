@@ -75,6 +75,7 @@ pub fn ringturn_streams(workers: usize, min_port: u16) -> Server {
         cert: cert.cert.clone(),
         pkey: cert.key.clone(),
         tls12: true,
+        tls12_ciphers: None,
     })
     .expect("ringturn loads the certificate");
     let running = start_ringturn(
