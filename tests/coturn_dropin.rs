@@ -531,3 +531,29 @@ rm -rf "$DIR"
         "the port range change is named\n{out}"
     );
 }
+
+/// `log-format=json` (ringturn's, for log pipelines): every line on stdout
+/// is one JSON object, and the session lines carry their fields as keys.
+#[test]
+fn json_log_lines_carry_the_session_fields() {
+    let template = format!("{NEXTCLOUD}log-format=json\n");
+    let p = run_published("json", &template, "198.51.100.10", "198.51.100.20", REST);
+    p.assert_relays_without_warnings();
+    let log = p.file("stdout.log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let deleted = lines
+        .iter()
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("allocation deleted"))
+        })
+        .unwrap_or_else(|| panic!("no deletion line in\n{log}"));
+    assert!(deleted["username"].as_str().unwrap_or("").ends_with(":alice"), "{deleted}");
+    assert_eq!(deleted["realm"], "turn.example.org");
+    assert!(deleted["sent_packets"].as_u64().unwrap_or(0) > 0, "{deleted}");
+    assert!(deleted["received_bytes"].as_u64().unwrap_or(0) > 0, "{deleted}");
+}
