@@ -169,13 +169,19 @@ fn append(path: &Path) -> io::Result<File> {
 #[derive(Clone)]
 struct SharedFile(Arc<Mutex<DatedFile>>);
 
-/// One event's line, written to the file in one call.
-struct FileLine<'a> {
-    file: &'a SharedFile,
+/// Where a finished line goes, in one piece.
+trait LineSink {
+    fn put(&self, line: &mut Vec<u8>);
+}
+
+/// One event's line, gathered and handed to its sink whole when the
+/// formatter is done with it (tracing writes a line in several pieces).
+struct Line<'a, S: LineSink> {
+    sink: &'a S,
     line: Vec<u8>,
 }
 
-impl Write for FileLine<'_> {
+impl<S: LineSink> Write for Line<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.line.extend_from_slice(buf);
         Ok(buf.len())
@@ -185,20 +191,26 @@ impl Write for FileLine<'_> {
     }
 }
 
-impl Drop for FileLine<'_> {
+impl<S: LineSink> Drop for Line<'_, S> {
     fn drop(&mut self) {
-        if let Ok(mut f) = self.file.0.lock() {
+        self.sink.put(&mut self.line);
+    }
+}
+
+impl LineSink for SharedFile {
+    fn put(&self, line: &mut Vec<u8>) {
+        if let Ok(mut f) = self.0.lock() {
             f.roll();
-            let _ = f.file.write_all(&self.line);
+            let _ = f.file.write_all(line);
         }
     }
 }
 
 impl<'a> MakeWriter<'a> for SharedFile {
-    type Writer = FileLine<'a>;
+    type Writer = Line<'a, SharedFile>;
     fn make_writer(&'a self) -> Self::Writer {
-        FileLine {
-            file: self,
+        Line {
+            sink: self,
             line: Vec::with_capacity(256),
         }
     }
@@ -212,29 +224,14 @@ struct Syslog {
     facility: SyslogFacility,
 }
 
-struct SyslogLine<'a> {
-    syslog: &'a Syslog,
-    line: Vec<u8>,
-}
-
-impl Write for SyslogLine<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.line.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for SyslogLine<'_> {
-    fn drop(&mut self) {
-        while self.line.last() == Some(&b'\n') {
-            self.line.pop();
+impl LineSink for Syslog {
+    fn put(&self, line: &mut Vec<u8>) {
+        while line.last() == Some(&b'\n') {
+            line.pop();
         }
         // A full or absent syslog must not stall a worker: the socket is
         // non-blocking and a line that cannot go is dropped.
-        let _ = self.syslog.socket.send(&self.line);
+        let _ = self.socket.send(line);
     }
 }
 
@@ -249,7 +246,7 @@ fn severity(level: &Level) -> u8 {
 }
 
 impl<'a> MakeWriter<'a> for Syslog {
-    type Writer = SyslogLine<'a>;
+    type Writer = Line<'a, Syslog>;
     fn make_writer(&'a self) -> Self::Writer {
         self.line_for(&Level::INFO)
     }
@@ -259,10 +256,10 @@ impl<'a> MakeWriter<'a> for Syslog {
 }
 
 impl Syslog {
-    fn line_for(&self, level: &Level) -> SyslogLine<'_> {
+    fn line_for(&self, level: &Level) -> Line<'_, Syslog> {
         let pri = u16::from(self.facility.0) * 8 + u16::from(severity(level));
         let line = format!("<{pri}>ringturn[{}]: ", std::process::id()).into_bytes();
-        SyslogLine { syslog: self, line }
+        Line { sink: self, line }
     }
 }
 

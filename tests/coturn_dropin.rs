@@ -552,8 +552,20 @@ fn json_log_lines_carry_the_session_fields() {
                 .is_some_and(|m| m.ends_with("allocation deleted"))
         })
         .unwrap_or_else(|| panic!("no deletion line in\n{log}"));
-    assert!(deleted["username"].as_str().unwrap_or("").ends_with(":alice"), "{deleted}");
+    assert!(
+        deleted["username"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(":alice"),
+        "{deleted}"
+    );
     assert_eq!(deleted["realm"], "turn.example.org");
-    assert!(deleted["sent_packets"].as_u64().unwrap_or(0) > 0, "{deleted}");
-    assert!(deleted["received_bytes"].as_u64().unwrap_or(0) > 0, "{deleted}");
+    assert!(
+        deleted["sent_packets"].as_u64().unwrap_or(0) > 0,
+        "{deleted}"
+    );
+    assert!(
+        deleted["received_bytes"].as_u64().unwrap_or(0) > 0,
+        "{deleted}"
+    );
 }

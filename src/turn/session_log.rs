@@ -81,20 +81,15 @@ fn transport(a: &Allocation) -> &'static str {
 }
 
 pub(crate) fn created(a: &Allocation, realm: &str) {
-    tracing::info!(
-        session = a.session,
-        realm,
-        username = username(a),
-        client = %a.client.client,
-        transport = transport(a),
-        relayed = %relayed(a),
-        lifetime = a.lifetime.as_secs(),
-        "session {}: allocation created",
-        a.session
-    );
+    live_event(a, realm, "created");
 }
 
 pub(crate) fn refreshed(a: &Allocation, realm: &str) {
+    live_event(a, realm, "refreshed");
+}
+
+/// A created or refreshed allocation: one line with its lifetime.
+fn live_event(a: &Allocation, realm: &str, event: &str) {
     tracing::info!(
         session = a.session,
         realm,
@@ -103,7 +98,7 @@ pub(crate) fn refreshed(a: &Allocation, realm: &str) {
         transport = transport(a),
         relayed = %relayed(a),
         lifetime = a.lifetime.as_secs(),
-        "session {}: allocation refreshed",
+        "session {}: allocation {event}",
         a.session
     );
 }
