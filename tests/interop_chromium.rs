@@ -157,6 +157,16 @@ fn make_cert(dir: &Path) -> BrowserCert {
 
 /// Runs the driver once, inside its own network namespace and process group.
 fn run_driver(chromium: &Path, backend: &str, transport: Transport, extra: &[&str]) -> DriverRun {
+    run_driver_env(chromium, backend, transport, extra, &[])
+}
+
+fn run_driver_env(
+    chromium: &Path,
+    backend: &str,
+    transport: Transport,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> DriverRun {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -183,7 +193,8 @@ fn run_driver(chromium: &Path, backend: &str, transport: Transport, extra: &[&st
         .arg(transport.name())
         // ringturn's allocations in its log, for the tail shown on failure.
         .arg("--verbose")
-        .args(extra);
+        .args(extra)
+        .envs(envs.iter().copied());
     if transport == Transport::Tls {
         let c = make_cert(&workdir);
         cmd.arg("--cert")
@@ -225,6 +236,16 @@ fn page_result(run: &DriverRun, label: &str) -> Value {
 }
 
 fn check_result(run: &DriverRun, backend: &str, transport: Transport) -> Value {
+    check_result_in(run, backend, transport, RELAY_PORTS)
+}
+
+/// As `check_result`, with the relay port range the configuration set.
+fn check_result_in(
+    run: &DriverRun,
+    backend: &str,
+    transport: Transport,
+    relay_ports: std::ops::RangeInclusive<u64>,
+) -> Value {
     let fail = |why: String| -> ! { panic!("[{backend}] {why}\n{}", run.transcript()) };
     let result = page_result(run, backend);
     let has = |ok: bool, what: &str| {
@@ -275,8 +296,8 @@ fn check_result(run: &DriverRun, backend: &str, transport: Transport) -> Value {
             has(
                 p[side]
                     .as_u64()
-                    .is_some_and(|port| RELAY_PORTS.contains(&port)),
-                &format!("{pc}: {side} is not in ringturn's relay range {RELAY_PORTS:?}"),
+                    .is_some_and(|port| relay_ports.contains(&port)),
+                &format!("{pc}: {side} is not in ringturn's relay range {relay_ports:?}"),
             );
         }
     }
@@ -450,4 +471,79 @@ fn xdp_call(backend: &str, relay_mode: &str) {
         "[{backend} {relay_mode}] xdp call ok: the fast path carried {fast_up}/{cd_up} ChannelData up, {fast_down}/{cd_down} down"
     );
     let _ = std::fs::remove_dir_all(&run.workdir);
+}
+
+/// Issue 12: the turnserver.conf files the Matrix, Jitsi Meet, BigBlueButton
+/// and Nextcloud Talk documentation publish, and a Debian-shaped one, with
+/// the browser's own WebRTC stack: ringturn on a veth end at 198.51.100.1
+/// (no listening-ip in most of them: the address comes from the interface),
+/// Chromium relay-only in a second namespace, its two connections relaying
+/// to each other through the server's own address (the address those
+/// configs allow as a peer).
+fn published_config_call(name: &str, template: &str, min_port: u64, creds: &[&str]) {
+    let Some(chromium) = prerequisites() else {
+        return;
+    };
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir =
+        std::env::temp_dir().join(format!("ringturn-published-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cert = make_cert(&dir);
+    let conf = dir.join("turnserver.conf");
+    let text = template
+        .replace("{SECRET}", "north-wind")
+        .replace("{CERT}", &cert.cert.display().to_string())
+        .replace("{KEY}", &cert.key.display().to_string())
+        .replace("{DIR}", &dir.display().to_string())
+        .replace("{IP}", "198.51.100.1")
+        .replace("{PEER}", "198.51.100.1");
+    std::fs::write(&conf, text).unwrap();
+    let conf = conf.display().to_string();
+    let mut args = vec!["--veth", "--config", conf.as_str()];
+    args.extend_from_slice(creds);
+    // Jitsi's logs to syslog: a socket of the test's own stands for /dev/log.
+    let syslog = dir.join("devlog");
+    let _sink = std::os::unix::net::UnixDatagram::bind(&syslog).unwrap();
+    let syslog = syslog.display().to_string();
+    let run = run_driver_env(
+        &chromium,
+        "auto",
+        Transport::Udp,
+        &args,
+        &[("RINGTURN_SYSLOG_SOCKET", syslog.as_str())],
+    );
+    check_result_in(&run, name, Transport::Udp, min_port..=65535);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const REST: &[&str] = &["--user", "alice", "--rest-secret", "north-wind"];
+
+#[test]
+fn chromium_relays_with_matrix_synapse_config() {
+    published_config_call("matrix", common::published::MATRIX, 49152, REST);
+}
+
+#[test]
+fn chromium_relays_with_jitsi_meet_config() {
+    published_config_call("jitsi", common::published::JITSI, 49152, REST);
+}
+
+#[test]
+fn chromium_relays_with_bigbluebutton_config() {
+    published_config_call("bbb", common::published::BIGBLUEBUTTON, 32769, REST);
+}
+
+#[test]
+fn chromium_relays_with_nextcloud_talk_config() {
+    published_config_call("nextcloud", common::published::NEXTCLOUD, 49152, REST);
+}
+
+#[test]
+fn chromium_relays_with_debian_shaped_config() {
+    published_config_call(
+        "debian",
+        common::published::DEBIAN,
+        49152,
+        &["--user", "test", "--password", "test"],
+    );
 }

@@ -5,6 +5,7 @@
 
 pub mod long_term;
 pub mod process;
+pub mod published;
 pub mod server;
 pub mod stream_client;
 pub mod udp_client;

@@ -15,6 +15,9 @@ when the page reports a failure (or always with --show-logs).
 """
 
 import argparse
+import base64
+import hashlib
+import hmac
 import http.server
 import json
 import os
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TURN_PORT = 3478
@@ -70,7 +74,8 @@ def stun_binding_ok(port, timeout=0.2, host="127.0.0.1"):
     if len(data) < 20:
         return False
     mtype, _length, cookie = struct.unpack("!HHI", data[:8])
-    return mtype == 0x0101 and cookie == 0x2112A442 and data[8:20] == txid
+    # Any Binding answer means it is up: a success, or a 401 under secure-stun.
+    return mtype in (0x0101, 0x0111) and cookie == 0x2112A442 and data[8:20] == txid
 
 
 class Results:
@@ -163,7 +168,7 @@ def sh(*cmd):
     subprocess.run(list(cmd), check=True, stdout=subprocess.DEVNULL)
 
 
-def veth_topology(pass_obj):
+def veth_topology(pass_obj=None):
     """The kernel fast path's topology (TESTING.md): this namespace is the
     server's, with vs at 198.51.100.1; a second one (held by a sleeping
     child, returned) has vc at .2 and .3 for the browser. Returns the holder."""
@@ -188,8 +193,9 @@ def veth_topology(pass_obj):
     sh(*client, "ip", "route", "add", "default", "via", "198.51.100.1")
     # Full checksums from the browser's stack, and an XDP program on vc so
     # frames the server's XDP sends back arrive (tests/xdp_relay.rs says why).
-    sh(*client, "ethtool", "-K", "vc", "tx", "off")
-    sh(*client, "ip", "link", "set", "dev", "vc", "xdp", "obj", pass_obj, "sec", "xdp")
+    if pass_obj:
+        sh(*client, "ethtool", "-K", "vc", "tx", "off")
+        sh(*client, "ip", "link", "set", "dev", "vc", "xdp", "obj", pass_obj, "sec", "xdp")
     return holder
 
 
@@ -267,6 +273,16 @@ def main():
                     "attached to the browser's end as a pass-through)")
     ap.add_argument("--ringturn-arg", action="append", default=[],
                     help="one more ringturn option (repeatable), e.g. --relay-socket-mode=shared")
+    ap.add_argument("--config", metavar="FILE",
+                    help="run ringturn on this turnserver.conf (ringturn -c FILE) instead of "
+                    "the driver's options; with --veth it may leave listening-ip out")
+    ap.add_argument("--user", default=USER, help="TURN username the page uses")
+    ap.add_argument("--password", default=PASSWORD, help="TURN password the page uses")
+    ap.add_argument("--rest-secret", help="make TURN REST API credentials from this "
+                    "static-auth-secret for --user (coturn's use-auth-secret)")
+    ap.add_argument("--veth", action="store_true",
+                    help="ringturn on a veth end at 198.51.100.1, the browser in a second "
+                    "namespace behind it (no XDP)")
     ap.add_argument("--pc2", default="relay", choices=["relay", "host"],
                     help="pc2 relay-only too, or on its own host candidates")
     args = ap.parse_args()
@@ -295,17 +311,19 @@ def main():
     failed = True
     host = "127.0.0.1"
     try:
-        if args.xdp_veth:
+        if args.xdp_veth or args.veth:
             holder = veth_topology(args.xdp_veth)
             host = "198.51.100.1"
-        cmd = [
+        cmd = [args.ringturn, "-c", args.config] if args.config else [
             args.ringturn,
             f"--listening-ip={host}", f"--listening-port={TURN_PORT}",
             f"--relay-ip={host}", "--min-port=49152", "--max-port=49999",
             "--lt-cred-mech", f"--user={USER}:{PASSWORD}", f"--realm={REALM}",
             "--allow-loopback-peers", f"--io-backend={args.backend}",
         ]
-        if args.xdp_veth:
+        if args.config:
+            pass
+        elif args.xdp_veth:
             cmd += ["--xdp-interface=vs", "--prometheus", "--prometheus-port=9641"]
         cmd += args.ringturn_arg
         if args.verbose:
@@ -342,11 +360,18 @@ def main():
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
 
-        query = (f"port={turn_port}&user={USER}&pass={PASSWORD}&count={args.count}"
+        user, password = args.user, args.password
+        if args.rest_secret:
+            # The TURN REST API's time-limited credentials (coturn's use-auth-secret).
+            user = f"{int(time.time()) + 3600}:{args.user}"
+            mac = hmac.new(args.rest_secret.encode(), user.encode(), hashlib.sha1).digest()
+            password = base64.b64encode(mac).decode()
+        query = (f"port={turn_port}&user={urllib.parse.quote(user)}"
+                 f"&pass={urllib.parse.quote(password)}&count={args.count}"
                  f"&timeout_ms={args.page_timeout_ms}&transport={args.transport}")
         if args.transport == "tls":
             query += "&host=localhost"
-        elif args.xdp_veth:
+        elif args.xdp_veth or args.veth:
             query += f"&host={host}"
         query += f"&pc2={args.pc2}"
         url = f"http://{host}:{HTTP_PORT}/call.html?{query}"
