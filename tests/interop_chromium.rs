@@ -481,9 +481,19 @@ fn xdp_call(backend: &str, relay_mode: &str) {
 /// to each other through the server's own address (the address those
 /// configs allow as a peer).
 fn published_config_call(name: &str, template: &str, min_port: u64, creds: &[&str]) {
-    let Some(chromium) = prerequisites() else {
-        return;
-    };
+    published_config_call_via(name, template, min_port, creds, None);
+}
+
+/// As above, the page pointed at `turn_host` (added to the server's veth end)
+/// when given; returns the page's result (`None`: skipped).
+fn published_config_call_via(
+    name: &str,
+    template: &str,
+    min_port: u64,
+    creds: &[&str],
+    turn_host: Option<&str>,
+) -> Option<Value> {
+    let chromium = prerequisites()?;
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let dir =
         std::env::temp_dir().join(format!("ringturn-published-{name}-{}", std::process::id()));
@@ -501,6 +511,9 @@ fn published_config_call(name: &str, template: &str, min_port: u64, creds: &[&st
     let conf = conf.display().to_string();
     let mut args = vec!["--veth", "--config", conf.as_str()];
     args.extend_from_slice(creds);
+    if let Some(host) = turn_host {
+        args.extend_from_slice(&["--turn-host", host]);
+    }
     // Jitsi's logs to syslog: a socket of the test's own stands for /dev/log.
     let syslog = dir.join("devlog");
     let _sink = std::os::unix::net::UnixDatagram::bind(&syslog).unwrap();
@@ -512,8 +525,35 @@ fn published_config_call(name: &str, template: &str, min_port: u64, creds: &[&st
         &args,
         &[("RINGTURN_SYSLOG_SOCKET", syslog.as_str())],
     );
-    check_result_in(&run, name, Transport::Udp, min_port..=65535);
+    let result = check_result_in(&run, name, Transport::Udp, min_port..=65535);
     let _ = std::fs::remove_dir_all(&dir);
+    Some(result)
+}
+
+/// Issue 12: with no listening-ip, ringturn answers on every address of the
+/// host; Chromium reaches it on each of two addresses of one interface and
+/// allocates through the one it used (Chromium drops TURN answers from any
+/// other address than the server's).
+#[test]
+fn chromium_reaches_ringturn_on_each_interface_address() {
+    for host in ["198.51.100.1", "203.0.113.1"] {
+        let Some(result) = published_config_call_via(
+            "each-address",
+            common::published::NEXTCLOUD,
+            49152,
+            REST,
+            Some(host),
+        ) else {
+            return;
+        };
+        for pc in ["pc1", "pc2"] {
+            assert_eq!(
+                str_field(&result[pc], "localUrl"),
+                format!("turn:{host}:3478?transport=udp"),
+                "{pc} allocated through {host}: {result:#}"
+            );
+        }
+    }
 }
 
 const REST: &[&str] = &["--user", "alice", "--rest-secret", "north-wind"];

@@ -280,6 +280,9 @@ def main():
     ap.add_argument("--password", default=PASSWORD, help="TURN password the page uses")
     ap.add_argument("--rest-secret", help="make TURN REST API credentials from this "
                     "static-auth-secret for --user (coturn's use-auth-secret)")
+    ap.add_argument("--turn-host", metavar="ADDR",
+                    help="with --veth: give the server's veth end this address too and "
+                    "point the page's TURN server at it")
     ap.add_argument("--veth", action="store_true",
                     help="ringturn on a veth end at 198.51.100.1, the browser in a second "
                     "namespace behind it (no XDP)")
@@ -314,6 +317,8 @@ def main():
         if args.xdp_veth or args.veth:
             holder = veth_topology(args.xdp_veth)
             host = "198.51.100.1"
+            if args.turn_host and args.turn_host != host:
+                sh("ip", "addr", "add", f"{args.turn_host}/24", "dev", "vs")
         cmd = [args.ringturn, "-c", args.config] if args.config else [
             args.ringturn,
             f"--listening-ip={host}", f"--listening-port={TURN_PORT}",
@@ -372,7 +377,7 @@ def main():
         if args.transport == "tls":
             query += "&host=localhost"
         elif args.xdp_veth or args.veth:
-            query += f"&host={host}"
+            query += f"&host={args.turn_host or host}"
         query += f"&pc2={args.pc2}"
         url = f"http://{host}:{HTTP_PORT}/call.html?{query}"
         profile = os.path.join(tmp, "profile")
