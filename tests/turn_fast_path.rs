@@ -170,6 +170,58 @@ fn without_a_fast_path_the_core_says_nothing() {
     assert!(h.fast_path_log.is_empty());
 }
 
+/// Issue 12: `max-bps` with the kernel fast path. A channel under its rate
+/// stays offloaded (what the kernel relayed is read once a second, counted
+/// in the session and charged to the buckets); once it goes over, the
+/// allocation leaves the fast path — the socket path's buckets then drop the
+/// excess — and comes back after `RATE_HOLD`.
+#[test]
+fn issue12_max_bps_takes_an_allocation_over_its_rate_off_the_fast_path() {
+    let mut h = Harness::new(ServerConfig {
+        max_bps: 10_000,
+        ..config()
+    });
+    let (_c, route) = one_channel(&mut h);
+    assert!(
+        h.offloaded.contains_key(&route),
+        "offloaded under a rate too"
+    );
+    // What the kernel relayed so far: [packets, bytes] to the peer, to the client.
+    let mut kernel = [0u64; 4];
+    let poll = |h: &mut Harness, kernel: &mut [u64; 4], to_peer_bytes: u64| {
+        kernel[0] += to_peer_bytes / 100;
+        kernel[1] += to_peer_bytes;
+        let now = h.now;
+        let seen = *kernel;
+        h.server
+            .poll_fast_path_rates(now, &mut |r| (*r == route).then_some(seen));
+        h.run_commands();
+    };
+    // 8 kB a second: under 10 kB/s, for five seconds.
+    for _ in 0..5 {
+        h.now += Duration::from_secs(1);
+        poll(&mut h, &mut kernel, 8_000);
+        assert!(h.offloaded.contains_key(&route), "under its rate: stays");
+    }
+    // 30 kB in the next second: over.
+    h.now += Duration::from_secs(1);
+    poll(&mut h, &mut kernel, 30_000);
+    assert!(
+        !h.offloaded.contains_key(&route),
+        "over its rate: withdrawn"
+    );
+    assert_eq!(h.fast_path_log.last(), Some(&(false, route)));
+    // Still held a few seconds on.
+    h.now += Duration::from_secs(5);
+    poll(&mut h, &mut kernel, 0);
+    assert!(!h.offloaded.contains_key(&route));
+    // After the hold it goes back (the kernel's counters start from zero).
+    h.now += ringturn::turn::fast_path::RATE_HOLD;
+    kernel = [0; 4];
+    poll(&mut h, &mut kernel, 0);
+    assert!(h.offloaded.contains_key(&route), "back after the hold");
+}
+
 #[test]
 fn stream_clients_stay_on_the_socket_path() {
     let mut h = Harness::new(config());

@@ -158,7 +158,7 @@ pub(crate) fn render(c: &Config) -> String {
         limit(c.max_bps),
         limit(c.bps_capacity),
         if c.max_bps > 0 || c.bps_capacity > 0 {
-            " (channels stay off the kernel fast path)"
+            " (kernel-relayed channels are read once a second and withdrawn when over)"
         } else {
             ""
         }

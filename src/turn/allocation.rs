@@ -103,6 +103,9 @@ pub struct ChannelBinding {
     pub expires: Instant,
     /// Issue 11: on the kernel fast path, with this route, until then.
     pub offloaded: Option<(super::fast_path::ChannelRoute, Instant)>,
+    /// What the kernel had relayed on it at the last rate poll (issue 12),
+    /// since it was offloaded: packets and bytes to the peer, to the client.
+    pub kernel_seen: [u64; 4],
 }
 
 impl ChannelBinding {
@@ -179,6 +182,9 @@ pub struct Allocation {
     pub traffic: super::session_log::Traffic,
     /// `max-bps`: this allocation's buckets, one each way.
     pub limit: Option<super::bandwidth::DuplexLimit>,
+    /// Went over its rate on the kernel fast path: its channels stay on the
+    /// socket path (where the buckets drop) until then.
+    pub fast_path_hold: Option<Instant>,
 }
 
 /// The other-family relayed address of a dual allocation.

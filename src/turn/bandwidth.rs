@@ -47,6 +47,18 @@ impl TokenBucket {
     }
 }
 
+impl TokenBucket {
+    /// Charges `bytes` already sent (by the kernel fast path): true if the
+    /// bucket held them; false empties it (the sender is over its rate).
+    pub fn charge(&mut self, bytes: u64, now: Instant) -> bool {
+        let within = self.take(usize::try_from(bytes).unwrap_or(usize::MAX), now);
+        if !within {
+            self.tokens = 0;
+        }
+        within
+    }
+}
+
 /// One bucket per direction.
 #[derive(Debug, Clone, Copy)]
 pub struct DuplexLimit {

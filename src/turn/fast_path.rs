@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::allocation::{Allocation, AllocationId, AllocationState, ClientTransport};
+use super::bandwidth::DuplexLimit;
 use super::server::{Command, Server};
 
 /// Both directions of an offloaded channel: ChannelData from `client` to
@@ -27,6 +28,10 @@ pub struct ChannelRoute {
     pub relay: SocketAddr,
     pub peer: SocketAddr,
 }
+
+/// How long an allocation that went over its rate on the fast path stays
+/// off it (issue 12).
+pub const RATE_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The route of channel `number` to `peer`, and until when the fast path may
 /// relay it (the channel's, its permission's and the allocation's expiry,
@@ -87,15 +92,15 @@ impl Server {
             return;
         }
         let shared_relay = self.shared.is_some();
-        // max-bps and bps-capacity are counted on the socket path: with
-        // either set, nothing goes to the kernel (issue 12).
-        let rate_limited = self.config.max_bps > 0 || self.config.bps_capacity > 0;
         let Some(alloc) = self.allocation(id) else {
             return;
         };
+        // Issue 12: an allocation that went over max-bps / bps-capacity on the
+        // fast path stays on the socket path, whose buckets drop, for a while.
+        let held = alloc.fast_path_hold.is_some_and(|until| now < until);
         let mut changes = Vec::new();
         for (i, c) in alloc.channels.iter().enumerate() {
-            let want = if c.is_live(now) && !rate_limited {
+            let want = if c.is_live(now) && !held {
                 eligible(alloc, c.number, c.peer, c.expires, shared_relay, now)
             } else {
                 None
@@ -120,6 +125,10 @@ impl Server {
             };
             match change {
                 Some((route, until)) => {
+                    if c.offloaded.is_none() {
+                        // The kernel's counters start again (a withdrawal deletes them).
+                        c.kernel_seen = [0; 4];
+                    }
                     c.offloaded = Some((route, until));
                     commands.push(Command::OffloadChannel { route, until });
                 }
@@ -135,6 +144,74 @@ impl Server {
             .filter(|c| matches!(c, Command::OffloadChannel { .. }))
             .count() as u64;
         self.commands.extend(commands);
+    }
+
+    /// Issue 12: `max-bps` and `bps-capacity` for channels the kernel relays.
+    /// `read` gives what the kernel relayed on a route since it was offloaded
+    /// (packets and bytes to the peer, to the client); the growth since the
+    /// last poll is counted in the allocation's session totals and charged to
+    /// its buckets. An allocation over its rate leaves the fast path for
+    /// `RATE_HOLD` (the socket path's buckets then drop the excess) and goes
+    /// back once that has passed. Call about once a second, only with a rate
+    /// configured.
+    pub fn poll_fast_path_rates(
+        &mut self,
+        now: Instant,
+        read: &mut dyn FnMut(&ChannelRoute) -> Option<[u64; 4]>,
+    ) {
+        if !self.config.fast_path || (self.config.max_bps == 0 && self.config.bps_capacity == 0) {
+            return;
+        }
+        let capacity_rate = self.config.bps_capacity;
+        for id in self.allocation_ids() {
+            let capacity = &mut self.capacity;
+            let Some(a) = super::server::slot_allocation(&mut self.slots, id) else {
+                continue;
+            };
+            let mut to_peer = 0u64;
+            let mut to_client = 0u64;
+            for c in a.channels.iter_mut() {
+                let Some((route, _)) = &c.offloaded else {
+                    continue;
+                };
+                let Some(total) = read(route) else {
+                    continue;
+                };
+                let delta: Vec<u64> = total
+                    .iter()
+                    .zip(c.kernel_seen.iter())
+                    .map(|(t, s)| t.saturating_sub(*s))
+                    .collect();
+                c.kernel_seen = total;
+                if let [pp, pb, cp, cb] = delta[..] {
+                    a.traffic.sent_packets += pp;
+                    a.traffic.sent_bytes += pb;
+                    a.traffic.received_packets += cp;
+                    a.traffic.received_bytes += cb;
+                    to_peer += pb;
+                    to_client += cb;
+                }
+            }
+            let mut within = true;
+            if let Some(limit) = a.limit.as_mut() {
+                within &= limit.to_peer.charge(to_peer, now);
+                within &= limit.to_client.charge(to_client, now);
+            }
+            if capacity_rate > 0 {
+                let server = capacity.get_or_insert_with(|| DuplexLimit::new(capacity_rate, now));
+                within &= server.to_peer.charge(to_peer, now);
+                within &= server.to_client.charge(to_client, now);
+            }
+            let hold_over = a.fast_path_hold.is_some_and(|until| now >= until);
+            if !within {
+                a.fast_path_hold = Some(now + RATE_HOLD);
+            } else if hold_over {
+                a.fast_path_hold = None;
+            }
+            if !within || hold_over {
+                self.sync_fast_path(id, now);
+            }
+        }
     }
 
     /// Withdraws every offloaded channel of an allocation being freed.

@@ -861,6 +861,7 @@ impl Server {
             created: now,
             traffic: Default::default(),
             limit: (max_bps > 0).then(|| super::bandwidth::DuplexLimit::new(max_bps, now)),
+            fast_path_hold: None,
         });
         let session = self.next_session();
         if let Some(a) = self.allocation_mut(id) {
@@ -1258,6 +1259,7 @@ impl Server {
                     peer,
                     expires: channel_expires,
                     offloaded: None,
+                    kernel_seen: [0; 4],
                 });
                 new_channel = true;
             }

@@ -299,14 +299,14 @@ pub(crate) struct PendingAllocate {
 }
 
 #[derive(Debug, Default)]
-struct Slot {
+pub(crate) struct Slot {
     generation: u32,
     allocation: Option<Allocation>,
 }
 
 /// The live allocation `id` names in `slots` (a free function so callers can
 /// hold other fields of the server at the same time).
-fn slot_allocation(slots: &mut [Slot], id: AllocationId) -> Option<&mut Allocation> {
+pub(crate) fn slot_allocation(slots: &mut [Slot], id: AllocationId) -> Option<&mut Allocation> {
     let slot = slots.get_mut(usize::try_from(id.index).ok()?)?;
     if slot.generation != id.generation {
         return None;
@@ -318,7 +318,7 @@ pub struct Server {
     pub(crate) config: ServerConfig,
     pub(crate) credentials: Credentials,
     pub(crate) nonce_key: NonceKey,
-    slots: Vec<Slot>,
+    pub(crate) slots: Vec<Slot>,
     free_slots: Vec<u32>,
     by_client: FastMap<ClientTuple, AllocationId>,
     by_relay: FastMap<RelayKey, AllocationId>,
@@ -330,7 +330,7 @@ pub struct Server {
     /// Allocations made so far (session numbers for the log lines).
     sessions: u64,
     /// This shard's share of `bps-capacity`, each way.
-    capacity: Option<super::bandwidth::DuplexLimit>,
+    pub(crate) capacity: Option<super::bandwidth::DuplexLimit>,
     pub(crate) timers: Timers,
     pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
     /// RFC 6062 peer connections, by CONNECTION-ID.
@@ -655,12 +655,7 @@ impl Server {
     ) -> bool {
         let capacity_rate = self.config.bps_capacity;
         let capacity = &mut self.capacity;
-        let Some(a) = self
-            .slots
-            .get_mut(id.index as usize)
-            .filter(|s| s.generation == id.generation)
-            .and_then(|s| s.allocation.as_mut())
-        else {
+        let Some(a) = slot_allocation(&mut self.slots, id) else {
             return true;
         };
         if let Some(limit) = a.limit.as_mut() {

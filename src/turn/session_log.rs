@@ -4,7 +4,8 @@
 //! lived and what it relayed each way — what operators feed to fail2ban and
 //! billing. The counts are the allocation's own (`Traffic`, bumped where the
 //! socket path already touches the allocation); datagrams the kernel fast
-//! path relayed for an offloaded channel are not in them.
+//! path relayed are added when they are read for the rate limits
+//! (`poll_fast_path_rates`, only with `max-bps` or `bps-capacity` set).
 
 use std::time::Instant;
 

@@ -163,6 +163,8 @@ pub struct Worker {
     fast_path: Option<Arc<SharedFastPath>>,
     config_slot: Arc<ConfigSlot>,
     config_seen: u64,
+    /// When `poll_fast_path_rates` runs next.
+    rate_poll_at: Instant,
 }
 
 pub struct WorkerParts {
@@ -266,6 +268,7 @@ impl Worker {
             fast_path: parts.fast_path,
             config_slot: parts.config_slot,
             config_seen: 0,
+            rate_poll_at: Instant::now(),
         })
     }
 
@@ -313,6 +316,22 @@ impl Worker {
             let now = Instant::now();
             if let Some((config, credentials)) = self.config_slot.take_new(&mut self.config_seen) {
                 self.server.reconfigure(config, credentials, now);
+            }
+            // Issue 12: rates for what the kernel relays, once a second.
+            if now >= self.rate_poll_at {
+                self.rate_poll_at = now + Duration::from_secs(1);
+                if let Some(fast) = &self.fast_path {
+                    self.server.poll_fast_path_rates(now, &mut |route| {
+                        fast.channel_counters(route).map(|c| {
+                            [
+                                c.packets_to_peers,
+                                c.bytes_to_peers,
+                                c.packets_to_clients,
+                                c.bytes_to_clients,
+                            ]
+                        })
+                    });
+                }
             }
             if self.server.poll_timeout().is_some_and(|t| t <= now) {
                 self.server.handle_timeout(now);
