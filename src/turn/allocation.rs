@@ -181,7 +181,8 @@ pub struct Allocation {
     pub created: Instant,
     pub traffic: super::session_log::Traffic,
     /// `max-bps`: this allocation's buckets, one each way.
-    pub limit: Option<super::bandwidth::DuplexLimit>,
+    /// (Boxed: most allocations have none, and the hot path walks many.)
+    pub limit: Option<Box<super::bandwidth::DuplexLimit>>,
     /// Went over its rate on the kernel fast path: its channels stay on the
     /// socket path (where the buckets drop) until then.
     pub fast_path_hold: Option<Instant>,

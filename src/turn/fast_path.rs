@@ -198,7 +198,8 @@ impl Server {
                 within &= limit.to_client.charge(to_client, now);
             }
             if capacity_rate > 0 {
-                let server = capacity.get_or_insert_with(|| DuplexLimit::new(capacity_rate, now));
+                let server =
+                    capacity.get_or_insert_with(|| Box::new(DuplexLimit::new(capacity_rate, now)));
                 within &= server.to_peer.charge(to_peer, now);
                 within &= server.to_client.charge(to_client, now);
             }

@@ -49,7 +49,7 @@ impl Server {
             let ids = self.allocation_ids();
             for id in &ids {
                 if let Some(a) = self.allocation_mut(*id) {
-                    a.limit = (max_bps > 0).then(|| DuplexLimit::new(max_bps, now));
+                    a.limit = (max_bps > 0).then(|| Box::new(DuplexLimit::new(max_bps, now)));
                 }
             }
             self.reset_capacity();

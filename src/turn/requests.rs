@@ -860,7 +860,8 @@ impl Server {
             session: 0,
             created: now,
             traffic: Default::default(),
-            limit: (max_bps > 0).then(|| super::bandwidth::DuplexLimit::new(max_bps, now)),
+            limit: (max_bps > 0)
+                .then(|| Box::new(super::bandwidth::DuplexLimit::new(max_bps, now))),
             fast_path_hold: None,
         });
         let session = self.next_session();

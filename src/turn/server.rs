@@ -112,6 +112,62 @@ impl DropReason {
     }
 }
 
+/// The relay address and peer of ChannelData on `channel` (RFC 8656 §12.6).
+#[inline]
+fn channel_route(
+    alloc: &Allocation,
+    channel: u16,
+    now: Instant,
+) -> Result<(SocketAddr, SocketAddr), DropReason> {
+    let binding = alloc
+        .live_channel(channel, now)
+        .ok_or(DropReason::NoChannel)?;
+    let peer = binding.peer;
+    if !alloc.has_permission(peer.ip(), now) {
+        return Err(DropReason::NoPermission);
+    }
+    let relay = alloc.relay_for(&peer).ok_or(DropReason::NoPermission)?;
+    Ok((relay, peer))
+}
+
+/// Charges `bytes` to the allocation's `max-bps` bucket and the shard's
+/// `bps-capacity` one (false: over a rate, drop), and counts them in the
+/// allocation's session totals.
+#[inline]
+fn charge(
+    a: &mut Allocation,
+    capacity: &mut Option<Box<DuplexLimit>>,
+    capacity_rate: u64,
+    bytes: usize,
+    now: Instant,
+    direction: Direction,
+) -> bool {
+    if let Some(limit) = a.limit.as_mut() {
+        let bucket = match direction {
+            Direction::ToPeer => &mut limit.to_peer,
+            Direction::ToClient => &mut limit.to_client,
+        };
+        if !bucket.take(bytes, now) {
+            return false;
+        }
+    }
+    if capacity_rate > 0 {
+        let server = capacity.get_or_insert_with(|| Box::new(DuplexLimit::new(capacity_rate, now)));
+        let bucket = match direction {
+            Direction::ToPeer => &mut server.to_peer,
+            Direction::ToClient => &mut server.to_client,
+        };
+        if !bucket.take(bytes, now) {
+            return false;
+        }
+    }
+    match direction {
+        Direction::ToPeer => a.traffic.to_peer(bytes),
+        Direction::ToClient => a.traffic.to_client(bytes),
+    }
+    true
+}
+
 /// Which way a relayed datagram goes, for the rate limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direction {
@@ -330,7 +386,7 @@ pub struct Server {
     /// Allocations made so far (session numbers for the log lines).
     sessions: u64,
     /// This shard's share of `bps-capacity`, each way.
-    pub(crate) capacity: Option<super::bandwidth::DuplexLimit>,
+    pub(crate) capacity: Option<Box<DuplexLimit>>,
     pub(crate) timers: Timers,
     pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
     /// RFC 6062 peer connections, by CONNECTION-ID.
@@ -461,25 +517,44 @@ impl Server {
             self.stats.malformed += 1;
             return self.drop_reason(DropReason::Malformed);
         };
-        let Some(alloc) = self.allocation_for_client(from).filter(|a| now < a.expires) else {
-            return self.drop_reason(DropReason::NoAllocation);
+        // One lookup of the allocation for the checks, the rates and the
+        // session counts (issue 12: counting adds no lookup here).
+        let shared = self.shared.is_some();
+        let len = cd.data.len();
+        let capacity_rate = self.config.bps_capacity;
+        let routed = match self.by_client.get(from).copied() {
+            None => Err(DropReason::NoAllocation),
+            Some(id) => match slot_allocation(&mut self.slots, id).filter(|a| now < a.expires) {
+                None => Err(DropReason::NoAllocation),
+                Some(alloc) => channel_route(alloc, cd.channel.0, now).and_then(|(relay, peer)| {
+                    // Shared relay sockets claim the peer first (below).
+                    if !shared
+                        && !charge(
+                            alloc,
+                            &mut self.capacity,
+                            capacity_rate,
+                            len,
+                            now,
+                            Direction::ToPeer,
+                        )
+                    {
+                        return Err(DropReason::RateLimited);
+                    }
+                    Ok((id, relay, peer))
+                }),
+            },
         };
-        let Some(binding) = alloc.live_channel(cd.channel.0, now) else {
-            return self.drop_reason(DropReason::NoChannel);
+        let (id, relay, peer) = match routed {
+            Ok(r) => r,
+            Err(reason) => return self.drop_reason(reason),
         };
-        let peer = binding.peer;
-        if !alloc.has_permission(peer.ip(), now) {
-            return self.drop_reason(DropReason::NoPermission);
-        }
-        let Some(relay) = alloc.relay_for(&peer) else {
-            return self.drop_reason(DropReason::NoPermission);
-        };
-        let id = alloc.id;
-        if let Err(reason) = self.claim_for_send(id, relay, peer) {
-            return self.drop_reason(reason);
-        }
-        if !self.within_rate(id, cd.data.len(), now, Direction::ToPeer) {
-            return self.drop_reason(DropReason::RateLimited);
+        if shared {
+            if let Err(reason) = self.claim_for_send(id, relay, peer) {
+                return self.drop_reason(reason);
+            }
+            if !self.within_rate(id, len, now, Direction::ToPeer) {
+                return self.drop_reason(DropReason::RateLimited);
+            }
         }
         self.stats.forwarded_to_peers += 1;
         self.stats.channel_data_to_peers += 1;
@@ -585,20 +660,36 @@ impl Server {
                 None => return self.peer_drop(DropReason::NoAllocation),
             },
         };
-        let Some(alloc) = self.allocation(id) else {
-            return self.peer_drop(DropReason::NoAllocation);
-        };
-        // A TCP allocation (RFC 6062) has no datagrams to deliver.
-        if alloc.state != AllocationState::Active || now >= alloc.expires || alloc.relay_tcp {
-            return self.peer_drop(DropReason::NoAllocation);
-        }
-        // RFC 8656 §10.3: no permission for the peer's IP, no delivery.
-        if !alloc.has_permission(peer.ip(), now) {
-            return self.peer_drop(DropReason::NoPermission);
-        }
-        let client = alloc.client;
-        let channel = alloc.channel_for_peer(peer, now);
+        // One lookup for the checks, the rates and the session counts.
         let len = payload.len();
+        let capacity_rate = self.config.bps_capacity;
+        let checked = match slot_allocation(&mut self.slots, id) {
+            None => Err(DropReason::NoAllocation),
+            // A TCP allocation (RFC 6062) has no datagrams to deliver.
+            Some(a) if a.state != AllocationState::Active || now >= a.expires || a.relay_tcp => {
+                Err(DropReason::NoAllocation)
+            }
+            // RFC 8656 §10.3: no permission for the peer's IP, no delivery.
+            Some(a) if !a.has_permission(peer.ip(), now) => Err(DropReason::NoPermission),
+            Some(a) => {
+                if charge(
+                    a,
+                    &mut self.capacity,
+                    capacity_rate,
+                    len,
+                    now,
+                    Direction::ToClient,
+                ) {
+                    Ok((a.client, a.channel_for_peer(peer, now)))
+                } else {
+                    Err(DropReason::RateLimited)
+                }
+            }
+        };
+        let (client, channel) = match checked {
+            Ok(c) => c,
+            Err(reason) => return self.peer_drop(reason),
+        };
         let Ok(len16) = u16::try_from(len) else {
             return self.peer_drop(DropReason::Malformed);
         };
@@ -629,9 +720,6 @@ impl Server {
                 None => return self.peer_drop(DropReason::NoHeadroom),
             },
         };
-        if !self.within_rate(id, len, now, Direction::ToClient) {
-            return self.peer_drop(DropReason::RateLimited);
-        }
         self.stats.forwarded_to_clients += 1;
         self.stats.bytes_to_clients += len as u64;
         PeerOutcome::Forward(Forward {
@@ -654,34 +742,10 @@ impl Server {
         direction: Direction,
     ) -> bool {
         let capacity_rate = self.config.bps_capacity;
-        let capacity = &mut self.capacity;
-        let Some(a) = slot_allocation(&mut self.slots, id) else {
-            return true;
-        };
-        if let Some(limit) = a.limit.as_mut() {
-            let bucket = match direction {
-                Direction::ToPeer => &mut limit.to_peer,
-                Direction::ToClient => &mut limit.to_client,
-            };
-            if !bucket.take(bytes, now) {
-                return false;
-            }
+        match slot_allocation(&mut self.slots, id) {
+            Some(a) => charge(a, &mut self.capacity, capacity_rate, bytes, now, direction),
+            None => true,
         }
-        if capacity_rate > 0 {
-            let server = capacity.get_or_insert_with(|| DuplexLimit::new(capacity_rate, now));
-            let bucket = match direction {
-                Direction::ToPeer => &mut server.to_peer,
-                Direction::ToClient => &mut server.to_client,
-            };
-            if !bucket.take(bytes, now) {
-                return false;
-            }
-        }
-        match direction {
-            Direction::ToPeer => a.traffic.to_peer(bytes),
-            Direction::ToClient => a.traffic.to_client(bytes),
-        }
-        true
     }
 
     fn peer_drop(&mut self, reason: DropReason) -> PeerOutcome {
