@@ -51,6 +51,8 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod run;
+/// coturn's SQLite user database, read by the control plane.
+pub mod userdb;
 
 #[forbid(unsafe_code)]
 #[deny(

@@ -12,6 +12,7 @@ use ringturn::io::BackendKind;
 use ringturn::run::{start, RunSettings, StreamSettings, XdpSettings};
 use ringturn::signaling::{self, SignalingConfig};
 use ringturn::tls::{TlsReloader, TlsSettings};
+use ringturn::userdb::Snapshot;
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let target = ringturn::logging::init(&config.log)?;
@@ -21,9 +22,9 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP (issue 12): reads the configuration again and hands the workers
-/// what can change while running; keys that cannot are named in one warning.
-/// A configuration that no longer parses keeps the running one.
+/// SIGHUP (issue 12): reads the configuration again (the caller hands the
+/// workers what can change while running); keys that cannot are named in one
+/// warning. A configuration that no longer parses keeps the running one.
 fn reload_config(
     cli: &Cli,
     running: &Config,
@@ -50,12 +51,8 @@ fn reload_config(
             "SIGHUP: these keys cannot change while running; restart ringturn to apply them"
         );
     }
-    let workers = running.workers.max(1);
-    let configs = (0..workers)
-        .map(|i| new.server_config(i, workers))
-        .collect();
-    server.reconfigure(configs, &new.credentials());
     ringturn::logging::set_verbosity(new.log.verbosity);
+    let _ = server;
     tracing::info!(
         source = %new.source_name,
         users = new.user_names().count(),
@@ -65,7 +62,110 @@ fn reload_config(
     Some(new)
 }
 
-fn settings(config: &Config) -> anyhow::Result<RunSettings> {
+/// What each worker runs with: the config file's settings and users, plus
+/// coturn's user database when one is read (issue 13).
+fn runtime(
+    config: &Config,
+    db: Option<&Snapshot>,
+    workers: usize,
+) -> (
+    Vec<ringturn::turn::ServerConfig>,
+    ringturn::auth::Credentials,
+) {
+    let workers = workers.max(1);
+    let mut configs: Vec<_> = (0..workers)
+        .map(|w| config.server_config(w, workers))
+        .collect();
+    let mut credentials = config.credentials();
+    if let Some(db) = db {
+        let mut skipped = db.add_to(
+            &mut credentials,
+            config.use_auth_secret,
+            config.rest_api_separator,
+        );
+        for (i, c) in configs.iter_mut().enumerate() {
+            let s = db.apply_to(c, workers);
+            if i == 0 {
+                skipped.extend(s);
+            }
+        }
+        for s in skipped {
+            tracing::warn!("userdb: {s}; left out");
+        }
+    }
+    (configs, credentials)
+}
+
+/// coturn's SQLite user database (issue 13): `userdb`, else Debian's
+/// default when it exists; read at start, on SIGHUP and every
+/// `userdb-refresh`.
+struct UserDb {
+    path: Option<std::path::PathBuf>,
+    snapshot: Option<Snapshot>,
+    next_read: std::time::Instant,
+}
+
+impl UserDb {
+    fn open(config: &Config) -> anyhow::Result<Self> {
+        let default = std::path::Path::new(ringturn::userdb::DEFAULT_USERDB);
+        let (path, explicit) = match &config.userdb {
+            Some(p) => (Some(p.clone()), true),
+            None if config.source_name != ringturn::config::EMBEDDED
+                && !config.realm.is_empty()
+                && default.is_file() =>
+            {
+                (Some(default.to_path_buf()), false)
+            }
+            None => (None, false),
+        };
+        let mut db = Self {
+            path,
+            snapshot: None,
+            next_read: std::time::Instant::now() + config.userdb_refresh,
+        };
+        if let Some(path) = &db.path {
+            match ringturn::userdb::read(path, &config.realm) {
+                Ok(s) => {
+                    tracing::info!(
+                        path = %path.display(),
+                        users = s.users.len(),
+                        secrets = s.secrets.len(),
+                        realm = %config.realm,
+                        "{}",
+                        if explicit { "userdb read" } else { "coturn's default userdb read (no userdb= set)" }
+                    );
+                    db.snapshot = Some(s);
+                }
+                Err(e) if explicit => return Err(e).context("cannot read the user database"),
+                Err(e) => tracing::warn!("{e}; coturn's default userdb is not used"),
+            }
+        }
+        Ok(db)
+    }
+
+    /// Reads the database again; true when what it holds changed. A read
+    /// that fails keeps the last good snapshot.
+    fn refresh(&mut self, config: &Config) -> bool {
+        self.next_read = std::time::Instant::now() + config.userdb_refresh;
+        let Some(path) = &self.path else {
+            return false;
+        };
+        match ringturn::userdb::read(path, &config.realm) {
+            Ok(s) if self.snapshot.as_ref() == Some(&s) => false,
+            Ok(s) => {
+                tracing::info!(path = %path.display(), users = s.users.len(), secrets = s.secrets.len(), "userdb changed; reloaded");
+                self.snapshot = Some(s);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{e}; keeping the last users read");
+                false
+            }
+        }
+    }
+}
+
+fn settings(config: &Config, db: Option<&Snapshot>) -> anyhow::Result<RunSettings> {
     let workers = config.workers.max(1);
     let tls = match (&config.cert, &config.pkey) {
         (Some(cert), Some(pkey)) if config.tls => Some(
@@ -103,10 +203,8 @@ fn settings(config: &Config) -> anyhow::Result<RunSettings> {
             sndbuf: config.socket_sndbuf,
         },
         gro: config.udp_gro.policy(),
-        server_configs: (0..workers)
-            .map(|w| config.server_config(w, workers))
-            .collect(),
-        credentials: config.credentials(),
+        server_configs: runtime(config, db, workers).0,
+        credentials: runtime(config, db, workers).1,
         streams: StreamSettings {
             tcp: config.tcp,
             tls_listen,
@@ -164,7 +262,10 @@ fn run() -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .context("cannot install signal handlers")?;
 
-    let server = start(settings(&config)?).context("cannot start")?;
+    let mut userdb = UserDb::open(&config)?;
+    // Fixed while running (a reload names a change of it).
+    let workers = config.workers.max(1);
+    let server = start(settings(&config, userdb.snapshot.as_ref())?).context("cannot start")?;
     if let Some(note) = &server.backend_note {
         tracing::warn!("{note}");
     }
@@ -269,11 +370,17 @@ fn run() -> anyhow::Result<()> {
     while !shutdown.load(Ordering::Relaxed) && !server.is_finished() && !signaling_down(&signaling)
     {
         std::thread::sleep(Duration::from_millis(20));
+        let mut apply = false;
+        if std::time::Instant::now() >= userdb.next_read {
+            apply |= userdb.refresh(&config);
+        }
         if reload.swap(false, Ordering::Relaxed) {
             ringturn::logging::reopen();
             if let Some(new) = reload_config(&cli, &config, &server) {
                 config = new;
+                apply = true;
             }
+            apply |= userdb.refresh(&config);
             match &server.tls {
                 Some(tls) => match tls.reload() {
                     Ok(()) => tracing::info!(
@@ -286,6 +393,10 @@ fn run() -> anyhow::Result<()> {
                 },
                 None => tracing::info!("SIGHUP: no TLS certificate to reload"),
             }
+        }
+        if apply {
+            let (configs, credentials) = runtime(&config, userdb.snapshot.as_ref(), workers);
+            server.reconfigure(configs, &credentials);
         }
     }
     let failed = !shutdown.load(Ordering::Relaxed);

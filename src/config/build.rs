@@ -93,6 +93,8 @@ pub(crate) struct Builder {
     max_bps: u64,
     bps_capacity: u64,
     tls12_ciphers: Option<Vec<String>>,
+    userdb: Option<PathBuf>,
+    userdb_refresh: Option<u64>,
     allow_loopback_peers: bool,
     no_relay_shortcut: bool,
     relay_socket_mode: RelaySocketMode,
@@ -287,6 +289,14 @@ impl Builder {
             Key::MaxBps => self.max_bps = ck(&e, values::number(val()?, "rate"))?,
             Key::CipherList => {
                 self.tls12_ciphers = Some(cipher_list(val()?).map_err(|m| e.error(m))?)
+            }
+            Key::Userdb => self.userdb = Some(PathBuf::from(val()?.trim())),
+            Key::UserdbRefresh => {
+                let n: u64 = ck(&e, values::number(val()?, "seconds"))?;
+                if n == 0 {
+                    return Err(e.error("userdb-refresh must be at least 1 second".to_owned()));
+                }
+                self.userdb_refresh = Some(n);
             }
             Key::BpsCapacity => self.bps_capacity = ck(&e, values::number(val()?, "rate"))?,
             Key::AllowLoopbackPeers => self.allow_loopback_peers = ck(&e, values::flag(opt))?,
@@ -711,17 +721,21 @@ impl Builder {
             }
         }
         if let Some(us) = self.use_auth_secret.as_ref().filter(|a| a.value) {
-            if self.static_auth_secrets.is_empty() {
+            if self.static_auth_secrets.is_empty() && self.userdb.is_none() {
                 return Err(us.error(
-                    "use-auth-secret needs at least one static-auth-secret \
-                     (ringturn has no user database)",
+                    "use-auth-secret needs at least one static-auth-secret, \
+                     or a userdb= whose turn_secret table holds them",
                 ));
             }
         }
         // coturn: a static-auth-secret turns the REST API on by itself
         // (unless use-auth-secret=false says otherwise).
-        let use_auth_secret = !self.static_auth_secrets.is_empty()
-            && self.use_auth_secret.as_ref().is_none_or(|a| a.value);
+        // With a userdb the secrets may all come from its turn_secret table.
+        let explicit = self.use_auth_secret.as_ref().map(|a| a.value);
+        let use_auth_secret = match explicit {
+            Some(on) => on && (!self.static_auth_secrets.is_empty() || self.userdb.is_some()),
+            None => !self.static_auth_secrets.is_empty(),
+        };
         let realm = self.realm.clone().unwrap_or_default();
         let trigger: Option<(&Origin, &str)> = self
             .lt_cred_mech
@@ -769,7 +783,7 @@ impl Builder {
             let origin = self.users.first().map(|a| a.at.clone());
             self.warn(origin.as_ref(), "user", "users have no effect with no-auth");
         }
-        if !no_auth && !stun_only && users.is_empty() && !use_auth_secret {
+        if !no_auth && !stun_only && users.is_empty() && !use_auth_secret && self.userdb.is_none() {
             self.warn(
                 None,
                 "lt-cred-mech",
@@ -907,6 +921,8 @@ impl Builder {
             cert: self.cert,
             tls12: !self.no_tlsv1_2,
             tls12_ciphers: self.tls12_ciphers,
+            userdb: self.userdb,
+            userdb_refresh: Duration::from_secs(self.userdb_refresh.unwrap_or(30)),
             tcp_relay: !self.no_tcp_relay,
             reuseport_cpu_steering: self.reuseport_cpu_steering,
             stream_limits: {

@@ -98,6 +98,8 @@ pub(crate) enum Key {
     AllocationDefaultAddressFamily,
     BpsCapacity,
     CipherList,
+    Userdb,
+    UserdbRefresh,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +142,8 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("relay-ip", Key::RelayIp, Value, true, false, "address relay ports are opened on (repeatable; default: the listening or external-ip private addresses)"),
     spec("min-port", Key::MinPort, Value, false, false, "lowest relay port (default 49152)"),
     spec("max-port", Key::MaxPort, Value, false, false, "highest relay port (default 65535)"),
+    spec("userdb", Key::Userdb, Value, false, false, "coturn's SQLite user database (turnadmin's; default /var/lib/turn/turndb when it exists): users, REST secrets, peer ranges, realm options"),
+    spec("userdb-refresh", Key::UserdbRefresh, Value, false, true, "seconds between reads of the user database (default 30; SIGHUP reads it at once)"),
     spec("user", Key::User, Value, true, false, "NAME:PASSWORD or NAME:0x<md5 key> (repeatable)"),
     spec("realm", Key::Realm, Value, false, false, "realm of the long-term credentials (required with them)"),
     spec("lt-cred-mech", Key::LtCredMech, Flag, false, false, "require long-term credentials (ringturn always does unless no-auth)"),
@@ -265,7 +269,6 @@ pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
     ("tcp-proxy-port", Value),
     ("relay-device", Value),
     ("relay-threads", Value),
-    ("userdb", Value),
     ("db", Value),
     ("psql-userdb", Value),
     ("sql-userdb", Value),

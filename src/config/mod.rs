@@ -337,6 +337,10 @@ pub struct Config {
     pub tls12: bool,
     /// `cipher-list`: the TLS 1.2 suites offered (OpenSSL names); `None`: all.
     pub tls12_ciphers: Option<Vec<String>>,
+    /// `userdb`: coturn's SQLite user database (issue 13).
+    pub userdb: Option<PathBuf>,
+    /// `userdb-refresh`: how often it is read again.
+    pub userdb_refresh: Duration,
     /// RFC 6062 TCP relaying (`no-tcp-relay` turns it off).
     pub tcp_relay: bool,
     /// SO_REUSEPORT steered by the receiving CPU (`reuseport-cpu-steering`).
@@ -641,6 +645,7 @@ impl Config {
             self.listening != new.listening,
         );
         check("relay-ip", self.relay_ips != new.relay_ips);
+        check("userdb", self.userdb != new.userdb);
         check("external-ip", self.external_ips != new.external_ips);
         check(
             "min-port / max-port",

@@ -1,0 +1,107 @@
+//! coturn's SQLite user database, written by coturn's own `turnadmin`
+//! (Debian `coturn`), served by ringturn (issue 13): uclient allocates with a
+//! user turnadmin added, REST credentials signed with a secret set by
+//! `turnadmin -s` work, a user added while ringturn runs can allocate at the
+//! next refresh, and a deleted user's next Allocate is refused while the live
+//! call goes on. In a network namespace of its own (TESTING.md).
+
+mod common;
+
+use std::time::Duration;
+
+use common::process::{require_tool, run_in_netns, uclient_totals};
+
+#[test]
+fn a_database_written_by_turnadmin_is_served() {
+    require_tool("turnadmin");
+    require_tool("turnutils_uclient");
+    require_tool("turnutils_peer");
+    let run = run_in_netns(
+        r#"
+DIR=$(mktemp -d)
+DB=$DIR/turndb
+cd "$DIR"   # turnadmin writes its own log file where it can
+turnadmin -a -b "$DB" -u alice -r example.org -p secret > /dev/null 2>&1
+turnadmin -s north-wind -b "$DB" -r example.org > /dev/null 2>&1
+echo "=== turnadmin list"
+turnadmin -l -b "$DB" 2>/dev/null | grep -v ': ' 
+printf 'listening-ip=127.0.0.1\nrealm=example.org\nuse-auth-secret\nlt-cred-mech\nallow-loopback-peers\nuserdb=%s\nuserdb-refresh=1\n' "$DB" > "$DIR/turnserver.conf"
+"$RINGTURN" -c "$DIR/turnserver.conf" > "$DIR/log" 2>&1 &
+RT=$!
+turnutils_peer -L 127.0.0.1 -p 23480 > /dev/null 2>&1 &
+PEER=$!
+for i in $(seq 1 50); do grep -q started "$DIR/log" && break; sleep 0.1; done
+UC="turnutils_uclient -p 3478 -l 120 -e 127.0.0.1 -r 23480"
+echo "=== alice"
+timeout 30 $UC -u alice -w secret -n 20 -m 1 -z 5 127.0.0.1 2>&1 | grep tot_send_msgs | tail -1
+echo "=== rest"
+timeout 30 $UC -u carol -W north-wind -n 20 -m 1 -z 5 127.0.0.1 2>&1 | grep tot_send_msgs | tail -1
+echo "=== bob before"
+timeout 30 $UC -u bob -w hunter2 -n 20 -m 1 -z 5 127.0.0.1 2>&1 | tail -1
+# A call of alice's that lasts through her deletion.
+timeout 60 $UC -u alice -w secret -n 200 -m 1 -z 20 127.0.0.1 > "$DIR/long.out" 2>&1 &
+LONG=$!
+turnadmin -a -b "$DB" -u bob -r example.org -p hunter2 > /dev/null 2>&1
+sleep 1
+turnadmin -d -b "$DB" -u alice -r example.org > /dev/null 2>&1
+for i in $(seq 1 40); do [ "$(grep -c 'userdb changed' "$DIR/log")" -ge 2 ] && break; sleep 0.1; done
+echo "=== bob after"
+timeout 30 $UC -u bob -w hunter2 -n 20 -m 1 -z 5 127.0.0.1 2>&1 | grep tot_send_msgs | tail -1
+echo "=== alice deleted"
+timeout 30 $UC -u alice -w secret -n 20 -m 1 -z 5 127.0.0.1 2>&1 | tail -1
+wait $LONG
+echo "=== long"
+grep tot_send_msgs "$DIR/long.out" | tail -1
+kill -TERM $RT $PEER
+wait $RT
+echo "=== exit $?"
+cat "$DIR/log"
+cd /
+rm -rf "$DIR"
+"#,
+        &[("RINGTURN", env!("CARGO_BIN_EXE_ringturn"))],
+        Duration::from_secs(150),
+    );
+    let out = run.transcript();
+    let section = |name: &str| {
+        run.stdout
+            .split(&format!("=== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n===").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(section("turnadmin list").contains("alice"), "{out}");
+    // uclient -m 1 with a peer runs two allocations.
+    assert_eq!(
+        uclient_totals(&section("alice")),
+        (40, 40),
+        "turnadmin's user relays\n{out}"
+    );
+    assert_eq!(
+        uclient_totals(&section("rest")),
+        (40, 40),
+        "REST credentials from turnadmin's secret relay\n{out}"
+    );
+    assert_eq!(
+        uclient_totals(&section("bob before")).1,
+        0,
+        "bob is not there yet\n{out}"
+    );
+    assert_eq!(
+        uclient_totals(&section("bob after")),
+        (40, 40),
+        "bob, added while running, relays after the refresh\n{out}"
+    );
+    assert_eq!(
+        uclient_totals(&section("alice deleted")).1,
+        0,
+        "alice, deleted, is refused\n{out}"
+    );
+    assert_eq!(
+        uclient_totals(&section("long")),
+        (400, 400),
+        "alice's live call went on through her deletion\n{out}"
+    );
+    assert!(out.contains("=== exit 0"), "{out}");
+}
