@@ -46,6 +46,8 @@ pub mod tls;
 
 pub mod worker;
 
+/// `ringturn admin`: turnadmin's work on that database.
+pub mod admin;
 pub mod config;
 /// Log destinations and line formats as coturn's options set them.
 pub mod logging;

@@ -218,6 +218,22 @@ fn settings(config: &Config, db: Option<&Snapshot>) -> anyhow::Result<RunSetting
     })
 }
 
+/// `ringturn admin …` (issue 13): exit 0, or 2 with the error.
+fn admin_command() -> ExitCode {
+    use clap::Parser;
+    let args = std::env::args().skip(1);
+    let cli = ringturn::admin::AdminCli::parse_from(
+        std::iter::once("ringturn admin".to_owned()).chain(args.skip(1)),
+    );
+    match ringturn::admin::run(&cli, &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringturn admin: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse_args();
     let mut config = match Config::from_cli(&cli) {
@@ -419,6 +435,9 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("admin") {
+        return admin_command();
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

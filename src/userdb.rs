@@ -212,3 +212,221 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// What operators do with `turnadmin` on the same database (issue 13):
+/// users (the key computed as coturn does, hex MD5 of `user:realm:password`),
+/// REST secrets and realm options. Writes go through SQLite's own locking,
+/// so a running ringturn (or coturn) reads a consistent database.
+pub mod admin {
+    use std::path::Path;
+
+    use rusqlite::{params, Connection, OpenFlags};
+
+    use super::UserDbError;
+
+    /// coturn's schema (its `schema.sql`), created in a new database so that
+    /// coturn's `turnserver` and `turnadmin` can use it as well.
+    const SCHEMA: &str = "
+        CREATE TABLE IF NOT EXISTS turnusers_lt (realm varchar(127) default '', name varchar(512), hmackey char(128), PRIMARY KEY (realm,name));
+        CREATE TABLE IF NOT EXISTS turn_secret (realm varchar(127) default '', value varchar(256), primary key (realm,value));
+        CREATE TABLE IF NOT EXISTS allowed_peer_ip (realm varchar(127) default '', ip_range varchar(256), primary key (realm,ip_range));
+        CREATE TABLE IF NOT EXISTS denied_peer_ip (realm varchar(127) default '', ip_range varchar(256), primary key (realm,ip_range));
+        CREATE TABLE IF NOT EXISTS turn_origin_to_realm (origin varchar(127), realm varchar(127), primary key (origin));
+        CREATE TABLE IF NOT EXISTS turn_realm_option (realm varchar(127) default '', opt varchar(32), value varchar(128), primary key (realm,opt));
+        CREATE TABLE IF NOT EXISTS oauth_key (kid varchar(128), ikm_key varchar(256), timestamp bigint default 0, lifetime integer default 0, as_rs_alg varchar(64) default '', realm varchar(127), primary key (kid));
+        CREATE TABLE IF NOT EXISTS admin_user (name varchar(32), realm varchar(127), password varchar(127), primary key (name));";
+
+    /// The realm options ringturn and coturn act on.
+    pub const OPTIONS: [&str; 3] = ["max-bps", "user-quota", "total-quota"];
+
+    fn err(path: &Path, message: impl Into<String>) -> UserDbError {
+        UserDbError {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    /// Opens `path` for writing; `create`: make it (with coturn's schema)
+    /// when it does not exist, else that is an error.
+    fn open(path: &Path, create: bool) -> Result<Connection, UserDbError> {
+        if !create && !path.is_file() {
+            return Err(err(
+                path,
+                "no such database (add a user or a secret to create it)",
+            ));
+        }
+        let db = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(|e| err(path, e.to_string()))?;
+        db.busy_timeout(std::time::Duration::from_secs(2))
+            .map_err(|e| err(path, e.to_string()))?;
+        db.execute_batch(SCHEMA)
+            .map_err(|e| err(path, format!("not coturn's schema: {e}")))?;
+        Ok(db)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Adds `user`, or sets a new password for it (turnadmin -a). True: it was new.
+    pub fn add_user(
+        path: &Path,
+        realm: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<bool, UserDbError> {
+        if user.is_empty() || realm.is_empty() {
+            return Err(err(path, "a user needs a name and a realm"));
+        }
+        let db = open(path, true)?;
+        let key = hex(&crate::auth::keys::md5_key(user, realm, password));
+        let new = db
+            .execute(
+                "UPDATE turnusers_lt SET hmackey = ?3 WHERE realm = ?1 AND name = ?2",
+                params![realm, user, key],
+            )
+            .map_err(|e| err(path, e.to_string()))?
+            == 0;
+        if new {
+            db.execute(
+                "INSERT INTO turnusers_lt (realm, name, hmackey) VALUES (?1, ?2, ?3)",
+                params![realm, user, key],
+            )
+            .map_err(|e| err(path, e.to_string()))?;
+        }
+        Ok(new)
+    }
+
+    /// Deletes `user` (turnadmin -d); an error when there is no such user.
+    pub fn delete_user(path: &Path, realm: &str, user: &str) -> Result<(), UserDbError> {
+        let db = open(path, false)?;
+        let n = db
+            .execute(
+                "DELETE FROM turnusers_lt WHERE realm = ?1 AND name = ?2",
+                params![realm, user],
+            )
+            .map_err(|e| err(path, e.to_string()))?;
+        if n == 0 {
+            return Err(err(path, format!("no user {user:?} in realm {realm:?}")));
+        }
+        Ok(())
+    }
+
+    /// (realm, name) of every user, or of one realm's.
+    pub fn list_users(
+        path: &Path,
+        realm: Option<&str>,
+    ) -> Result<Vec<(String, String)>, UserDbError> {
+        list(path, "SELECT realm, name FROM turnusers_lt", "realm", realm)
+    }
+
+    /// Adds a REST API secret (turnadmin -s); a duplicate is an error.
+    pub fn add_secret(path: &Path, realm: &str, secret: &str) -> Result<(), UserDbError> {
+        if secret.is_empty() || realm.is_empty() {
+            return Err(err(path, "a secret needs a value and a realm"));
+        }
+        let db = open(path, true)?;
+        let n = db
+            .execute(
+                "INSERT OR IGNORE INTO turn_secret (realm, value) VALUES (?1, ?2)",
+                params![realm, secret],
+            )
+            .map_err(|e| err(path, e.to_string()))?;
+        if n == 0 {
+            return Err(err(
+                path,
+                format!("realm {realm:?} already has that secret"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Deletes a secret; an error when there is no such secret.
+    pub fn delete_secret(path: &Path, realm: &str, secret: &str) -> Result<(), UserDbError> {
+        let db = open(path, false)?;
+        let n = db
+            .execute(
+                "DELETE FROM turn_secret WHERE realm = ?1 AND value = ?2",
+                params![realm, secret],
+            )
+            .map_err(|e| err(path, e.to_string()))?;
+        if n == 0 {
+            return Err(err(path, format!("realm {realm:?} has no such secret")));
+        }
+        Ok(())
+    }
+
+    /// (realm, secret) pairs.
+    pub fn list_secrets(
+        path: &Path,
+        realm: Option<&str>,
+    ) -> Result<Vec<(String, String)>, UserDbError> {
+        list(path, "SELECT realm, value FROM turn_secret", "realm", realm)
+    }
+
+    /// Sets a realm option (`max-bps`, `user-quota`, `total-quota`).
+    pub fn set_option(
+        path: &Path,
+        realm: &str,
+        option: &str,
+        value: u64,
+    ) -> Result<(), UserDbError> {
+        if !OPTIONS.contains(&option) {
+            return Err(err(
+                path,
+                format!(
+                    "unknown realm option {option:?} (one of {})",
+                    OPTIONS.join(", ")
+                ),
+            ));
+        }
+        if realm.is_empty() {
+            return Err(err(path, "a realm option needs a realm"));
+        }
+        let db = open(path, true)?;
+        db.execute(
+            "INSERT OR REPLACE INTO turn_realm_option (realm, opt, value) VALUES (?1, ?2, ?3)",
+            params![realm, option, value.to_string()],
+        )
+        .map_err(|e| err(path, e.to_string()))?;
+        Ok(())
+    }
+
+    /// (realm, "option=value") pairs.
+    pub fn list_options(
+        path: &Path,
+        realm: Option<&str>,
+    ) -> Result<Vec<(String, String)>, UserDbError> {
+        list(
+            path,
+            "SELECT realm, opt || '=' || value FROM turn_realm_option",
+            "realm",
+            realm,
+        )
+    }
+
+    fn list(
+        path: &Path,
+        select: &str,
+        realm_column: &str,
+        realm: Option<&str>,
+    ) -> Result<Vec<(String, String)>, UserDbError> {
+        let db = open(path, false)?;
+        let sql = match realm {
+            Some(_) => format!("{select} WHERE {realm_column} = ?1 ORDER BY 1, 2"),
+            None => format!("{select} ORDER BY 1, 2"),
+        };
+        let mut stmt = db.prepare(&sql).map_err(|e| err(path, e.to_string()))?;
+        let map = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
+        let rows = match realm {
+            Some(realm) => stmt.query_map([realm], map),
+            None => stmt.query_map([], map),
+        }
+        .map_err(|e| err(path, e.to_string()))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(path, e.to_string()))
+    }
+}

@@ -105,3 +105,88 @@ rm -rf "$DIR"
     );
     assert!(out.contains("=== exit 0"), "{out}");
 }
+
+/// The other way round: a database written by `ringturn admin` is served by
+/// coturn's own `turnserver` (uclient relays with its user and with REST
+/// credentials from its secret), and `turnadmin` lists what `ringturn admin`
+/// lists. Plus the admin command's clear errors.
+#[test]
+fn a_database_written_by_ringturn_admin_is_served_by_coturn() {
+    require_tool("turnadmin");
+    require_tool("turnserver");
+    require_tool("turnutils_uclient");
+    let run = run_in_netns(
+        r#"
+DIR=$(mktemp -d)
+DB=$DIR/turndb
+cd "$DIR"
+echo "=== missing"
+"$RINGTURN" admin -b "$DB" list-users; echo "rc=$?"
+"$RINGTURN" admin -b "$DB" add-user -r example.org -u alice -p secret
+"$RINGTURN" admin -b "$DB" add-user -r example.org -u bob -p hunter2
+"$RINGTURN" admin -b "$DB" add-secret -r example.org -s north-wind
+echo "=== duplicate"
+"$RINGTURN" admin -b "$DB" add-secret -r example.org -s north-wind; echo "rc=$?"
+echo "=== ringturn list"
+"$RINGTURN" admin -b "$DB" list-users
+echo "=== turnadmin list"
+turnadmin -l -b "$DB" 2>/dev/null | grep '\['
+turnserver -n --userdb="$DB" --realm=example.org --lt-cred-mech --use-auth-secret \
+  --listening-ip=127.0.0.1 --listening-port=3478 --relay-ip=127.0.0.1 --allow-loopback-peers \
+  --no-tls --no-dtls --no-cli --log-file=stdout > "$DIR/coturn.log" 2>&1 &
+CT=$!
+turnutils_peer -L 127.0.0.1 -p 23480 > /dev/null 2>&1 &
+PEER=$!
+sleep 1.5
+UC="turnutils_uclient -p 3478 -l 120 -e 127.0.0.1 -r 23480"
+echo "=== coturn alice"
+timeout 30 $UC -u alice -w secret -n 20 -m 1 -z 5 127.0.0.1 2>&1 | grep tot_send_msgs | tail -1
+echo "=== coturn rest"
+timeout 30 $UC -u carol -W north-wind -n 20 -m 1 -z 5 127.0.0.1 2>&1 | grep tot_send_msgs | tail -1
+kill -TERM $CT $PEER
+wait $CT
+echo "=== end"
+cd /
+rm -rf "$DIR"
+"#,
+        &[("RINGTURN", env!("CARGO_BIN_EXE_ringturn"))],
+        Duration::from_secs(90),
+    );
+    let out = run.transcript();
+    let section = |name: &str| {
+        run.stdout
+            .split(&format!("=== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n===").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(section("missing").contains("rc=2"), "{out}");
+    assert!(
+        out.contains("no such database"),
+        "a missing database is named\n{out}"
+    );
+    assert!(section("duplicate").contains("rc=2"), "{out}");
+    assert!(out.contains("already has that secret"), "{out}");
+    let lines = |name: &str| -> Vec<String> {
+        section(name).lines().map(|l| l.trim().to_owned()).collect()
+    };
+    let ours = lines("ringturn list");
+    let theirs = lines("turnadmin list");
+    assert_eq!(
+        ours,
+        vec!["alice[example.org]", "bob[example.org]"],
+        "{out}"
+    );
+    assert_eq!(theirs, ours, "turnadmin lists the same users\n{out}");
+    assert_eq!(
+        uclient_totals(&section("coturn alice")),
+        (40, 40),
+        "coturn serves ringturn admin's user\n{out}"
+    );
+    assert_eq!(
+        uclient_totals(&section("coturn rest")),
+        (40, 40),
+        "coturn serves ringturn admin's REST secret\n{out}"
+    );
+}
