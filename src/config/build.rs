@@ -103,6 +103,10 @@ pub(crate) struct Builder {
     xdp_mode: crate::xdp::XdpMode,
     allowed_peer_ips: Vec<PeerRange>,
     denied_peer_ips: Vec<PeerRange>,
+    alternate_servers: Vec<std::net::SocketAddr>,
+    tls_alternate_servers: Vec<std::net::SocketAddr>,
+    max_allocations_before_redirect: u32,
+    signaling_turn_urls: Vec<String>,
     no_multicast_peers: bool,
     fingerprint: bool,
     no_software_attribute: bool,
@@ -341,6 +345,22 @@ impl Builder {
                     text: text.trim().to_owned(),
                     range,
                 });
+            }
+            Key::AlternateServer => {
+                let a = ck(&e, values::ip_port(val()?, DEFAULT_LISTENING_PORT))?;
+                self.alternate_servers.push(a);
+            }
+            Key::TlsAlternateServer => {
+                let a = ck(&e, values::ip_port(val()?, DEFAULT_TLS_LISTENING_PORT))?;
+                self.tls_alternate_servers.push(a);
+            }
+            Key::MaxAllocationsBeforeRedirect => {
+                self.max_allocations_before_redirect =
+                    ck(&e, values::number(val()?, "number of allocations"))?;
+            }
+            Key::SignalingTurnUrl => {
+                let url = ck(&e, values::turn_url(val()?))?;
+                self.signaling_turn_urls.push(url);
             }
             Key::NoMulticastPeers => self.no_multicast_peers = ck(&e, values::flag(opt))?,
             Key::Fingerprint => self.fingerprint = ck(&e, values::flag(opt))?,
@@ -861,6 +881,10 @@ impl Builder {
             xdp_mode: self.xdp_mode,
             allowed_peer_ips: self.allowed_peer_ips,
             denied_peer_ips: self.denied_peer_ips,
+            alternate_servers: self.alternate_servers,
+            tls_alternate_servers: self.tls_alternate_servers,
+            max_allocations_before_redirect: self.max_allocations_before_redirect,
+            signaling_turn_urls: self.signaling_turn_urls,
             no_multicast_peers: self.no_multicast_peers,
             fingerprint: self.fingerprint,
             software_attribute: !self.no_software_attribute,

@@ -100,6 +100,10 @@ pub(crate) enum Key {
     CipherList,
     Userdb,
     UserdbRefresh,
+    AlternateServer,
+    TlsAlternateServer,
+    MaxAllocationsBeforeRedirect,
+    SignalingTurnUrl,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -222,6 +226,10 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("stream-first-message-timeout", Key::StreamFirstMessageTimeout, Value, false, true, "seconds from connect to the first complete STUN message (default 10)"),
     spec("stream-idle-timeout", Key::StreamIdleTimeout, Value, false, true, "seconds of silence before a connection without an allocation is closed (default 60)"),
     spec("stream-buffer-limit", Key::StreamBufferLimit, Value, false, true, "bytes waiting to be written to one connection before frames are dropped (default 256K)"),
+    spec("alternate-server", Key::AlternateServer, Value, true, false, "IP[:PORT] (port 3478) an Allocate from a UDP or TCP client is redirected to with 300 Try Alternate, round robin (repeatable)"),
+    spec("tls-alternate-server", Key::TlsAlternateServer, Value, true, false, "IP[:PORT] (port 5349) an Allocate from a TLS client is redirected to (repeatable)"),
+    spec("max-allocations-before-redirect", Key::MaxAllocationsBeforeRedirect, Value, false, true, "redirect to the alternate servers only once this node holds this many allocations (default 0: always)"),
+    spec("signaling-turn-urls", Key::SignalingTurnUrl, Value, true, true, "turn:/turns: URL the call page's ICE servers name instead of this node's own (repeatable)"),
     spec("signaling-max-rooms-per-connection", Key::SignalingMaxRoomsPerConnection, Value, false, true, "rooms one signaling connection may be in at once (default 4)"),
 ];
 
@@ -291,8 +299,6 @@ pub(crate) const COTURN_ONLY: &[(&str, Arg)] = &[
     ("no-stdout-log", Flag),
     ("aux-server", Value),
     ("udp-self-balance", Flag),
-    ("alternate-server", Value),
-    ("tls-alternate-server", Value),
     ("max-allocate-timeout", Value),
     ("CA-file", Value),
     ("dh-file", Value),

@@ -279,6 +279,17 @@ pub struct Config {
     pub xdp_mode: crate::xdp::XdpMode,
     pub allowed_peer_ips: Vec<PeerRange>,
     pub denied_peer_ips: Vec<PeerRange>,
+    /// `alternate-server`: where Allocates from UDP and TCP clients are
+    /// redirected (RFC 8489 §10), round robin.
+    pub alternate_servers: Vec<SocketAddr>,
+    /// `tls-alternate-server`: the same for TLS clients.
+    pub tls_alternate_servers: Vec<SocketAddr>,
+    /// `max-allocations-before-redirect`: redirect only from this many
+    /// allocations on (0: always).
+    pub max_allocations_before_redirect: u32,
+    /// `signaling-turn-urls`: the TURN URLs `/api/ice-servers` names instead
+    /// of this node's own.
+    pub signaling_turn_urls: Vec<String>,
     /// Accepted for coturn compatibility; multicast peers are always refused.
     pub no_multicast_peers: bool,
     pub fingerprint: bool,
@@ -576,6 +587,20 @@ impl Config {
         }
     }
 
+    /// A shard's part of `alternate-server`, `tls-alternate-server` and
+    /// `max-allocations-before-redirect`: the threshold is for the node, so
+    /// each of `workers` shards redirects from its share on (rounded up),
+    /// as with `total-quota`.
+    fn redirect(&self, workers: usize) -> crate::turn::Redirect {
+        crate::turn::Redirect {
+            alternates: self.alternate_servers.clone(),
+            tls_alternates: self.tls_alternate_servers.clone(),
+            tls_port: self.tls.then_some(self.tls_listening_port),
+            from_allocations: (self.max_allocations_before_redirect as usize)
+                .div_ceil(workers.max(1)),
+        }
+    }
+
     /// Worker `worker` of `workers`' share: every `workers`-th relay port from
     /// `min_port + worker`, so the shards' ports are disjoint.
     pub fn server_config(&self, worker: usize, workers: usize) -> ServerConfig {
@@ -624,6 +649,7 @@ impl Config {
             default_family: self.default_family,
             stun_only: self.stun_only,
             rng_seed: mix(self.rng_seed ^ mix(worker as u64)),
+            redirect: self.redirect(workers),
             ..defaults
         }
     }
@@ -678,8 +704,15 @@ impl Config {
         );
         check(
             "signaling-*",
-            (self.signaling_listening_port, self.signaling_listening_ip)
-                != (new.signaling_listening_port, new.signaling_listening_ip),
+            (
+                self.signaling_listening_port,
+                self.signaling_listening_ip,
+                &self.signaling_turn_urls,
+            ) != (
+                new.signaling_listening_port,
+                new.signaling_listening_ip,
+                &new.signaling_turn_urls,
+            ),
         );
         check(
             "prometheus*",

@@ -186,6 +186,29 @@ pub(crate) fn render(c: &Config) -> String {
             list(c.denied_peer_ips.iter().map(|r| &r.text))
         );
     }
+    if !c.alternate_servers.is_empty() || !c.tls_alternate_servers.is_empty() {
+        let _ = writeln!(
+            s,
+            "  redirect:         Allocate answered 300 Try Alternate, round robin, {}; UDP/TCP to {}; TLS to {}",
+            if c.max_allocations_before_redirect == 0 {
+                "always".to_owned()
+            } else {
+                format!(
+                    "from {} allocations on (split among workers)",
+                    c.max_allocations_before_redirect
+                )
+            },
+            list(c.alternate_servers.iter()),
+            list(c.tls_alternate_servers.iter())
+        );
+    }
+    if !c.signaling_turn_urls.is_empty() {
+        let _ = writeln!(
+            s,
+            "  page TURN URLs:   {}",
+            list(c.signaling_turn_urls.iter())
+        );
+    }
     let service = match (c.stun_only, c.no_stun) {
         (true, _) => "STUN only",
         (_, true) => "TURN only (no STUN Binding)",

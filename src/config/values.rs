@@ -1,7 +1,7 @@
 //! Parsers for option values. Each returns the message of a `ConfigError`;
 //! the caller adds where the value came from.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::ExternalIp;
 
@@ -54,6 +54,46 @@ pub(crate) fn ip(v: &str) -> Result<IpAddr, String> {
     inner
         .parse()
         .map_err(|_| format!("invalid IP address {v:?}"))
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address; `default_port`
+/// when there is none (coturn's alternate-server forms).
+pub(crate) fn ip_port(v: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let v = v.trim();
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = ip(v) {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    match v.rsplit_once(':') {
+        Some((host, p)) if !host.contains(':') => {
+            let ip: IpAddr = host
+                .parse()
+                .map_err(|_| format!("invalid IP address {host:?} in {v:?}"))?;
+            Ok(SocketAddr::new(ip, port(p)?))
+        }
+        _ => Err(format!(
+            "invalid address {v:?} (expected IP, IP:PORT or [IPv6]:PORT)"
+        )),
+    }
+}
+
+/// A `turn:` or `turns:` URI (RFC 7065) as a page would put it in `iceServers`.
+pub(crate) fn turn_url(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let rest = v
+        .strip_prefix("turn:")
+        .or_else(|| v.strip_prefix("turns:"))
+        .ok_or_else(|| format!("{v:?} is not a turn: or turns: URL"))?;
+    let host = rest.split(['?', ':']).next().unwrap_or_default();
+    if host.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+    {
+        return Err(format!("invalid TURN URL {v:?}"));
+    }
+    Ok(v.to_owned())
 }
 
 /// `PUBLIC` or `PUBLIC/PRIVATE`.

@@ -33,6 +33,11 @@ pub struct IceSettings {
     pub tcp_listening: Vec<SocketAddr>,
     /// TURN over TLS on these addresses: `turns:…?transport=tcp` URLs too.
     pub tls_listening: Vec<SocketAddr>,
+    /// `signaling-turn-urls`: the TURN URLs pages get instead of this node's
+    /// own (another node's, or a name behind a load balancer); the
+    /// credentials are minted the same way, so those nodes must share the
+    /// `static-auth-secret`.
+    pub turn_urls: Vec<String>,
 }
 
 /// One `RTCIceServer`.
@@ -162,20 +167,25 @@ impl IceSettings {
             }
             _ => Self::hosts_of(&self.tls_listening, &self.external_ips, request_host),
         };
-        let turn_urls: Vec<String> = hosts
-            .iter()
-            .map(|h| format!("turn:{h}?transport=udp"))
-            .chain(
-                Self::hosts_of(&self.tcp_listening, &self.external_ips, request_host)
-                    .into_iter()
-                    .map(|h| format!("turn:{h}?transport=tcp")),
-            )
-            .chain(
-                tls_hosts
-                    .into_iter()
-                    .map(|h| format!("turns:{h}?transport=tcp")),
-            )
-            .collect();
+        let own_urls = self.turn_urls.is_empty();
+        let turn_urls: Vec<String> = if !own_urls {
+            self.turn_urls.clone()
+        } else {
+            hosts
+                .iter()
+                .map(|h| format!("turn:{h}?transport=udp"))
+                .chain(
+                    Self::hosts_of(&self.tcp_listening, &self.external_ips, request_host)
+                        .into_iter()
+                        .map(|h| format!("turn:{h}?transport=tcp")),
+                )
+                .chain(
+                    tls_hosts
+                        .into_iter()
+                        .map(|h| format!("turns:{h}?transport=tcp")),
+                )
+                .collect()
+        };
         if self.no_auth {
             out.ice_servers.push(IceServer {
                 urls: turn_urls,
@@ -225,7 +235,25 @@ mod tests {
             ttl: Duration::from_secs(600),
             tcp_listening: vec![],
             tls_listening: vec![],
+            turn_urls: vec![],
         }
+    }
+
+    #[test]
+    fn signaling_turn_urls_replace_this_nodes_turn_urls_with_the_same_credentials() {
+        let s = IceSettings {
+            turn_urls: vec![
+                "turn:turn-b.example.org:3478?transport=udp".to_owned(),
+                "turns:turn-b.example.org:5349?transport=tcp".to_owned(),
+            ],
+            ..settings()
+        };
+        let r = s.respond(None, 1_000, "t");
+        assert_eq!(r.ice_servers[0].urls, vec!["stun:127.0.0.1:3478"]);
+        let turn = &r.ice_servers[1];
+        assert_eq!(turn.urls, s.turn_urls);
+        assert!(turn.username.as_deref().is_some_and(|u| u.ends_with(":t")));
+        assert!(turn.credential.is_some());
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl SignalingConfig {
                 // Set from the bound stream listeners (`with_streams`).
                 tcp_listening: Vec::new(),
                 tls_listening: Vec::new(),
+                turn_urls: config.signaling_turn_urls.clone(),
             },
         })
     }

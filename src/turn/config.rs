@@ -83,6 +83,8 @@ pub struct ServerConfig {
     /// Issue 11: an XDP fast path is attached (`xdp-interface`), so say which
     /// channels it may relay (`Command::OffloadChannel`). Off: no such commands.
     pub fast_path: bool,
+    /// `alternate-server`, `tls-alternate-server`, `max-allocations-before-redirect`.
+    pub redirect: super::redirect::Redirect,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +120,7 @@ impl Default for ServerConfig {
             max_cached_transactions: 100_000,
             relay_open_attempts: 8,
             tcp_relay: true,
+            redirect: super::redirect::Redirect::default(),
             rng_seed: 0x5eed,
             relay_shortcut: true,
             relay_socket_mode: super::shared::RelaySocketMode::PerAllocation,

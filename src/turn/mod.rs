@@ -11,6 +11,7 @@ pub mod fast_path;
 pub mod policy;
 pub mod ports;
 mod reconfigure;
+pub mod redirect;
 mod reply;
 mod requests;
 pub mod server;
@@ -24,6 +25,7 @@ pub use allocation::{AllocationId, ClientTransport, ClientTuple};
 pub use config::{DefaultFamily, ServerConfig};
 pub use fast_path::ChannelRoute;
 pub use policy::{IpRange, PeerPolicy};
+pub use redirect::Redirect;
 pub use server::{
     ClientOutcome, Command, DropReason, Forward, PeerOutcome, Server, Stats, TableSizes, Transmit,
     PEER_HEADROOM, PEER_TAILROOM,

@@ -38,6 +38,7 @@ impl Server {
         c.secure_stun = config.secure_stun;
         c.default_family = config.default_family;
         c.tcp_relay = config.tcp_relay;
+        c.redirect = config.redirect;
         let rates_changed = c.max_bps != config.max_bps || c.bps_capacity != config.bps_capacity;
         c.max_bps = config.max_bps;
         c.bps_capacity = config.bps_capacity;

@@ -15,11 +15,11 @@ use super::session_log::EndReason;
 use super::timers::TimerKey;
 use crate::auth::{LookupError, NonceError, PasswordAlgorithm, UserKeys};
 use crate::stun::{
-    AdditionalAddressFamily, AddressErrorCode, AddressFamily, AttributeType, ChannelNumber,
-    ChannelNumberAttr, Class, ErrorCode, EvenPort, Lifetime, MappedAddress, Message, Method, Nonce,
-    PasswordAlgorithmId, PasswordAlgorithms, Realm, RequestedAddressFamily, RequestedTransport,
-    ReservationToken, TransportProtocol, UnknownAttributesList, Userhash, Username,
-    XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    AdditionalAddressFamily, AddressErrorCode, AddressFamily, AlternateServer, AttributeType,
+    ChannelNumber, ChannelNumberAttr, Class, ErrorCode, ErrorCodeAttr, EvenPort, Lifetime,
+    MappedAddress, Message, Method, Nonce, PasswordAlgorithmId, PasswordAlgorithms, Realm,
+    RequestedAddressFamily, RequestedTransport, ReservationToken, TransportProtocol,
+    UnknownAttributesList, Userhash, Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 
 /// A TURN request refused after authentication: the error answer (signed
@@ -45,6 +45,8 @@ pub(crate) enum Answer {
     Lifetime(u32),
     /// Answered elsewhere: Allocate answers when its relay socket opens.
     Deferred,
+    /// RFC 8489 §10: 300 (Try Alternate) with ALTERNATE-SERVER.
+    TryAlternate(SocketAddr),
 }
 
 /// A request that passed authentication.
@@ -423,6 +425,14 @@ impl Server {
             Ok(Answer::Lifetime(secs)) => {
                 self.reply(from, echo, None, i, |w| w.add(&Lifetime(secs)))
             }
+            Ok(Answer::TryAlternate(alternate)) => {
+                tracing::debug!(client = %from.client, %alternate, "Allocate redirected (300)");
+                let code = ErrorCode::TRY_ALTERNATE;
+                self.reply(from, echo, Some(code), i, |w| {
+                    w.add(&ErrorCodeAttr::new(code))?;
+                    w.add(&AlternateServer(alternate))
+                })
+            }
             Err((code, reason)) => self.reply_error(from, echo, code, reason, i),
         };
         self.remember(now, &from, msg, reply);
@@ -460,6 +470,24 @@ impl Server {
                 return Ok(Answer::Deferred);
             }
             return Err((ErrorCode::ALLOCATION_MISMATCH, "Allocation Mismatch"));
+        }
+
+        // RFC 8489 §10: another server takes it — only for a request that
+        // carried valid MESSAGE-INTEGRITY, and the 300 is signed like it
+        // (without credentials, `no-auth`, nothing is redirected). Never one
+        // with a RESERVATION-TOKEN (RFC 8656 §7.2): its port is reserved here.
+        if auth.integrity.is_some()
+            && self.config.redirect.is_configured()
+            && !msg.has(AttributeType::RESERVATION_TOKEN)
+        {
+            let held = self.allocation_count();
+            if let Some(alternate) = self
+                .config
+                .redirect
+                .pick(&mut self.redirect_turn, &from, held)
+            {
+                return Ok(Answer::TryAlternate(alternate));
+            }
         }
 
         // §7.2 step 3: REQUESTED-TRANSPORT: UDP, or TCP (RFC 6062 §5.1) from

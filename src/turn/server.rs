@@ -397,6 +397,8 @@ pub struct Server {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) commands: VecDeque<Command>,
     pub(crate) rng: Rng,
+    /// Round-robin position over the alternate servers (RFC 8489 §10).
+    pub(crate) redirect_turn: usize,
     pub(crate) stats: Stats,
     /// `now` and the unix time it corresponds to: REST usernames and nonces
     /// speak unix time, timers speak `Instant`.
@@ -453,6 +455,7 @@ impl Server {
             transmits: VecDeque::new(),
             commands: VecDeque::new(),
             rng,
+            redirect_turn: 0,
             stats: Stats::default(),
             clock_anchor: (now, unix_now),
         };
