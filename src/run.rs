@@ -269,7 +269,14 @@ pub fn start(settings: RunSettings) -> Result<RunningServer, StartError> {
         first.max_port,
         workers,
     ));
-    let nonce_key = NonceKey::random();
+    // Nodes sharing a REST secret share nonces (a redirected client keeps
+    // its nonce); otherwise a key of this process's own.
+    let nonce_key = settings
+        .credentials
+        .rest_api
+        .as_ref()
+        .and_then(|api| api.secrets().first())
+        .map_or_else(NonceKey::random, |secret| NonceKey::derived(secret));
     let shutdown = Arc::new(AtomicBool::new(false));
 
     // Each worker creates its backend on its own thread: an io_uring set up

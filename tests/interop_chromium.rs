@@ -587,3 +587,93 @@ fn chromium_relays_with_debian_shaped_config() {
         &["--user", "test", "--password", "test"],
     );
 }
+
+/// Issue 14: node A (198.51.100.1, `alternate-server=198.51.100.4:3478`)
+/// answers Chromium's authenticated Allocates 300 Try Alternate; the browser
+/// follows to node B and the relay-only call runs through B's relayed
+/// addresses. On a veth pair, the browser in a namespace of its own: WebRTC
+/// refuses to follow a redirect to a loopback address. The nodes share a REST
+/// secret, and with it their nonce key: the browser sends B the nonce A gave
+/// it, and any error from B (401 or 438 alike) ends its allocation.
+#[test]
+fn chromium_follows_a_300_to_the_alternate_node_and_relays_through_it() {
+    let Some(chromium) = prerequisites() else {
+        return;
+    };
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let run = run_driver(
+        &chromium,
+        "auto",
+        Transport::Udp,
+        &[
+            "--veth",
+            "--alternate-node",
+            "--rest-secret",
+            "north-wind",
+            "--ringturn-arg=--use-auth-secret",
+            "--ringturn-arg=--static-auth-secret=north-wind",
+        ],
+    );
+    let result = check_result(&run, "alternate", Transport::Udp);
+    for pc in ["pc1", "pc2"] {
+        assert_eq!(
+            str_field(&result[pc], "localAddress"),
+            "198.51.100.4",
+            "{pc} relays through node B\n{}",
+            run.transcript()
+        );
+    }
+    let (a, b) = (
+        result["allocations"]["a"].as_u64(),
+        result["allocations"]["b"].as_u64(),
+    );
+    assert_eq!(a, Some(0), "node A allocated nothing\n{}", run.transcript());
+    assert!(b >= Some(2), "node B holds both\n{}", run.transcript());
+    let _ = std::fs::remove_dir_all(&run.workdir);
+}
+
+/// `max-allocations-before-redirect=1` on a one-worker node A: the first
+/// PeerConnection's allocation stays on A, the next is sent to B, and the
+/// call between them relays through both nodes.
+#[test]
+fn chromium_call_spans_two_nodes_when_the_first_sheds_load() {
+    let Some(chromium) = prerequisites() else {
+        return;
+    };
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let run = run_driver(
+        &chromium,
+        "auto",
+        Transport::Udp,
+        &[
+            "--veth",
+            "--alternate-node",
+            "--rest-secret",
+            "north-wind",
+            "--ringturn-arg=--use-auth-secret",
+            "--ringturn-arg=--static-auth-secret=north-wind",
+            "--ringturn-arg=--workers=1",
+            "--ringturn-arg=--max-allocations-before-redirect=1",
+        ],
+    );
+    let result = check_result(&run, "shed", Transport::Udp);
+    let mut addresses: Vec<&str> = ["pc1", "pc2"]
+        .iter()
+        .map(|pc| str_field(&result[*pc], "localAddress"))
+        .collect();
+    addresses.sort_unstable();
+    assert_eq!(
+        addresses,
+        ["198.51.100.1", "198.51.100.4"],
+        "one side relays through each node\n{}",
+        run.transcript()
+    );
+    for node in ["a", "b"] {
+        assert!(
+            result["allocations"][node].as_u64() >= Some(1),
+            "node {node} holds an allocation\n{}",
+            run.transcript()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&run.workdir);
+}

@@ -191,3 +191,44 @@ fn rfc8656_7_2_an_allocate_with_a_reservation_token_is_never_redirected() {
         "the node is over its threshold"
     );
 }
+
+#[test]
+fn rfc8489_9_2_4_a_foreign_nonce_gets_438_a_shared_key_nonce_is_taken_as_it_is() {
+    // What a browser does after a 300: the same request, with the nonce it
+    // has, to node B — whose nonces come from another key.
+    let mut a = Harness::new(redirecting(0));
+    let mut b = Harness::with_nonce_key(test_config(), test_credentials(), [7; 32]);
+    let mut c = Client::new("198.51.100.10:5555", "alice", "secret");
+    let resp = c.transact(
+        &mut a,
+        Method::ALLOCATE,
+        &[&RequestedTransport(TransportProtocol::UDP)],
+    );
+    assert_eq!(resp.error_code(), Some(300));
+    let req = allocate_request(&mut c);
+    let at_b = c.send_raw(&mut b, &req).unwrap();
+    assert_eq!(
+        at_b.error_code(),
+        Some(438),
+        "a nonce B cannot vouch for is stale, not a wrong password"
+    );
+    assert!(at_b.msg().get::<ringturn::stun::Nonce>().is_some());
+    // transact takes the fresh nonce from the 438 and retries.
+    assert!(c.allocate(&mut b).is_ok());
+    assert_eq!(b.server.allocation_count(), 1);
+
+    // Nodes with one nonce key (derived from their shared REST secret) take
+    // each other's nonces: the redirected request succeeds as it is, which
+    // is what browsers need (they stop at B's first error).
+    let mut shared = Harness::new(test_config());
+    let mut d = Client::new("198.51.100.11:5555", "bob", "hunter2");
+    let resp = d.transact(
+        &mut a,
+        Method::ALLOCATE,
+        &[&RequestedTransport(TransportProtocol::UDP)],
+    );
+    assert_eq!(resp.error_code(), Some(300));
+    let req = allocate_request(&mut d);
+    let at_shared = d.send_raw(&mut shared, &req).unwrap();
+    assert!(at_shared.is_success(), "{:?}", at_shared.error_code());
+}

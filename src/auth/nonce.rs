@@ -65,6 +65,19 @@ impl NonceKey {
         Self { key }
     }
 
+    /// A key derived from a secret the nodes of one service share (their
+    /// REST API secret): each accepts the others' nonces and reservation
+    /// tokens, so a client redirected by a 300 (RFC 8489 §10) goes on with
+    /// the nonce it has — browsers do, and stop at any error (issue 14).
+    pub fn derived(secret: &[u8]) -> Self {
+        let mut key = [0u8; 32];
+        if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) {
+            mac.update(b"ringturn nonce key v1");
+            key.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        Self { key }
+    }
+
     fn mac(&self, issued: u64, client: SocketAddr) -> [u8; MAC_LEN] {
         let mut out = [0u8; MAC_LEN];
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
@@ -176,6 +189,23 @@ mod tests {
         assert_eq!(
             k.check(n.as_str(), 1600, addr("10.0.0.1:5000"), 600),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn nodes_sharing_a_secret_accept_each_others_nonces_others_do_not() {
+        let a = NonceKey::derived(b"north-wind");
+        let b = NonceKey::derived(b"north-wind");
+        let other = NonceKey::derived(b"south-wind");
+        let n = a.issue(1000, addr("10.0.0.1:5000"));
+        // Another port of the same client (a redirected TCP client's new connection).
+        assert_eq!(
+            b.check(n.as_str(), 1001, addr("10.0.0.1:6000"), 600),
+            Ok(())
+        );
+        assert_eq!(
+            other.check(n.as_str(), 1001, addr("10.0.0.1:5000"), 600),
+            Err(NonceError::Invalid)
         );
     }
 

@@ -506,3 +506,45 @@ fn coturn_keys_from_published_configs_set_what_they_say() {
         .iter()
         .any(|w| w.key == "mobility" && w.message.contains("RFC 8016")));
 }
+
+#[test]
+fn alternate_servers_in_coturns_forms_split_their_threshold_among_workers() {
+    let c = ok("listening-ip=10.0.0.1\nuser=a:b\nrealm=r\n\
+         alternate-server=192.0.2.1\nalternate-server=192.0.2.2:3479\n\
+         alternate-server=[2001:db8::1]:3478\ntls-alternate-server=192.0.2.9\n\
+         max-allocations-before-redirect=5\n\
+         signaling-turn-urls=turn:b.example.org:3478?transport=udp\n");
+    let sc = c.server_config(0, 2);
+    let r = &sc.redirect;
+    assert_eq!(
+        r.alternates,
+        vec![
+            "192.0.2.1:3478".parse().unwrap(),
+            "192.0.2.2:3479".parse().unwrap(),
+            "[2001:db8::1]:3478".parse().unwrap()
+        ]
+    );
+    assert_eq!(r.tls_alternates, vec!["192.0.2.9:5349".parse().unwrap()]);
+    assert_eq!(r.from_allocations, 3, "5 for the node, 3 per worker of 2");
+    assert_eq!(
+        c.signaling_turn_urls,
+        vec!["turn:b.example.org:3478?transport=udp"]
+    );
+    for (line, why) in [
+        ("alternate-server=turn.example.org", "invalid address"),
+        ("alternate-server=192.0.2.1:0", "invalid port"),
+        (
+            "signaling-turn-urls=http://b.example.org",
+            "not a turn: or turns: URL",
+        ),
+    ] {
+        let e = parse(&format!(
+            "listening-ip=10.0.0.1\nuser=a:b\nrealm=r\n{line}\n"
+        ))
+        .err()
+        .unwrap_or_else(|| panic!("{line} parsed"));
+        let text = e.to_string();
+        assert!(text.starts_with("t.conf:4: "), "{text}");
+        assert!(text.contains(why), "{text}");
+    }
+}

@@ -61,6 +61,9 @@ pub(crate) fn ip(v: &str) -> Result<IpAddr, String> {
 pub(crate) fn ip_port(v: &str, default_port: u16) -> Result<SocketAddr, String> {
     let v = v.trim();
     if let Ok(a) = v.parse::<SocketAddr>() {
+        if a.port() == 0 {
+            return Err(format!("invalid port 0 in {v:?} (expected 1-65535)"));
+        }
         return Ok(a);
     }
     if let Ok(ip) = ip(v) {

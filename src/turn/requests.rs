@@ -246,12 +246,14 @@ impl Server {
         let lifetime = self.config.nonce_lifetime.as_secs();
         match self.nonce_key.check(nonce, unix_now, from.client, lifetime) {
             Ok(()) => {}
-            Err(NonceError::Stale) => {
+            // §9.2.4: 438 for a nonce no longer valid. One this node cannot
+            // vouch for — another node's after a 300 (§10), one from before a
+            // restart, a forged one — is answered the same way: 438 with a
+            // fresh nonce makes clients retry, where a 401 after they sent
+            // credentials makes them give up (WebRTC: "Failed to authenticate
+            // with the server after challenge").
+            Err(NonceError::Stale | NonceError::Invalid) => {
                 self.reply_challenge(now, from, echo, ErrorCode::STALE_NONCE);
-                return None;
-            }
-            Err(NonceError::Invalid) => {
-                self.reply_challenge(now, from, echo, ErrorCode::UNAUTHORIZED);
                 return None;
             }
         }

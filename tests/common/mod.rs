@@ -76,14 +76,13 @@ impl Harness {
     }
 
     pub fn with_credentials(config: ServerConfig, credentials: Credentials) -> Self {
+        Self::with_nonce_key(config, credentials, [42; 32])
+    }
+
+    /// Another node: its own nonce key, as every ringturn process has.
+    pub fn with_nonce_key(config: ServerConfig, credentials: Credentials, key: [u8; 32]) -> Self {
         let now = Instant::now();
-        let server = Server::new(
-            config,
-            credentials,
-            NonceKey::new([42; 32]),
-            now,
-            UNIX_START,
-        );
+        let server = Server::new(config, credentials, NonceKey::new(key), now, UNIX_START);
         Self {
             server,
             now,

@@ -286,6 +286,10 @@ def main():
     ap.add_argument("--veth", action="store_true",
                     help="ringturn on a veth end at 198.51.100.1, the browser in a second "
                     "namespace behind it (no XDP)")
+    ap.add_argument("--alternate-node", action="store_true",
+                    help="with --veth: start a second ringturn (node B) on 198.51.100.4 with the same options "
+                    "and make the first redirect Allocate to it (alternate-server, issue 14); "
+                    "the result counts each node's allocations")
     ap.add_argument("--pc2", default="relay", choices=["relay", "host"],
                     help="pc2 relay-only too, or on its own host candidates")
     args = ap.parse_args()
@@ -310,7 +314,8 @@ def main():
         tmp = tempfile.mkdtemp(prefix="ringturn-chromium-")
     turn_log = os.path.join(tmp, "ringturn.log")
     chrome_log = os.path.join(tmp, "chromium.log")
-    turn = chrome = server = holder = None
+    turn = chrome = server = holder = node_b = None
+    node_b_log = os.path.join(tmp, "ringturn-b.log")
     failed = True
     host = "127.0.0.1"
     try:
@@ -333,6 +338,27 @@ def main():
         cmd += args.ringturn_arg
         if args.verbose:
             cmd.append("--verbose")
+        if args.alternate_node:
+            # WebRTC refuses a redirect to a loopback address ("Blocking
+            # attempted redirect to loopback address"): both nodes on the veth.
+            if args.config or not args.veth or args.transport == "tls":
+                log("--alternate-node needs --veth and the driver's own options")
+                return 2
+            b_host = "198.51.100.4"
+            sh("ip", "addr", "add", f"{b_host}/24", "dev", "vs")
+            # The same options (--ringturn-arg too); only A redirects.
+            b_cmd = [c.replace(f"={host}", f"={b_host}") for c in cmd]
+            cmd.append(f"--alternate-server={b_host}:{TURN_PORT}")
+            log("starting node B: " + " ".join(b_cmd))
+            with open(node_b_log, "wb") as out:
+                node_b = subprocess.Popen(b_cmd, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL)
+            ready_by = min(time.monotonic() + 5.0, deadline)
+            while not stun_binding_ok(TURN_PORT, host=b_host):
+                if node_b.poll() is not None or time.monotonic() > ready_by:
+                    log(f"node B did not answer a STUN Binding; log:\n{tail(node_b_log)}")
+                    return 3
+                time.sleep(0.05)
         turn_port = TURN_PORT
         if args.transport == "tls":
             if not (args.cert and args.pkey and args.spki):
@@ -425,8 +451,13 @@ def main():
             log(f"page posted invalid JSON ({e}): {body[:500]!r}")
             return 5
         log(f"page reported after {result.get('elapsed_ms')} ms: ok={result.get('ok')}")
-        turn_alive = turn.poll() is None
+        turn_alive = turn.poll() is None and (node_b is None or node_b.poll() is None)
         result["ringturn_alive"] = turn_alive
+        if node_b is not None:
+            def created(path):
+                with open(path, "rb") as f:
+                    return f.read().count(b"allocation created")
+            result["allocations"] = {"a": created(turn_log), "b": created(node_b_log)}
         result["backend"] = args.backend
         if args.xdp_veth and turn_alive:
             result["metrics"] = fetch_metrics()
@@ -444,6 +475,7 @@ def main():
     finally:
         stop(chrome, "chromium")
         stop(turn, "ringturn")
+        stop(node_b, "ringturn node B")
         if private_netns:
             sweep_namespace(netns_id(holder.pid) if holder else None)
         stop(holder, "namespace holder")
@@ -452,6 +484,8 @@ def main():
             server.server_close()
         if failed or args.show_logs:
             log(f"ringturn log tail ({turn_log}):\n{tail(turn_log)}")
+            if node_b is not None:
+                log(f"node B log tail ({node_b_log}):\n{tail(node_b_log)}")
             if args.show_logs or args.chromium_log:
                 log(f"chromium log tail ({chrome_log}):\n{tail(chrome_log, 200)}")
         if args.workdir or args.show_logs or args.chromium_log or failed:

@@ -35,6 +35,7 @@ pub fn ice(turn: SocketAddr) -> IceSettings {
         ttl: Duration::from_secs(3600),
         tcp_listening: vec![],
         tls_listening: vec![],
+        turn_urls: vec![],
     }
 }
 
