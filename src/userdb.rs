@@ -302,15 +302,28 @@ pub mod admin {
 
     /// Deletes `user` (turnadmin -d); an error when there is no such user.
     pub fn delete_user(path: &Path, realm: &str, user: &str) -> Result<(), UserDbError> {
+        delete_one(
+            path,
+            "DELETE FROM turnusers_lt WHERE realm = ?1 AND name = ?2",
+            [realm, user],
+            || format!("no user {user:?} in realm {realm:?}"),
+        )
+    }
+
+    /// Runs a DELETE of one row; `missing` says what was not there when it
+    /// deleted nothing.
+    fn delete_one(
+        path: &Path,
+        sql: &str,
+        keys: [&str; 2],
+        missing: impl FnOnce() -> String,
+    ) -> Result<(), UserDbError> {
         let db = open(path, false)?;
         let n = db
-            .execute(
-                "DELETE FROM turnusers_lt WHERE realm = ?1 AND name = ?2",
-                params![realm, user],
-            )
+            .execute(sql, keys)
             .map_err(|e| err(path, e.to_string()))?;
         if n == 0 {
-            return Err(err(path, format!("no user {user:?} in realm {realm:?}")));
+            return Err(err(path, missing()));
         }
         Ok(())
     }
@@ -346,17 +359,12 @@ pub mod admin {
 
     /// Deletes a secret; an error when there is no such secret.
     pub fn delete_secret(path: &Path, realm: &str, secret: &str) -> Result<(), UserDbError> {
-        let db = open(path, false)?;
-        let n = db
-            .execute(
-                "DELETE FROM turn_secret WHERE realm = ?1 AND value = ?2",
-                params![realm, secret],
-            )
-            .map_err(|e| err(path, e.to_string()))?;
-        if n == 0 {
-            return Err(err(path, format!("realm {realm:?} has no such secret")));
-        }
-        Ok(())
+        delete_one(
+            path,
+            "DELETE FROM turn_secret WHERE realm = ?1 AND value = ?2",
+            [realm, secret],
+            || format!("realm {realm:?} has no such secret"),
+        )
     }
 
     /// (realm, secret) pairs.

@@ -344,14 +344,7 @@ rm -rf "$DIR"
         &[],
     );
     let out = run.transcript();
-    let section = |name: &str| {
-        run.stdout
-            .split(&format!("=== {name}\n"))
-            .nth(1)
-            .and_then(|s| s.split("\n===").next())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let section = |name: &str| run.section(name);
     assert_eq!(
         uclient_totals(&section("long")),
         (600, 600),

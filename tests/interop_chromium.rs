@@ -588,6 +588,17 @@ fn chromium_relays_with_debian_shaped_config() {
     );
 }
 
+/// Node A on the veth, node B beside it, sharing a REST secret (the page
+/// uses REST credentials).
+const TWO_NODES: &[&str] = &[
+    "--veth",
+    "--alternate-node",
+    "--rest-secret",
+    "north-wind",
+    "--ringturn-arg=--use-auth-secret",
+    "--ringturn-arg=--static-auth-secret=north-wind",
+];
+
 /// Issue 14: node A (198.51.100.1, `alternate-server=198.51.100.4:3478`)
 /// answers Chromium's authenticated Allocates 300 Try Alternate; the browser
 /// follows to node B and the relay-only call runs through B's relayed
@@ -601,19 +612,7 @@ fn chromium_follows_a_300_to_the_alternate_node_and_relays_through_it() {
         return;
     };
     let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let run = run_driver(
-        &chromium,
-        "auto",
-        Transport::Udp,
-        &[
-            "--veth",
-            "--alternate-node",
-            "--rest-secret",
-            "north-wind",
-            "--ringturn-arg=--use-auth-secret",
-            "--ringturn-arg=--static-auth-secret=north-wind",
-        ],
-    );
+    let run = run_driver(&chromium, "auto", Transport::Udp, TWO_NODES);
     let result = check_result(&run, "alternate", Transport::Udp);
     for pc in ["pc1", "pc2"] {
         assert_eq!(
@@ -641,21 +640,15 @@ fn chromium_call_spans_two_nodes_when_the_first_sheds_load() {
         return;
     };
     let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let run = run_driver(
-        &chromium,
-        "auto",
-        Transport::Udp,
+    let args = [
+        TWO_NODES,
         &[
-            "--veth",
-            "--alternate-node",
-            "--rest-secret",
-            "north-wind",
-            "--ringturn-arg=--use-auth-secret",
-            "--ringturn-arg=--static-auth-secret=north-wind",
             "--ringturn-arg=--workers=1",
             "--ringturn-arg=--max-allocations-before-redirect=1",
         ],
-    );
+    ]
+    .concat();
+    let run = run_driver(&chromium, "auto", Transport::Udp, &args);
     let result = check_result(&run, "shed", Transport::Udp);
     let mut addresses: Vec<&str> = ["pc1", "pc2"]
         .iter()

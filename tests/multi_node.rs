@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{require_tool, run_in_netns, uclient_totals};
+use common::process::{require_tool, run_in_netns, uclient_totals, Run};
 
 /// Node B (ringturn) on 127.0.0.2 and node A (`$NODE_A`) on 127.0.0.1
 /// redirecting to it; uclient against A over UDP (2 allocations) and TCP
@@ -55,34 +55,18 @@ echo "=== end"
 rm -rf "$D"
 "#;
 
-struct Outcome {
-    stdout: String,
-    transcript: String,
+/// (allocations on A, allocations on B) from the script's last section.
+fn allocations(run: &Run) -> (u32, u32) {
+    let s = run.section("allocations");
+    let count = |node: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(node)?.trim().parse().ok())
+            .unwrap_or(u32::MAX)
+    };
+    (count("A "), count("B "))
 }
 
-impl Outcome {
-    fn section(&self, name: &str) -> String {
-        self.stdout
-            .split(&format!("=== {name}\n"))
-            .nth(1)
-            .and_then(|s| s.split("\n===").next())
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// (allocations on A, allocations on B).
-    fn allocations(&self) -> (u32, u32) {
-        let s = self.section("allocations");
-        let count = |node: &str| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(node)?.trim().parse().ok())
-                .unwrap_or(u32::MAX)
-        };
-        (count("A "), count("B "))
-    }
-}
-
-fn two_nodes(node_a: &str) -> Outcome {
+fn two_nodes(node_a: &str) -> Run {
     for tool in [
         "turnutils_uclient",
         "turnutils_peer",
@@ -91,26 +75,22 @@ fn two_nodes(node_a: &str) -> Outcome {
     ] {
         require_tool(tool);
     }
-    let run = run_in_netns(
+    run_in_netns(
         SCRIPT,
         &[
             ("RINGTURN", env!("CARGO_BIN_EXE_ringturn")),
             ("NODE_A", node_a),
         ],
         Duration::from_secs(120),
-    );
-    Outcome {
-        stdout: run.stdout.clone(),
-        transcript: run.transcript(),
-    }
+    )
 }
 
-fn assert_relayed(o: &Outcome, transport: &str) {
+fn assert_relayed(o: &Run, transport: &str) {
     assert_eq!(
         uclient_totals(&o.section(transport)),
         (40, 40),
         "uclient over {transport} relays every message\n{}",
-        o.transcript
+        o.transcript()
     );
 }
 
@@ -124,19 +104,19 @@ fn rfc8489_10_uclient_follows_ringturns_300_to_the_alternate_node_as_with_coturn
         assert!(
             o.section("udp").contains("error 300"),
             "uclient saw the 300\n{}",
-            o.transcript
+            o.transcript()
         );
     }
     assert_eq!(
-        ours.allocations(),
+        allocations(&ours),
         (0, 4),
         "every allocation landed on B\n{}",
-        ours.transcript
+        ours.transcript()
     );
     assert_eq!(
-        reference.allocations().1,
+        allocations(&reference).1,
         4,
         "coturn as A sends all four to B too\n{}",
-        reference.transcript
+        reference.transcript()
     );
 }

@@ -140,15 +140,7 @@ rm -f "$LOG"
         Duration::from_secs(180),
     );
     let out = run.transcript();
-    let section = |name: &str| {
-        run.stdout
-            .split(&format!("=== {name}\n"))
-            .nth(1)
-            .and_then(|s| s.split("\n===").next())
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    };
+    let section = |name: &str| run.section(name).trim().to_owned();
     assert_eq!(section("install"), "rc=0", "dpkg -i\n{out}");
     let files = section("files");
     for f in [

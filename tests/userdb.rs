@@ -63,14 +63,7 @@ rm -rf "$DIR"
         Duration::from_secs(150),
     );
     let out = run.transcript();
-    let section = |name: &str| {
-        run.stdout
-            .split(&format!("=== {name}\n"))
-            .nth(1)
-            .and_then(|s| s.split("\n===").next())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let section = |name: &str| run.section(name);
     assert!(section("turnadmin list").contains("alice"), "{out}");
     // uclient -m 1 with a peer runs two allocations.
     assert_eq!(
@@ -153,14 +146,7 @@ rm -rf "$DIR"
         Duration::from_secs(90),
     );
     let out = run.transcript();
-    let section = |name: &str| {
-        run.stdout
-            .split(&format!("=== {name}\n"))
-            .nth(1)
-            .and_then(|s| s.split("\n===").next())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let section = |name: &str| run.section(name);
     assert!(section("missing").contains("rc=2"), "{out}");
     assert!(
         out.contains("no such database"),

@@ -86,6 +86,17 @@ pub struct Run {
 }
 
 impl Run {
+    /// What a script printed between its `=== name` line and the next
+    /// `===` line (empty when there is no such section).
+    pub fn section(&self, name: &str) -> String {
+        self.stdout
+            .split(&format!("=== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n===").next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     pub fn transcript(&self) -> String {
         format!(
             "status {:?} after {:.1?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
