@@ -3,11 +3,14 @@
 //! worker shard; input is `(now, 5-tuple, bytes)`, output is transmits,
 //! commands and the next deadline.
 
+mod allocate;
 pub mod allocation;
+mod authenticate;
 pub mod bandwidth;
 pub mod config;
 mod fast_map;
 pub mod fast_path;
+mod permissions;
 pub mod policy;
 pub mod ports;
 mod reconfigure;
