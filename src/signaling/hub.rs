@@ -16,7 +16,8 @@ use socketioxide::extract::SocketRef;
 use tokio::sync::mpsc;
 
 use super::protocol::{self, ErrorBody};
-use super::rooms::{ClientEvent, ConnId, Limits, PeerId, ProtocolError, Rooms, ServerEvent};
+use super::events::{ClientEvent, ConnId, Limits, PeerId, ProtocolError, ServerEvent};
+use super::rooms::Rooms;
 
 /// RFC 6455 §7.4.1 status codes the server closes with.
 pub mod close_code {

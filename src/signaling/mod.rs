@@ -33,6 +33,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 
+pub mod events;
 mod hub;
 pub mod ice;
 pub mod protocol;
@@ -41,7 +42,7 @@ mod socketio;
 mod ws;
 
 pub use ice::{IceServer, IceServers, IceSettings};
-pub use rooms::{Limits, ProtocolError};
+pub use events::{Limits, ProtocolError};
 
 /// Everything the signaling server runs with.
 #[derive(Debug, Clone)]

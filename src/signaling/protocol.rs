@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::rooms::{ClientEvent, ErrorEvent, Payload, ProtocolError, ServerEvent};
+use super::events::{ClientEvent, ErrorEvent, Payload, ProtocolError, ServerEvent};
 
 /// Why a frame is not a [`ClientEvent`], and the room it named if any.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use socketioxide::extract::{Event, SocketRef, TryData};
 use socketioxide::SocketIo;
 
 use super::hub::{Hub, Sink};
-use super::rooms::{ClientEvent, ConnId, Payload, ProtocolError};
+use super::events::{ClientEvent, ConnId, Payload, ProtocolError};
 
 /// Attaches the rooms to the default namespace.
 pub fn attach(io: &SocketIo, hub: Arc<Hub>) {

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::hub::{close_code, Hub, Sink, WsOut, WsSink};
 use super::protocol;
-use super::rooms::{ConnId, ProtocolError};
+use super::events::{ConnId, ProtocolError};
 use super::App;
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -59,8 +59,8 @@ async fn serve(socket: WebSocket, app: Arc<App>) {
         Sink::Ws(WsSink::new(tx.clone(), queued, limit)),
     ) {
         // Not registered: tell the client directly, then close.
-        let refused = protocol::encode(&super::rooms::ServerEvent::Error(
-            super::rooms::ErrorEvent {
+        let refused = protocol::encode(&super::events::ServerEvent::Error(
+            super::events::ErrorEvent {
                 error: e,
                 room: None,
             },
