@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use socketioxide::extract::SocketRef;
 use tokio::sync::mpsc;
 
-use super::protocol::{self, ErrorBody};
 use super::events::{ClientEvent, ConnId, Limits, PeerId, ProtocolError, ServerEvent};
+use super::protocol::{self, ErrorBody};
 use super::rooms::Rooms;
 
 /// RFC 6455 §7.4.1 status codes the server closes with.

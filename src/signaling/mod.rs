@@ -41,8 +41,8 @@ pub mod rooms;
 mod socketio;
 mod ws;
 
-pub use ice::{IceServer, IceServers, IceSettings};
 pub use events::{Limits, ProtocolError};
+pub use ice::{IceServer, IceServers, IceSettings};
 
 /// Everything the signaling server runs with.
 #[derive(Debug, Clone)]

@@ -23,8 +23,8 @@ use serde_json::Value;
 use socketioxide::extract::{Event, SocketRef, TryData};
 use socketioxide::SocketIo;
 
-use super::hub::{Hub, Sink};
 use super::events::{ClientEvent, ConnId, Payload, ProtocolError};
+use super::hub::{Hub, Sink};
 
 /// Attaches the rooms to the default namespace.
 pub fn attach(io: &SocketIo, hub: Arc<Hub>) {

@@ -18,9 +18,9 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
+use super::events::{ConnId, ProtocolError};
 use super::hub::{close_code, Hub, Sink, WsOut, WsSink};
 use super::protocol;
-use super::events::{ConnId, ProtocolError};
 use super::App;
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::allocation::{Allocation, AllocationId, AllocationState, ClientTuple};
 use super::config::DefaultFamily;
-use super::reply::{ReplyIntegrity, RequestEcho};
+use super::echo::{ReplyIntegrity, RequestEcho};
 use super::requests::{Answer, Authenticated, Refusal};
 use super::server::{CachedResponse, Command, Server};
 use super::session_log::EndReason;

@@ -102,7 +102,7 @@ pub struct ChannelBinding {
     /// Data flows until here.
     pub expires: Instant,
     /// Issue 11: on the kernel fast path, with this route, until then.
-    pub offloaded: Option<(super::fast_path::ChannelRoute, Instant)>,
+    pub offloaded: Option<(ChannelRoute, Instant)>,
     /// What the kernel had relayed on it at the last rate poll (issue 12),
     /// since it was offloaded: packets and bytes to the peer, to the client.
     pub kernel_seen: [u64; 4],
@@ -179,7 +179,7 @@ pub struct Allocation {
     /// and what it relayed on the socket path (read when it ends).
     pub session: u64,
     pub created: Instant,
-    pub traffic: super::session_log::Traffic,
+    pub traffic: super::bandwidth::Traffic,
     /// `max-bps`: this allocation's buckets, one each way.
     /// (Boxed: most allocations have none, and the hot path walks many.)
     pub limit: Option<Box<super::bandwidth::DuplexLimit>>,
@@ -257,4 +257,16 @@ pub enum PermissionChange {
     Installed,
     Refreshed,
     Full,
+}
+
+/// Both directions of an offloaded channel: ChannelData from `client` to
+/// `listening` on `channel` leaves as UDP `relay → peer`; UDP from `peer` to
+/// `relay` arrives at the client as ChannelData `listening → client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelRoute {
+    pub client: SocketAddr,
+    pub listening: SocketAddr,
+    pub channel: u16,
+    pub relay: SocketAddr,
+    pub peer: SocketAddr,
 }

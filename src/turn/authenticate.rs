@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::allocation::{ClientTuple, Owner};
-use super::reply::{ReplyIntegrity, RequestEcho, OFFERED_ALGORITHMS};
+use super::echo::{ReplyIntegrity, RequestEcho, OFFERED_ALGORITHMS};
 use super::requests::Authenticated;
 use super::server::Server;
 use crate::auth::{LookupError, NonceError, PasswordAlgorithm, UserKeys};

@@ -17,17 +17,7 @@ use super::allocation::{Allocation, AllocationId, AllocationState, ClientTranspo
 use super::bandwidth::DuplexLimit;
 use super::server::{Command, Server};
 
-/// Both directions of an offloaded channel: ChannelData from `client` to
-/// `listening` on `channel` leaves as UDP `relay → peer`; UDP from `peer` to
-/// `relay` arrives at the client as ChannelData `listening → client`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChannelRoute {
-    pub client: SocketAddr,
-    pub listening: SocketAddr,
-    pub channel: u16,
-    pub relay: SocketAddr,
-    pub peer: SocketAddr,
-}
+pub use super::allocation::ChannelRoute;
 
 /// How long an allocation that went over its rate on the fast path stays
 /// off it (issue 12).

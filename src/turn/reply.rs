@@ -2,47 +2,16 @@
 //! way to every answer, so handlers only fill in their own attributes.
 
 use super::allocation::ClientTuple;
+use super::echo::{ReplyIntegrity, RequestEcho, OFFERED_ALGORITHMS};
 use super::server::{Server, Transmit};
 use crate::auth::NonceText;
 use crate::stun::{
-    Class, EncodeError, ErrorCode, ErrorCodeAttr, Message, MessageType, MessageWriter, Nonce,
-    PasswordAlgorithm, PasswordAlgorithmsList, Realm, Software,
+    Class, EncodeError, ErrorCode, ErrorCodeAttr, MessageType, MessageWriter, Nonce,
+    PasswordAlgorithmsList, Realm, Software,
 };
 
 /// Large enough for any response we write.
 const RESPONSE_BUF: usize = 1024;
-
-/// The key a response is signed with, mirroring how the request was signed.
-#[derive(Debug, Clone)]
-pub(crate) struct ReplyIntegrity {
-    pub key: Vec<u8>,
-    /// The request carried MESSAGE-INTEGRITY-SHA256 (RFC 8489 §9.2.4: answer in kind).
-    pub sha256: bool,
-}
-
-/// What a response must echo from its request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestEcho {
-    pub message_type: MessageType,
-    pub cookie: [u8; 4],
-    pub transaction_id: crate::stun::TransactionId,
-    pub fingerprint: bool,
-}
-
-impl RequestEcho {
-    pub fn of(msg: &Message<'_>) -> Self {
-        Self {
-            message_type: msg.message_type(),
-            cookie: msg.cookie().0,
-            transaction_id: msg.transaction_id(),
-            fingerprint: msg.has_fingerprint(),
-        }
-    }
-}
-
-/// RFC 8489 §9.2.4: the algorithms we offer, MD5 first for RFC 5389 clients.
-pub(crate) const OFFERED_ALGORITHMS: [PasswordAlgorithm<'static>; 2] =
-    [PasswordAlgorithm::MD5, PasswordAlgorithm::SHA256];
 
 impl Server {
     /// Encodes a response and returns its bytes.

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::allocation::{ClientTuple, Owner};
-use super::reply::{ReplyIntegrity, RequestEcho};
+use super::echo::{ReplyIntegrity, RequestEcho};
 use super::server::{CachedResponse, Command, Server};
 use crate::stun::{
     AlternateServer, AttributeType, ErrorCode, ErrorCodeAttr, Lifetime, MappedAddress, Message,

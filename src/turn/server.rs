@@ -100,12 +100,12 @@ pub enum Command {
     /// Issue 11: let the kernel fast path relay this channel until `until`
     /// (replaces the channel's earlier entry, if any).
     OffloadChannel {
-        route: super::fast_path::ChannelRoute,
+        route: super::allocation::ChannelRoute,
         until: Instant,
     },
     /// Issue 11: the fast path must stop relaying this channel.
     WithdrawChannel {
-        route: super::fast_path::ChannelRoute,
+        route: super::allocation::ChannelRoute,
     },
 }
 
@@ -115,8 +115,8 @@ use super::transactions::TransactionCache;
 /// An Allocate waiting for its relay socket: what its answer needs.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingAllocate {
-    pub echo: super::reply::RequestEcho,
-    pub integrity: Option<super::reply::ReplyIntegrity>,
+    pub echo: super::echo::RequestEcho,
+    pub integrity: Option<super::echo::ReplyIntegrity>,
 }
 
 #[derive(Debug, Default)]
@@ -155,7 +155,7 @@ pub struct Server {
     pub(crate) timers: Timers,
     pub(crate) pending: FastMap<AllocationId, PendingAllocate>,
     /// RFC 6062 peer connections, by CONNECTION-ID.
-    pub(crate) tcp_connections: FastMap<u32, super::tcp_relay::PeerConnection>,
+    pub(crate) tcp_connections: FastMap<u32, super::peer_connections::PeerConnection>,
     /// Shared relay socket mode: the shard's shared sockets and the
     /// peer-endpoint claims that demultiplex them (`None`: per-allocation mode).
     pub(crate) shared: Option<SharedRelays>,

@@ -11,30 +11,7 @@ use std::time::Instant;
 
 use super::allocation::Allocation;
 
-/// What an allocation relayed on the socket path.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    /// Client → peer.
-    pub sent_packets: u64,
-    pub sent_bytes: u64,
-    /// Peer → client.
-    pub received_packets: u64,
-    pub received_bytes: u64,
-}
-
-impl Traffic {
-    #[inline]
-    pub fn to_peer(&mut self, bytes: usize) {
-        self.sent_packets += 1;
-        self.sent_bytes += bytes as u64;
-    }
-
-    #[inline]
-    pub fn to_client(&mut self, bytes: usize) {
-        self.received_packets += 1;
-        self.received_bytes += bytes as u64;
-    }
-}
+pub use super::bandwidth::Traffic;
 
 /// Why an allocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

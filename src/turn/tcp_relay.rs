@@ -11,11 +11,11 @@
 //! `handle_peer_closed`).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::allocation::{AllocationId, AllocationState, ClientTuple};
+use super::echo::{ReplyIntegrity, RequestEcho};
 use super::fast_map::shrink_if_sparse;
-use super::reply::{ReplyIntegrity, RequestEcho};
 use super::server::{Command, Server};
 use super::timers::TimerKey;
 use crate::stun::{
@@ -23,38 +23,8 @@ use crate::stun::{
     XorPeerAddress,
 };
 
-/// RFC 6062 §5.2, §5.3: a peer connection not bound within 30 seconds is closed.
-pub const CONNECTION_BIND_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// RFC 6062's CONNECTION-ID: names one peer connection on this server.
-pub type ConnectionNumber = u32;
-
-/// The shard (worker) whose core made `connection`, among `shards`.
-pub fn connection_shard(connection: ConnectionNumber, shards: u16) -> usize {
-    (connection % u32::from(shards.max(1))) as usize
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum PeerConnectionState {
-    /// Connect sent; waiting for the I/O layer's TCP handshake with the peer.
-    Connecting {
-        client: ClientTuple,
-        echo: RequestEcho,
-        integrity: Option<ReplyIntegrity>,
-        transaction: TransactionId,
-    },
-    /// Connected (or accepted); waiting for the client's ConnectionBind.
-    AwaitingBind { expires: Instant },
-    /// Joined to the client's data connection.
-    Bound,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct PeerConnection {
-    pub allocation: AllocationId,
-    pub peer: SocketAddr,
-    pub state: PeerConnectionState,
-}
+pub use super::peer_connections::{connection_shard, ConnectionNumber, CONNECTION_BIND_TIMEOUT};
+pub(crate) use super::peer_connections::{PeerConnection, PeerConnectionState};
 
 impl Server {
     /// A fresh CONNECTION-ID that names this shard: `n % port_stride ==
