@@ -44,6 +44,32 @@ pub struct RunSettings {
     pub xdp: XdpSettings,
 }
 
+impl RunSettings {
+    /// UDP on `listen`, one worker per entry of `server_configs`, with
+    /// `credentials`; everything else at its default: the io_uring backend
+    /// where it works, no CPU pinning, default socket buffers and GRO, no
+    /// TCP/TLS listeners, no kernel fast path. Set fields to change them.
+    pub fn new(
+        listen: Vec<SocketAddr>,
+        server_configs: Vec<ServerConfig>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            listen,
+            workers: server_configs.len().max(1),
+            cpu_affinity: Vec::new(),
+            steer_by_cpu: false,
+            backend: None,
+            buffers: BufferSizes::default(),
+            gro: GroPolicy::default(),
+            server_configs,
+            credentials,
+            streams: StreamSettings::none(),
+            xdp: XdpSettings::default(),
+        }
+    }
+}
+
 /// The kernel fast path (issue 11): where to attach it, and how.
 #[derive(Debug, Clone, Default)]
 pub struct XdpSettings {

@@ -8,9 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ringturn::auth::Credentials;
-use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
-use ringturn::run::{start, RunSettings, RunningServer, StreamSettings};
+use ringturn::run::{start, RunSettings, RunningServer};
 use ringturn::turn::ServerConfig;
 
 fn binding_request(n: u8) -> Vec<u8> {
@@ -65,26 +64,24 @@ fn datagrams_go_to_the_worker_pinned_to_the_receiving_cpu() {
         return;
     }
     for backend in [BackendKind::Uring, BackendKind::Batch] {
+        let configs = (0..2)
+            .map(|w| ServerConfig {
+                port_offset: w,
+                port_stride: 2,
+                min_port: 59000,
+                max_port: 59099,
+                ..ServerConfig::default()
+            })
+            .collect();
         let server = start(RunSettings {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            workers: 2,
             cpu_affinity: vec![0, 1],
             steer_by_cpu: true,
             backend: Some(backend),
-            buffers: BufferSizes::default(),
-            gro: Default::default(),
-            server_configs: (0..2)
-                .map(|w| ServerConfig {
-                    port_offset: w,
-                    port_stride: 2,
-                    min_port: 59000,
-                    max_port: 59099,
-                    ..ServerConfig::default()
-                })
-                .collect(),
-            credentials: Credentials::new("example.org"),
-            streams: StreamSettings::none(),
-            xdp: Default::default(),
+            ..RunSettings::new(
+                vec!["127.0.0.1:0".parse().unwrap()],
+                configs,
+                Credentials::new("example.org"),
+            )
         })
         .unwrap();
         let addr = server.listening[0];

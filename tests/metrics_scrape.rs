@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::udp_client::UdpTurnClient;
 use ringturn::auth::Credentials;
-use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
 use ringturn::run::{start, RunSettings, RunningServer};
 use ringturn::turn::{PeerPolicy, ServerConfig};
@@ -43,17 +42,8 @@ fn start_server(backend: BackendKind, min_port: u16) -> RunningServer {
         })
         .collect();
     start(RunSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: WORKERS,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
         backend: Some(backend),
-        buffers: BufferSizes::default(),
-        gro: Default::default(),
-        server_configs: configs,
-        credentials: creds,
-        streams: ringturn::run::StreamSettings::none(),
-        xdp: Default::default(),
+        ..RunSettings::new(vec!["127.0.0.1:0".parse().unwrap()], configs, creds)
     })
     .unwrap()
 }

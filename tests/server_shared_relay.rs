@@ -183,7 +183,7 @@ fn shared_mode_binary_two_clients_one_relayed_port_each_with_its_own_peer() {
 #[test]
 fn shared_mode_relay_to_relay_across_workers_with_and_without_the_shortcut() {
     use ringturn::auth::Credentials;
-    use ringturn::io::socket::BufferSizes;
+
     use ringturn::io::BackendKind;
     use ringturn::run::{start, RunSettings};
     use ringturn::turn::{PeerPolicy, RelaySocketMode, ServerConfig};
@@ -209,17 +209,8 @@ fn shared_mode_relay_to_relay_across_workers_with_and_without_the_shortcut() {
                 })
                 .collect();
             let server = start(RunSettings {
-                listen: vec!["127.0.0.1:0".parse().unwrap()],
-                workers: 2,
-                cpu_affinity: vec![],
-                steer_by_cpu: false,
                 backend: Some(backend),
-                buffers: BufferSizes::default(),
-                gro: Default::default(),
-                server_configs: configs,
-                credentials: creds,
-                streams: ringturn::run::StreamSettings::none(),
-                xdp: Default::default(),
+                ..RunSettings::new(vec!["127.0.0.1:0".parse().unwrap()], configs, creds)
             })
             .unwrap();
             let addr = server.listening[0];

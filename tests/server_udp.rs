@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::udp_client::UdpTurnClient;
 use ringturn::auth::Credentials;
-use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
 use ringturn::run::{start, RunSettings, RunningServer};
 use ringturn::turn::{PeerPolicy, ServerConfig};
@@ -59,17 +58,8 @@ fn start_server_with_shortcut(
         })
         .collect();
     start(RunSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
         backend: Some(backend),
-        buffers: BufferSizes::default(),
-        gro: Default::default(),
-        server_configs: configs,
-        credentials: creds,
-        streams: ringturn::run::StreamSettings::none(),
-        xdp: Default::default(),
+        ..RunSettings::new(vec!["127.0.0.1:0".parse().unwrap()], configs, creds)
     })
     .unwrap()
 }
@@ -164,30 +154,22 @@ fn start_with(
     config: ServerConfig,
     credentials: Credentials,
 ) -> RunningServer {
+    let configs = vec![
+        ServerConfig {
+            port_offset: 0,
+            port_stride: 2,
+            ..config.clone()
+        },
+        ServerConfig {
+            port_offset: 1,
+            port_stride: 2,
+            rng_seed: 99,
+            ..config
+        },
+    ];
     start(RunSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 2,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
         backend: Some(backend),
-        buffers: BufferSizes::default(),
-        gro: Default::default(),
-        server_configs: vec![
-            ServerConfig {
-                port_offset: 0,
-                port_stride: 2,
-                ..config.clone()
-            },
-            ServerConfig {
-                port_offset: 1,
-                port_stride: 2,
-                rng_seed: 99,
-                ..config
-            },
-        ],
-        credentials,
-        streams: ringturn::run::StreamSettings::none(),
-        xdp: Default::default(),
+        ..RunSettings::new(vec!["127.0.0.1:0".parse().unwrap()], configs, credentials)
     })
     .unwrap()
 }

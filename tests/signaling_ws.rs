@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use common::udp_client::UdpTurnClient;
 use ringturn::config::Config;
-use ringturn::io::socket::BufferSizes;
 use ringturn::run::{start, RunSettings};
 use ringturn::signaling::{self, Limits, SignalingConfig};
 use serde_json::{json, Value};
@@ -373,17 +372,12 @@ fn ice_servers_credentials_allocate_on_ringturn_turn_rest_api() {
     )
     .unwrap();
     let turn = start(RunSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 1,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
         backend: Some(ringturn::io::BackendKind::Batch),
-        buffers: BufferSizes::default(),
-        gro: Default::default(),
-        server_configs: vec![config.server_config(0, 1)],
-        credentials: config.credentials(),
-        streams: ringturn::run::StreamSettings::none(),
-        xdp: Default::default(),
+        ..RunSettings::new(
+            vec!["127.0.0.1:0".parse().unwrap()],
+            vec![config.server_config(0, 1)],
+            config.credentials(),
+        )
     })
     .unwrap();
     let mut sc = SignalingConfig::from_config(&config, &turn.listening).unwrap();

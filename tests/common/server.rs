@@ -5,9 +5,8 @@
 #![allow(dead_code)]
 
 use ringturn::auth::Credentials;
-use ringturn::io::socket::BufferSizes;
 use ringturn::io::BackendKind;
-use ringturn::run::{RunSettings, StreamSettings};
+use ringturn::run::RunSettings;
 use ringturn::turn::{PeerPolicy, ServerConfig};
 
 /// Settings for `workers` shards sharing `min_port..min_port + 199`, each
@@ -31,17 +30,12 @@ pub fn settings(
         })
         .collect();
     RunSettings {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
         backend: Some(backend),
-        buffers: BufferSizes::default(),
-        gro: Default::default(),
-        server_configs,
-        credentials,
-        streams: StreamSettings::none(),
-        xdp: Default::default(),
+        ..RunSettings::new(
+            vec!["127.0.0.1:0".parse().unwrap()],
+            server_configs,
+            credentials,
+        )
     }
 }
 

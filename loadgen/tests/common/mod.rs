@@ -149,20 +149,16 @@ fn start_ringturn(workers: usize, min_port: u16, streams: StreamSettings) -> Run
         })
         .collect();
     start(RunSettings {
-        listen: vec!["127.0.0.1:0".parse().expect("address")],
-        workers,
-        cpu_affinity: vec![],
-        steer_by_cpu: false,
-        backend: None,
         buffers: BufferSizes {
             rcvbuf: Some(4 << 20),
             sndbuf: Some(4 << 20),
         },
-        gro: Default::default(),
-        server_configs: configs,
-        credentials: creds,
         streams,
-        xdp: Default::default(),
+        ..RunSettings::new(
+            vec!["127.0.0.1:0".parse().expect("address")],
+            configs,
+            creds,
+        )
     })
     .expect("in-process ringturn starts")
 }
