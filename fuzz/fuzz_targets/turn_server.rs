@@ -12,6 +12,8 @@
 //! matches the open relay sockets.
 #![no_main]
 
+// The integration tests' harness, so the two never drift apart.
+#[path = "../../tests/common/harness.rs"]
 mod harness;
 
 use std::net::SocketAddr;
@@ -195,7 +197,7 @@ fn signed(h: &mut Harness, clients: &mut [Client], p: &[u8]) {
             return client_datagram(h, c, &bytes);
         }
     };
-    let m = Message::parse(&resp).expect("malformed response");
+    let m = Message::parse(&resp.bytes).expect("malformed response");
     assert!(matches!(
         m.class(),
         Class::SuccessResponse | Class::ErrorResponse
