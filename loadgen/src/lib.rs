@@ -5,7 +5,8 @@
 //! - `engine`: a worker thread (its clients' sockets, its echo peers, one epoll loop).
 //! - `run`: phases by the clock, server CPU sampling, progress line, the report.
 //! - `report`: table, JSON, HTML/SVG. `compare`: ringturn vs coturn.
-//! - `stream`: TURN over TCP/TLS (framing, buffers, one connection); `tls`: rustls setup.
+//! - `stream`: TURN over TCP/TLS (framing, buffers, one connection); `tls`: rustls setup;
+//!   `transport`: UDP, TCP or TLS (used by `config` and `tls`, below both).
 //! - `soak`: relay traffic and allocation churn at once, the server's memory sampled.
 //! - `hold`: N allocations made a batch of sockets at a time, held, refreshed; the server's RSS.
 //! - `net`: the only `unsafe` (epoll, recvmmsg/sendmmsg, clocks, rlimits, signals).
@@ -25,6 +26,7 @@ pub mod soak;
 pub mod stream;
 pub mod tls;
 pub mod track;
+pub mod transport;
 pub mod veth;
 
 pub use config::{LoadConfig, Mode, Rate, SizeMix};

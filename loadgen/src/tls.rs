@@ -18,8 +18,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Serialize;
 
-use crate::config::Transport;
 use crate::stream::{Deframer, TlsClient};
+use crate::transport::Transport;
 
 /// RFC 7443: the ALPN protocol id of TURN over (D)TLS.
 pub const ALPN_STUN_TURN: &[u8] = b"stun.turn";
