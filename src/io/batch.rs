@@ -15,6 +15,7 @@ use super::gro::{
     GRO_TYPICAL_SEGMENTS,
 };
 use super::gso::{send_all, Datagram, Scratch};
+use super::poller::{Interest, Poller};
 use super::sockaddr::{parse_sockaddr, storage_bytes, RawAddr};
 use super::{
     close_fd, new_eventfd, try_enable_gro, Backend, BackendCounters, BackendKind, Received,
@@ -48,7 +49,8 @@ struct PendingSend {
 struct Control([u8; GRO_CMSG_LEN]);
 
 pub struct BatchBackend {
-    epoll: RawFd,
+    /// The sockets, the eventfd and a watched fd, all level-triggered reads.
+    poller: Poller,
     eventfd: RawFd,
     /// Each registered socket's token and whether it coalesces (UDP GRO).
     tokens: HashMap<RawFd, (Token, bool), foldhash::fast::RandomState>,
@@ -67,7 +69,7 @@ pub struct BatchBackend {
     lens: Vec<usize>,
     namelens: Vec<libc::socklen_t>,
     sends: Vec<PendingSend>,
-    events: Vec<libc::epoll_event>,
+
     /// Cleared for good when the kernel refuses UDP_SEGMENT.
     gso_enabled: bool,
     counters: BackendCounters,
@@ -84,22 +86,12 @@ pub struct BatchBackend {
 #[allow(unsafe_code)]
 unsafe impl Send for BatchBackend {}
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 impl BatchBackend {
     pub fn new() -> io::Result<Self> {
-        // SAFETY: plain syscall; result checked.
-        #[allow(unsafe_code)]
-        let epoll = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        let poller = Poller::new(64)?;
         let eventfd = new_eventfd()?;
         let mut backend = Self {
-            epoll,
+            poller,
             eventfd,
             tokens: HashMap::default(),
             bufs: (0..BATCH).map(|_| vec![0u8; RECV_BUF_LEN]).collect(),
@@ -113,7 +105,6 @@ impl BatchBackend {
             lens: Vec::with_capacity(BATCH),
             namelens: Vec::with_capacity(BATCH),
             sends: Vec::with_capacity(BATCH * 2),
-            events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
             gso_enabled: true,
             counters: BackendCounters::default(),
             datagrams: Vec::new(),
@@ -126,13 +117,7 @@ impl BatchBackend {
     }
 
     fn epoll_add(&mut self, fd: RawFd, data: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: data,
-        };
-        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        #[allow(unsafe_code)]
-        cvt(unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(|_| ())
+        self.poller.add(fd, data, Interest::Read)
     }
 
     fn drain_eventfd(&self) {
@@ -276,10 +261,7 @@ impl Backend for BatchBackend {
         self.tokens.remove(&fd);
         // Drop sends still queued for this socket: it is about to close.
         self.sends.retain(|s| s.fd != fd);
-        // SAFETY: removing an fd we added; a null event is allowed for DEL.
-        #[allow(unsafe_code)]
-        cvt(unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) })
-            .map(|_| ())
+        self.poller.delete(fd)
     }
 
     fn watch(&mut self, fd: RawFd) -> io::Result<()> {
@@ -300,27 +282,8 @@ impl Backend for BatchBackend {
         handler: &mut dyn FnMut(&mut dyn SendQueue, Received<'_>),
     ) -> io::Result<()> {
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `events` is a live buffer of the length we pass.
-        #[allow(unsafe_code)]
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll,
-                self.events.as_mut_ptr(),
-                self.events.len() as libc::c_int,
-                ms,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
         let mut ready = std::mem::take(&mut self.ready);
-        ready.clear();
-        ready.extend(self.events.iter().take(n as usize).map(|e| e.u64));
+        self.poller.wait_tokens(ms, &mut ready)?;
         for &data in &ready {
             if data == EVENTFD_TOKEN {
                 self.drain_eventfd();
@@ -441,7 +404,6 @@ impl Backend for BatchBackend {
 
 impl Drop for BatchBackend {
     fn drop(&mut self) {
-        close_fd(self.epoll);
         close_fd(self.eventfd);
     }
 }

@@ -112,29 +112,45 @@ impl Poller {
             .map(|_| ())
     }
 
-    /// Collects what is ready now (never blocks) into `out`.
-    pub fn ready_now(&mut self, out: &mut Vec<Readiness>) -> io::Result<()> {
-        out.clear();
-        // SAFETY: `events` is a live buffer of the length we pass; timeout 0.
+    /// Waits up to `timeout_ms` (0: not at all) and returns how many events
+    /// `self.events` now holds; an interrupted wait holds none.
+    fn wait(&mut self, timeout_ms: libc::c_int) -> io::Result<usize> {
+        // SAFETY: `events` is a live buffer of the length we pass.
         #[allow(unsafe_code)]
         let n = unsafe {
             libc::epoll_wait(
                 self.epoll,
                 self.events.as_mut_ptr(),
                 libc::c_int::try_from(self.events.len()).unwrap_or(libc::c_int::MAX),
-                0,
+                timeout_ms,
             )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
+                Ok(0)
             } else {
                 Err(e)
             };
         }
+        Ok(n as usize)
+    }
+
+    /// Waits up to `timeout_ms` and puts the ready sockets' tokens in `out`
+    /// (the datagram backend's wait: it reads whatever is readable).
+    pub fn wait_tokens(&mut self, timeout_ms: libc::c_int, out: &mut Vec<u64>) -> io::Result<()> {
+        out.clear();
+        let n = self.wait(timeout_ms)?;
+        out.extend(self.events.iter().take(n).map(|e| e.u64));
+        Ok(())
+    }
+
+    /// Collects what is ready now (never blocks) into `out`.
+    pub fn ready_now(&mut self, out: &mut Vec<Readiness>) -> io::Result<()> {
+        out.clear();
+        let n = self.wait(0)?;
         let hup = (libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32;
-        out.extend(self.events.iter().take(n as usize).map(|e| Readiness {
+        out.extend(self.events.iter().take(n).map(|e| Readiness {
             token: e.u64,
             readable: e.events & libc::EPOLLIN as u32 != 0,
             writable: e.events & libc::EPOLLOUT as u32 != 0,
