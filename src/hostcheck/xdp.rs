@@ -2,7 +2,8 @@
 //! the program can be loaded and attached there and whether it will relay
 //! (tuning/README.md, "The kernel fast path (XDP)").
 
-use super::{read, Finding, Level};
+use super::host::read;
+use super::{Finding, Level};
 
 /// Drivers whose XDP support runs in the driver (native mode), as of Linux 6.x.
 const NATIVE_DRIVERS: &[&str] = &[
