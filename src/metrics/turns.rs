@@ -5,8 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{get, header, per_worker, MetricsSource};
-use crate::worker::TURN_BUCKETS_NS;
+use super::{get, header, per_worker, MetricsSource, TURN_BUCKETS_NS};
 
 pub(super) fn render(out: &mut String, src: &MetricsSource) {
     let name = "ringturn_worker_busy_turn_seconds";
