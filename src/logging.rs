@@ -22,7 +22,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-use crate::config::{LogFormat, LogSettings, SyslogFacility, Verbosity};
+use crate::config::{dated_log_file_name, LogFormat, LogSettings, SyslogFacility, Verbosity};
 
 /// The local syslog socket (syslog(3)'s, journald's and rsyslog's).
 pub const SYSLOG_SOCKET: &str = "/dev/log";
@@ -45,33 +45,6 @@ pub enum LogTarget {
     Stdout,
     File(PathBuf),
     Syslog(SyslogFacility),
-}
-
-/// coturn's name for a log file without `simple-log`: blanks become `_`, and
-/// `_YYYY-MM-DD` goes before the extension (`.log` when there is none, or
-/// it is a lone dot), with no `_` after a name ending in `/`, `-` or `_`.
-/// `/var/log/turnserver.log` on 2026-12-03 is
-/// `/var/log/turnserver_2026-12-03.log`.
-pub fn dated_log_file_name(base: &str, date: &str) -> String {
-    let base: String = base
-        .chars()
-        .map(|c| if c == ' ' || c == '\t' { '_' } else { c })
-        .collect();
-    let name_start = base.rfind('/').map_or(0, |i| i + 1);
-    let (stem, ext) = match base.get(name_start..).and_then(|n| n.rfind('.')) {
-        Some(dot) => {
-            let dot = name_start + dot;
-            let ext = base.get(dot..).unwrap_or_default();
-            let ext = if ext.len() < 2 { ".log" } else { ext };
-            (base.get(..dot).unwrap_or_default(), ext)
-        }
-        None => (base.as_str(), ".log"),
-    };
-    let joiner = match stem.chars().last() {
-        Some('/' | '-' | '_') | None => "",
-        Some(_) => "_",
-    };
-    format!("{stem}{joiner}{date}{ext}")
 }
 
 /// Set by [`reopen`]: the log file is opened again at the next line.

@@ -58,7 +58,10 @@ pub use crate::turn::RelaySocketMode;
 use crate::turn::ServerConfig;
 
 pub use cli::Cli;
-pub use logging::{LogFormat, LogSettings, SyslogFacility, Verbosity, DEFAULT_TIMESTAMP_FORMAT};
+pub use logging::{
+    dated_log_file_name, LogFormat, LogSettings, SyslogFacility, Verbosity,
+    DEFAULT_TIMESTAMP_FORMAT,
+};
 pub use source::COMMAND_LINE;
 
 /// The source name of [`Config::embedded`].

@@ -242,7 +242,7 @@ pub(crate) fn render(c: &Config) -> String {
             }
             Some(p) if p.as_os_str() != "stdout" && p.as_os_str() != "-" => format!(
                 "{} (dated, a new file each day; simple-log: as named)",
-                crate::logging::dated_log_file_name(&p.to_string_lossy(), "YYYY-MM-DD")
+                super::dated_log_file_name(&p.to_string_lossy(), "YYYY-MM-DD")
             ),
             _ => "stdout".to_owned(),
         }
