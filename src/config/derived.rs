@@ -141,8 +141,6 @@ impl Config {
         }
     }
 
-    /// A human-readable description of what ringturn would run with (for
-    /// `--check-config`); secrets and passwords are not shown.
     /// The keys whose values differ in `new` but cannot change while the
     /// server runs (sockets, threads, listeners): a reload names them and
     /// leaves them as they are.
@@ -222,6 +220,8 @@ impl Config {
         keys
     }
 
+    /// A human-readable description of what ringturn would run with (for
+    /// `--check-config`); secrets and passwords are not shown.
     pub fn summary(&self) -> String {
         summary::render(self)
     }
