@@ -111,6 +111,9 @@ pub enum ProtocolError {
     RoomsExhausted { max: usize },
     #[error("the server holds its limit of {max} connections; try later")]
     ServerFull { max: usize },
+    /// `signaling-redis`: the store the nodes share is out of reach.
+    #[error("the rooms shared by the signaling nodes are out of reach; try again")]
+    Unavailable,
 }
 
 impl ProtocolError {
@@ -128,6 +131,7 @@ impl ProtocolError {
             Self::TooManyRooms { .. } => "too-many-rooms",
             Self::RoomsExhausted { .. } => "rooms-exhausted",
             Self::ServerFull { .. } => "server-full",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -203,4 +207,49 @@ impl Default for Limits {
             max_message_bytes: 64 * 1024,
         }
     }
+}
+
+/// What a node must ask of, or tell, the store the signaling nodes share
+/// (`signaling-redis`): the rooms state machine's output in shared mode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SharedOp {
+    /// May `id` (connection `conn`) join `room`? The answer comes back as
+    /// `Rooms::handle_admission`; the room-of-`room_size` rule is decided
+    /// there, atomically, for every node.
+    Admit {
+        conn: ConnId,
+        room: RoomName,
+        id: PeerId,
+    },
+    /// `id` joined `room` here: the other nodes' members get `otherJoin`.
+    Joined { room: RoomName, id: PeerId },
+    /// `id` (connection `conn`) said `data` in `room`: the other nodes'
+    /// members get it.
+    Message {
+        conn: ConnId,
+        room: RoomName,
+        id: PeerId,
+        data: Payload,
+    },
+    /// `id` left `room` (or its connection closed): out of the shared
+    /// membership, and `bye` to the other nodes' members.
+    Left { room: RoomName, id: PeerId },
+}
+
+/// What another node's member did, as the shared store reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteEvent {
+    Joined { room: RoomName, id: PeerId },
+    Message { room: RoomName, data: Payload },
+    Left { room: RoomName, id: PeerId },
+}
+
+/// The shared store's answer to `SharedOp::Admit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// The room holds `room_size` members, counted over every node.
+    Full,
+    /// The store could not be asked.
+    Unavailable,
 }

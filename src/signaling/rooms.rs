@@ -22,6 +22,14 @@
 //! [`Rooms::poll_output`] until it returns `None`. Outputs come in the order
 //! the recipients must see them. No I/O, no clock, no locks, no panics on any
 //! input.
+//!
+//! Shared mode ([`Rooms::new_shared`], issue 14: several nodes on one Redis)
+//! keeps the same rules for this node's connections, but the room-of-two
+//! decision and the other nodes' members live in a store the nodes share:
+//! a join is asked of it ([`SharedOp::Admit`], answered through
+//! [`Rooms::handle_admission`]), what happens here is told to it (drain
+//! [`Rooms::poll_shared`] too), and what happens on other nodes comes back
+//! through [`Rooms::handle_remote`] for this node's members of the room.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -29,14 +37,16 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 pub use super::events::{
-    ClientEvent, ConnId, ErrorEvent, Limits, Output, Payload, PeerId, ProtocolError, RoomName,
-    ServerEvent,
+    Admission, ClientEvent, ConnId, ErrorEvent, Limits, Output, Payload, PeerId, ProtocolError,
+    RemoteEvent, RoomName, ServerEvent, SharedOp,
 };
 
 #[derive(Debug)]
 struct Connection {
     id: PeerId,
     rooms: SmallVec<[RoomName; 2]>,
+    /// Shared mode: joins asked of the shared store, not answered yet.
+    pending: SmallVec<[RoomName; 1]>,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +62,8 @@ pub struct Rooms {
     connections: HashMap<ConnId, Connection>,
     rooms: HashMap<RoomName, Room>,
     outputs: VecDeque<Output>,
+    /// Shared mode: what the shared store must hear (`None`: one node alone).
+    shared: Option<VecDeque<SharedOp>>,
 }
 
 impl Rooms {
@@ -61,6 +73,84 @@ impl Rooms {
             connections: HashMap::new(),
             rooms: HashMap::new(),
             outputs: VecDeque::new(),
+            shared: None,
+        }
+    }
+
+    /// Rooms whose membership and size rule are shared with other nodes.
+    pub fn new_shared(limits: Limits) -> Self {
+        Self {
+            shared: Some(VecDeque::new()),
+            ..Self::new(limits)
+        }
+    }
+
+    /// The rooms this node has members in (for the shared store's sweeps).
+    pub fn local_rooms(&self) -> Vec<RoomName> {
+        self.rooms.keys().cloned().collect()
+    }
+
+    /// The next operation for the shared store; drain after every `handle_*`.
+    #[must_use]
+    pub fn poll_shared(&mut self) -> Option<SharedOp> {
+        self.shared.as_mut()?.pop_front()
+    }
+
+    fn tell_shared(&mut self, op: SharedOp) {
+        if let Some(q) = self.shared.as_mut() {
+            q.push_back(op);
+        }
+    }
+
+    /// The shared store's answer to `SharedOp::Admit { conn, room, id }`.
+    pub fn handle_admission(
+        &mut self,
+        conn: ConnId,
+        room: RoomName,
+        id: PeerId,
+        admission: Admission,
+    ) {
+        let Some(c) = self.connections.get_mut(&conn) else {
+            // Gone while asking: give the seat back.
+            if admission == Admission::Admitted {
+                self.tell_shared(SharedOp::Left { room, id });
+            }
+            return;
+        };
+        let Some(at) = c.pending.iter().position(|r| *r == room) else {
+            return;
+        };
+        c.pending.remove(at);
+        match admission {
+            Admission::Full => self.push(conn, ServerEvent::Full { room, id }),
+            Admission::Unavailable => self.error(conn, ProtocolError::Unavailable, Some(room)),
+            Admission::Admitted => {
+                self.admit(conn, &id, room.clone());
+                self.tell_shared(SharedOp::Joined { room, id });
+            }
+        }
+    }
+
+    /// What a member on another node did: this node's members of the room
+    /// hear it as if it happened here.
+    pub fn handle_remote(&mut self, event: RemoteEvent) {
+        let (room, event) = match event {
+            RemoteEvent::Joined { room, id } => (room.clone(), ServerEvent::OtherJoin { room, id }),
+            RemoteEvent::Message { room, data } => (room.clone(), ServerEvent::Message { room, data }),
+            RemoteEvent::Left { room, id } => (room.clone(), ServerEvent::Bye { room, id }),
+        };
+        let Some((name, r)) = self.rooms.get_key_value(&*room) else {
+            return;
+        };
+        let event = match event {
+            // The room's own name, so recipients share one allocation of it.
+            ServerEvent::OtherJoin { id, .. } => ServerEvent::OtherJoin { room: name.clone(), id },
+            ServerEvent::Bye { id, .. } => ServerEvent::Bye { room: name.clone(), id },
+            ServerEvent::Message { data, .. } => ServerEvent::Message { room: name.clone(), data },
+            other => other,
+        };
+        for member in r.members.clone() {
+            self.push(member, event.clone());
         }
     }
 
@@ -105,6 +195,7 @@ impl Rooms {
             Connection {
                 id,
                 rooms: SmallVec::new(),
+                pending: SmallVec::new(),
             },
         );
         Ok(())
@@ -179,7 +270,8 @@ impl Rooms {
             return;
         };
         let id = c.id.clone();
-        let in_rooms = c.rooms.len();
+        let in_rooms = c.rooms.len() + c.pending.len();
+        let asking = c.pending.iter().any(|r| **r == *room);
         if let Err(e) = self.check_room(&room) {
             // Not echoing a name that may be megabytes long or empty.
             return self.error(conn, e, None);
@@ -187,13 +279,17 @@ impl Rooms {
         if let Some(name) = self.membership(conn, &room) {
             return self.error(conn, ProtocolError::AlreadyInRoom, Some(name));
         }
+        if asking {
+            return self.error(conn, ProtocolError::AlreadyInRoom, Some(Arc::from(room)));
+        }
         let existing = self.rooms.get_key_value(room.as_str());
         let name: RoomName = match existing {
             Some((name, _)) => name.clone(),
             None => Arc::from(room),
         };
         let members = existing.map_or(0, |(_, r)| r.members.len());
-        if members >= self.limits.room_size {
+        // Shared mode: the size rule is the shared store's, over all nodes.
+        if self.shared.is_none() && members >= self.limits.room_size {
             // The tutorial's `full(room, id)`: the joiner is not added.
             return self.push(conn, ServerEvent::Full { room: name, id });
         }
@@ -205,8 +301,31 @@ impl Rooms {
             let max = self.limits.max_rooms;
             return self.error(conn, ProtocolError::RoomsExhausted { max }, Some(name));
         }
-        let others: SmallVec<[ConnId; 2]> =
-            existing.map(|(_, r)| r.members.clone()).unwrap_or_default();
+        if self.shared.is_some() {
+            if let Some(c) = self.connections.get_mut(&conn) {
+                c.pending.push(name.clone());
+            }
+            return self.tell_shared(SharedOp::Admit {
+                conn,
+                room: name,
+                id,
+            });
+        }
+        self.admit(conn, &id, name);
+    }
+
+    /// Adds `conn` to `name`: `joined` to it, `otherJoin` to the members
+    /// already there.
+    fn admit(&mut self, conn: ConnId, id: &PeerId, name: RoomName) {
+        let others: SmallVec<[ConnId; 2]> = self
+            .rooms
+            .get(&name)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        let name = self
+            .rooms
+            .get_key_value(&name)
+            .map_or(name, |(n, _)| n.clone());
         self.rooms
             .entry(name.clone())
             .or_default()
@@ -258,6 +377,13 @@ impl Rooms {
     /// Takes `conn` out of `room`'s member list, tells the rest `bye`, and
     /// drops the room when it is empty.
     fn remove_member(&mut self, conn: ConnId, id: &PeerId, room: &RoomName) {
+        if !self.rooms.contains_key(room) {
+            return;
+        }
+        self.tell_shared(SharedOp::Left {
+            room: room.clone(),
+            id: id.clone(),
+        });
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
@@ -307,9 +433,24 @@ impl Rooms {
                 },
             );
         }
+        if self.shared.is_some() {
+            let id = self.connections.get(&conn).map(|c| c.id.clone());
+            if let Some(id) = id {
+                self.tell_shared(SharedOp::Message {
+                    conn,
+                    room: name,
+                    id,
+                    data,
+                });
+            }
+        }
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
+mod shared_tests;
