@@ -342,6 +342,7 @@ fn ice_servers_without_a_secret_offer_stun_only_and_say_why() {
         listen: "127.0.0.1:0".parse().unwrap(),
         limits: small_limits(),
         ice,
+        redis: None,
     })
     .unwrap();
     let (status, headers, body) = http_get(srv.local_addr(), "/api/ice-servers", "127.0.0.1");

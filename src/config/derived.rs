@@ -193,10 +193,12 @@ impl Config {
                 self.signaling_listening_port,
                 self.signaling_listening_ip,
                 &self.signaling_turn_urls,
+                &self.signaling_redis,
             ) != (
                 new.signaling_listening_port,
                 new.signaling_listening_ip,
                 &new.signaling_turn_urls,
+                &new.signaling_redis,
             ),
         );
         check(

@@ -104,6 +104,7 @@ pub(crate) enum Key {
     TlsAlternateServer,
     MaxAllocationsBeforeRedirect,
     SignalingTurnUrl,
+    SignalingRedis,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -229,6 +230,7 @@ pub(crate) const SUPPORTED: &[Spec] = &[
     spec("alternate-server", Key::AlternateServer, Value, true, false, "IP[:PORT] (port 3478) an Allocate from a UDP or TCP client is redirected to with 300 Try Alternate, round robin (repeatable)"),
     spec("tls-alternate-server", Key::TlsAlternateServer, Value, true, false, "IP[:PORT] (port 5349) an Allocate from a TLS client is redirected to (repeatable)"),
     spec("max-allocations-before-redirect", Key::MaxAllocationsBeforeRedirect, Value, false, true, "redirect to the alternate servers only once this node holds this many allocations (default 0: always)"),
+    spec("signaling-redis", Key::SignalingRedis, Value, false, true, "redis://HOST:PORT[/DB]: rooms shared by every signaling node on that Redis (absent: rooms stay in this process)"),
     spec("signaling-turn-urls", Key::SignalingTurnUrl, Value, true, true, "turn:/turns: URL the call page's ICE servers name instead of this node's own (repeatable)"),
     spec("signaling-max-rooms-per-connection", Key::SignalingMaxRoomsPerConnection, Value, false, true, "rooms one signaling connection may be in at once (default 4)"),
 ];

@@ -301,6 +301,8 @@ pub struct Config {
     /// `signaling-turn-urls`: the TURN URLs `/api/ice-servers` names instead
     /// of this node's own.
     pub signaling_turn_urls: Vec<String>,
+    /// `signaling-redis`: the Redis the signaling nodes share rooms on.
+    pub signaling_redis: Option<String>,
     /// Accepted for coturn compatibility; multicast peers are always refused.
     pub no_multicast_peers: bool,
     pub fingerprint: bool,

@@ -202,6 +202,14 @@ pub(crate) fn render(c: &Config) -> String {
             list(c.tls_alternate_servers.iter())
         );
     }
+    if let Some(url) = &c.signaling_redis {
+        // The URL may carry a password: only its host part is shown.
+        let host = url.rsplit('@').next().unwrap_or(url);
+        let _ = writeln!(
+            s,
+            "  signaling rooms:  shared with the other nodes on Redis {host}"
+        );
+    }
     if !c.signaling_turn_urls.is_empty() {
         let _ = writeln!(
             s,

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use socketioxide::extract::SocketRef;
 use tokio::sync::mpsc;
 
-use super::events::{ClientEvent, ConnId, Limits, PeerId, ProtocolError, ServerEvent};
+use super::events::{
+    Admission, ClientEvent, ConnId, Limits, PeerId, ProtocolError, RemoteEvent, RoomName,
+    ServerEvent, SharedOp,
+};
 use super::protocol::{self, ErrorBody};
 use super::rooms::Rooms;
 
@@ -146,6 +149,9 @@ pub struct Hub {
     state: Mutex<State>,
     next_conn: AtomicU64,
     limits: Limits,
+    /// `signaling-redis`: where the shared store's operations go, in the
+    /// order the rooms produced them (`None`: one node alone).
+    shared: Option<mpsc::UnboundedSender<SharedOp>>,
 }
 
 impl Hub {
@@ -157,7 +163,47 @@ impl Hub {
             }),
             next_conn: AtomicU64::new(1),
             limits,
+            shared: None,
         }
+    }
+
+    /// A hub whose rooms are shared with other nodes: what the shared store
+    /// must do comes out of the returned receiver (`cluster::run` takes it).
+    pub fn new_shared(limits: Limits) -> (Self, mpsc::UnboundedReceiver<SharedOp>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hub = Self {
+            state: Mutex::new(State {
+                rooms: Rooms::new_shared(limits),
+                sinks: HashMap::new(),
+            }),
+            next_conn: AtomicU64::new(1),
+            limits,
+            shared: Some(tx),
+        };
+        (hub, rx)
+    }
+
+    /// The shared store answered a join.
+    pub fn admission(&self, conn: ConnId, room: RoomName, id: PeerId, admission: Admission) {
+        self.with(|s| s.rooms.handle_admission(conn, room, id, admission));
+    }
+
+    /// Another node's member did something in a room.
+    pub fn remote(&self, event: RemoteEvent) {
+        self.with(|s| s.rooms.handle_remote(event));
+    }
+
+    /// What `conn` said in `room` could not reach the other nodes.
+    pub fn unavailable(&self, conn: ConnId, room: &str) {
+        self.with(|s| {
+            s.rooms
+                .handle_invalid(conn, ProtocolError::Unavailable, Some(room))
+        });
+    }
+
+    /// The rooms this node has members in.
+    pub fn local_rooms(&self) -> Vec<RoomName> {
+        self.lock().rooms.local_rooms()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -175,6 +221,12 @@ impl Hub {
             let mut state = self.lock();
             let result = f(&mut state);
             let kicks = state.pump();
+            // Under the lock, so the store hears operations in the rooms' order.
+            while let Some(op) = state.rooms.poll_shared() {
+                if let Some(tx) = &self.shared {
+                    let _ = tx.send(op);
+                }
+            }
             (result, kicks)
         };
         for socket in kicks.0 {

@@ -33,6 +33,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 
+mod cluster;
 pub mod events;
 mod hub;
 pub mod ice;
@@ -51,6 +52,8 @@ pub struct SignalingConfig {
     pub listen: SocketAddr,
     pub limits: Limits,
     pub ice: IceSettings,
+    /// `signaling-redis`: rooms shared with the other nodes on this Redis.
+    pub redis: Option<String>,
 }
 
 impl SignalingConfig {
@@ -69,6 +72,7 @@ impl SignalingConfig {
                 max_message_bytes: config.signaling_max_message_bytes,
                 ..Limits::default()
             },
+            redis: config.signaling_redis.clone(),
             ice: IceSettings {
                 listening: turn_listening.to_vec(),
                 external_ips: config.external_ips.iter().map(|x| x.public).collect(),
@@ -102,6 +106,8 @@ pub enum SignalingError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error("cannot start the signaling runtime: {0}")]
     Runtime(io::Error),
+    #[error("signaling-redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Shared by every request handler.
@@ -172,7 +178,14 @@ pub fn spawn(config: SignalingConfig) -> Result<SignalingServer, SignalingError>
         .thread_name("ringturn-signal")
         .build()
         .map_err(SignalingError::Runtime)?;
-    let hub = Arc::new(hub::Hub::new(config.limits));
+    let (hub, cluster) = match &config.redis {
+        None => (Arc::new(hub::Hub::new(config.limits)), None),
+        Some(url) => {
+            let node = cluster::Cluster::new(url, config.limits.room_size)?;
+            let (hub, ops) = hub::Hub::new_shared(config.limits);
+            (Arc::new(hub), Some((node, ops)))
+        }
+    };
     let app = Arc::new(App {
         hub: hub.clone(),
         ice: config.ice,
@@ -181,6 +194,9 @@ pub fn spawn(config: SignalingConfig) -> Result<SignalingServer, SignalingError>
     let thread = std::thread::Builder::new()
         .name("ringturn-signal".to_owned())
         .spawn(move || {
+            if let Some((node, ops)) = cluster {
+                runtime.spawn(node.run(app.hub.clone(), ops));
+            }
             runtime.block_on(serve(listener, app, stop_rx));
             // Whatever connection tasks are left are dropped here.
             runtime.shutdown_timeout(Duration::from_millis(200));

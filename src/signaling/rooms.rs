@@ -136,7 +136,9 @@ impl Rooms {
     pub fn handle_remote(&mut self, event: RemoteEvent) {
         let (room, event) = match event {
             RemoteEvent::Joined { room, id } => (room.clone(), ServerEvent::OtherJoin { room, id }),
-            RemoteEvent::Message { room, data } => (room.clone(), ServerEvent::Message { room, data }),
+            RemoteEvent::Message { room, data } => {
+                (room.clone(), ServerEvent::Message { room, data })
+            }
             RemoteEvent::Left { room, id } => (room.clone(), ServerEvent::Bye { room, id }),
         };
         let Some((name, r)) = self.rooms.get_key_value(&*room) else {
@@ -144,9 +146,18 @@ impl Rooms {
         };
         let event = match event {
             // The room's own name, so recipients share one allocation of it.
-            ServerEvent::OtherJoin { id, .. } => ServerEvent::OtherJoin { room: name.clone(), id },
-            ServerEvent::Bye { id, .. } => ServerEvent::Bye { room: name.clone(), id },
-            ServerEvent::Message { data, .. } => ServerEvent::Message { room: name.clone(), data },
+            ServerEvent::OtherJoin { id, .. } => ServerEvent::OtherJoin {
+                room: name.clone(),
+                id,
+            },
+            ServerEvent::Bye { id, .. } => ServerEvent::Bye {
+                room: name.clone(),
+                id,
+            },
+            ServerEvent::Message { data, .. } => ServerEvent::Message {
+                room: name.clone(),
+                data,
+            },
             other => other,
         };
         for member in r.members.clone() {

@@ -45,6 +45,7 @@ pub fn server(limits: Limits) -> SignalingServer {
         listen: "127.0.0.1:0".parse().unwrap(),
         limits,
         ice: ice("127.0.0.1:3478".parse().unwrap()),
+        redis: None,
     })
     .expect("start the signaling server")
 }

@@ -204,6 +204,15 @@ impl Builder {
                 self.max_allocations_before_redirect =
                     ck(&e, values::number(val()?, "number of allocations"))?;
             }
+            Key::SignalingRedis => {
+                let url = val()?.trim();
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(e.error(format!(
+                        "{url:?} is not a Redis URL (redis://HOST:PORT[/DB])"
+                    )));
+                }
+                self.signaling_redis = Some(url.to_owned());
+            }
             Key::SignalingTurnUrl => {
                 let url = ck(&e, values::turn_url(val()?))?;
                 self.signaling_turn_urls.push(url);

@@ -336,6 +336,7 @@ impl Builder {
             tls_alternate_servers: self.tls_alternate_servers,
             max_allocations_before_redirect: self.max_allocations_before_redirect,
             signaling_turn_urls: self.signaling_turn_urls,
+            signaling_redis: self.signaling_redis,
             no_multicast_peers: self.no_multicast_peers,
             fingerprint: self.fingerprint,
             software_attribute: !self.no_software_attribute,

@@ -89,6 +89,7 @@ pub(crate) struct Builder {
     tls_alternate_servers: Vec<std::net::SocketAddr>,
     max_allocations_before_redirect: u32,
     signaling_turn_urls: Vec<String>,
+    signaling_redis: Option<String>,
     no_multicast_peers: bool,
     fingerprint: bool,
     no_software_attribute: bool,

@@ -179,7 +179,10 @@ fn messages_and_leaving_are_told_to_the_store() {
     );
     let got = ops(&mut r);
     assert!(
-        matches!(&got[..], [SharedOp::Message { conn: A, .. }, SharedOp::Left { .. }]),
+        matches!(
+            &got[..],
+            [SharedOp::Message { conn: A, .. }, SharedOp::Left { .. }]
+        ),
         "{got:?}"
     );
     // A refused message (not in the room) tells the store nothing.

@@ -1,0 +1,238 @@
+//! Signaling rooms shared by two nodes on one Redis (issue 14), with a real
+//! Redis: Debian's `redis-server`, started by the test on loopback with its
+//! own port and directory and stopped by its process group. WebSocket clients
+//! on different nodes meet in one room of two; a third on either node gets
+//! `full`; a node killed with SIGKILL frees its members' seats (the member
+//! left gets `bye`); Redis stopping makes joins fail with an `unavailable`
+//! error and they work again once it is back.
+
+#[path = "signaling/support.rs"]
+mod support;
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::process::{require_tool, GroupGuard};
+use ringturn::signaling::{self, Limits, SignalingConfig, SignalingServer};
+use serde_json::json;
+use support::WsClient;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A redis-server of the test's own, removed with its directory on drop.
+struct Redis {
+    guard: Option<GroupGuard>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    fn start() -> Self {
+        require_tool("redis-server");
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("ringturn-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis directory");
+        let mut r = Self {
+            guard: None,
+            port,
+            dir,
+        };
+        r.run();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn run(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir);
+        self.guard = Some(GroupGuard::spawn(cmd));
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if ping(self.port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not answer PING within 10 s");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut g) = self.guard.take() {
+            let _ = g.kill_and_reap();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+/// A signaling node in this process, on the shared Redis.
+fn node(redis: &Redis) -> SignalingServer {
+    signaling::spawn(SignalingConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        limits: Limits::default(),
+        ice: support::ice("127.0.0.1:3478".parse().unwrap()),
+        redis: Some(redis.url()),
+    })
+    .expect("a signaling node starts")
+}
+
+#[tokio::test]
+async fn a_room_of_two_spans_two_nodes_and_a_third_on_either_gets_full() {
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis), node(&redis));
+    let mut a = WsClient::connect(n1.local_addr()).await;
+    let mut b = WsClient::connect(n2.local_addr()).await;
+
+    a.join("r").await;
+    let a_id = a.expect("joined").await["id"].clone();
+    b.join("r").await;
+    let b_id = b.expect("joined").await["id"].clone();
+    let other = a.expect("otherJoin").await;
+    assert_eq!(other["id"], b_id, "A hears B's id from the other node");
+
+    // offer / answer / candidate, end to end, to the other member only.
+    let offer = json!({"type": "offer", "sdp": "v=0 one"});
+    b.message("r", offer.clone()).await;
+    assert_eq!(a.expect("message").await["data"], offer);
+    let answer = json!({"type": "answer", "sdp": "v=0 two"});
+    a.message("r", answer.clone()).await;
+    assert_eq!(b.expect("message").await["data"], answer);
+    a.silent_for(Duration::from_millis(300)).await;
+    b.silent_for(Duration::from_millis(300)).await;
+
+    // The room is full for everyone, decided in Redis.
+    let mut c = WsClient::connect(n1.local_addr()).await;
+    let mut d = WsClient::connect(n2.local_addr()).await;
+    c.join("r").await;
+    c.expect("full").await;
+    d.join("r").await;
+    d.expect("full").await;
+
+    // B leaves: A hears bye, and D can take the seat.
+    b.leave("r").await;
+    b.expect("leaved").await;
+    assert_eq!(a.expect("bye").await["id"], b_id);
+    d.join("r").await;
+    let d_id = d.expect("joined").await["id"].clone();
+    assert_eq!(a.expect("otherJoin").await["id"], d_id);
+    d.message("r", json!("hello")).await;
+    assert_eq!(a.expect("message").await["data"], json!("hello"));
+    assert_ne!(a_id, d_id);
+}
+
+#[tokio::test]
+async fn a_node_killed_with_sigkill_frees_its_members_seats() {
+    require_tool("redis-server");
+    let redis = Redis::start();
+    let n1 = node(&redis);
+    // Node 2 is a ringturn process, so it can die without cleaning up.
+    let http = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringturn"));
+    cmd.args([
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        "--min-port=47000",
+        "--max-port=47099",
+        "--user=alice:secret",
+        "--realm=example.org",
+        "--signaling-listening-ip=127.0.0.1",
+    ])
+    .arg(format!("--listening-port={}", free_port()))
+    .arg(format!("--signaling-listening-port={http}"))
+    .arg(format!("--signaling-redis={}", redis.url()));
+    let mut n2 = GroupGuard::spawn(cmd);
+    let n2_addr: SocketAddr = ([127, 0, 0, 1], http).into();
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(n2_addr).is_err() {
+        assert!(Instant::now() < until, "node 2 did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut a = WsClient::connect(n1.local_addr()).await;
+    let mut b = WsClient::connect(n2_addr).await;
+    a.join("r").await;
+    a.expect("joined").await;
+    b.join("r").await;
+    let b_id = b.expect("joined").await["id"].clone();
+    assert_eq!(a.expect("otherJoin").await["id"], b_id);
+
+    let killed = Instant::now();
+    n2.kill_and_reap().expect("SIGKILL node 2");
+    // `expect` waits up to 10 s; the heartbeat expires after 3 s and the
+    // sweep runs every second.
+    assert_eq!(
+        a.expect("bye").await["id"],
+        b_id,
+        "A hears B's node is gone"
+    );
+    eprintln!("bye {:?} after the SIGKILL", killed.elapsed());
+
+    // A fresh member can take the seat.
+    let mut c = WsClient::connect(n1.local_addr()).await;
+    c.join("r").await;
+    c.expect("joined").await;
+    a.expect("otherJoin").await;
+}
+
+#[tokio::test]
+async fn joins_fail_with_an_error_while_redis_is_down_and_work_when_it_is_back() {
+    let mut redis = Redis::start();
+    let n1 = node(&redis);
+    let mut a = WsClient::connect(n1.local_addr()).await;
+    a.join("r").await;
+    a.expect("joined").await;
+
+    redis.stop();
+    let mut b = WsClient::connect(n1.local_addr()).await;
+    b.join("s").await;
+    b.expect_error("unavailable").await;
+    // A message that cannot reach the other nodes is not lost silently.
+    a.message("r", json!("anyone?")).await;
+    a.expect_error("unavailable").await;
+
+    redis.run();
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        b.join("s").await;
+        let v = b.recv().await;
+        if v["type"] == "joined" {
+            break;
+        }
+        assert_eq!(v["code"], "unavailable", "{v}");
+        assert!(Instant::now() < until, "joins did not recover with Redis");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
