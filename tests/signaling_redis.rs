@@ -98,6 +98,20 @@ fn ping(port: u16) -> bool {
             .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
+/// Redis's raw reply to an inline command.
+fn redis_reply(port: u16, command: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = vec![0u8; 4096];
+    if s.write_all(format!("{command}\r\n").as_bytes()).is_err() {
+        return String::new();
+    }
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 /// A signaling node in this process, on the shared Redis.
 fn node(redis: &Redis) -> SignalingServer {
     signaling::spawn(SignalingConfig {
@@ -234,5 +248,163 @@ async fn joins_fail_with_an_error_while_redis_is_down_and_work_when_it_is_back()
         assert_eq!(v["code"], "unavailable", "{v}");
         assert!(Instant::now() < until, "joins did not recover with Redis");
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// 1,000 WebSocket clients in 500 rooms, each room split over the two
+/// nodes (even clients on node 1, odd on node 2): every message reaches
+/// exactly its room's other member, in order, once; leaving empties both
+/// nodes and Redis.
+#[tokio::test]
+async fn ws_1000_clients_in_500_rooms_across_two_nodes_deliver_every_message_once() {
+    use futures_util::future::join_all;
+    const CLIENTS: usize = 1000;
+    const ROOMS: usize = CLIENTS / 2;
+    const MESSAGES: u64 = 10;
+    let redis = Redis::start();
+    let limits = Limits {
+        max_connections: CLIENTS,
+        max_rooms: ROOMS + 10,
+        ..Limits::default()
+    };
+    let spawn = || {
+        signaling::spawn(SignalingConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            limits,
+            ice: support::ice("127.0.0.1:3478".parse().unwrap()),
+            redis: Some(redis.url()),
+        })
+        .unwrap()
+    };
+    let nodes = [spawn(), spawn()];
+    let room = |i: usize| format!("room-{}", i / 2);
+    let started = Instant::now();
+    let run = async {
+        let mut clients: Vec<WsClient> = Vec::with_capacity(CLIENTS);
+        for batch in 0..CLIENTS / 50 {
+            clients.extend(
+                join_all(
+                    (0..50).map(|k| WsClient::connect(nodes[(batch * 50 + k) % 2].local_addr())),
+                )
+                .await,
+            );
+        }
+        for n in &nodes {
+            support::wait_connections(n, CLIENTS / 2).await;
+        }
+        // Even clients (node 1) open the rooms, then odd ones (node 2) join.
+        join_all(clients.iter_mut().enumerate().step_by(2).map(|(i, c)| {
+            let name = room(i);
+            async move {
+                c.join(&name).await;
+                assert_eq!(c.expect("joined").await["room"], name.as_str());
+            }
+        }))
+        .await;
+        join_all(clients.iter_mut().enumerate().map(|(i, c)| {
+            let name = room(i);
+            async move {
+                if i % 2 == 1 {
+                    c.join(&name).await;
+                    assert_eq!(c.expect("joined").await["room"], name.as_str());
+                } else {
+                    let v = c.expect("otherJoin").await;
+                    assert_eq!(
+                        v["room"],
+                        name.as_str(),
+                        "client {i} heard of a joiner elsewhere"
+                    );
+                }
+            }
+        }))
+        .await;
+        let received: Vec<u64> = join_all(clients.iter_mut().enumerate().map(|(i, c)| {
+            let name = room(i);
+            async move {
+                for seq in 0..MESSAGES {
+                    c.message(&name, json!({"from": i, "seq": seq})).await;
+                }
+                for seq in 0..MESSAGES {
+                    let v = c.expect("message").await;
+                    assert_eq!(v["room"], name.as_str(), "client {i}: {v}");
+                    assert_eq!(
+                        v["data"]["from"],
+                        i ^ 1,
+                        "client {i} got another's message: {v}"
+                    );
+                    assert_eq!(v["data"]["seq"], seq, "client {i}: out of order: {v}");
+                }
+                c.silent_for(Duration::from_millis(300)).await;
+                MESSAGES
+            }
+        }))
+        .await;
+        assert_eq!(received.iter().sum::<u64>(), CLIENTS as u64 * MESSAGES);
+        drop(clients);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while nodes.iter().any(|n| n.counts() != (0, 0)) {
+            assert!(Instant::now() < deadline, "left behind on a node");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // …and in Redis (a hash goes when its last member does).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis_reply(redis.port, "KEYS ringturn:room:*") != "*0\r\n" {
+            assert!(Instant::now() < deadline, "rooms left in Redis");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("not done within 120 s"));
+    eprintln!(
+        "{CLIENTS} clients over 2 nodes, {ROOMS} rooms, {} messages delivered in {:.1?}",
+        CLIENTS as u64 * MESSAGES,
+        started.elapsed()
+    );
+}
+
+/// The Socket.IO protocol checks of `signaling_socketio.rs`, driven by the
+/// real socket.io-client (npm), with the clients spread over two nodes: A on
+/// node 1; B, C and the `/ws` client on node 2.
+#[test]
+fn socketio_clients_on_two_nodes_pass_the_protocol_checks() {
+    use serde_json::Value;
+    let dir = support::node_modules();
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis), node(&redis));
+    for (client, transports) in [("v4", "default"), ("v2", "websocket")] {
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("socketio_client.mjs"))
+            .args(["--client", client, "--transports", transports])
+            .args(["--suites", "protocol,shared-with-ws"])
+            .arg("--url")
+            .arg(format!("http://{}", n1.local_addr()))
+            .arg("--peer-url")
+            .arg(format!("http://{}", n2.local_addr()));
+        let run = support::run_bounded(cmd, Duration::from_secs(60));
+        let result = support::result(&run);
+        assert!(
+            run.status.is_some_and(|s| s.success()) && result["ok"] == Value::Bool(true),
+            "socket.io-client {client} over two nodes failed: {}\n{}",
+            result["error"].as_str().unwrap_or("?"),
+            run.transcript()
+        );
+        let checks: Vec<&str> = result["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for must in [
+            "second join -> joined to it, otherJoin(room, id) + otherjoin to the first",
+            "message(room, data) -> message(room, data) to the other member only",
+            "third join -> full(room, id), the members hear nothing",
+            "leave -> leaved(room, id) to it, bye(room, id) to the other",
+            "events of one socket are handled in order",
+            "a dropped connection counts as leave: the other gets bye",
+            "a Socket.IO client and a /ws client share a room",
+        ] {
+            assert!(checks.contains(&must), "missing check {must:?}: {checks:?}");
+        }
     }
 }

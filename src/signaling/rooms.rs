@@ -47,7 +47,14 @@ struct Connection {
     rooms: SmallVec<[RoomName; 2]>,
     /// Shared mode: joins asked of the shared store, not answered yet.
     pending: SmallVec<[RoomName; 1]>,
+    /// Shared mode: events that came while a join was being asked, handled
+    /// in their order once it is answered (a client may send its offer
+    /// right after its join).
+    deferred: VecDeque<ClientEvent>,
 }
+
+/// Events one connection may send while its join is being asked.
+const MAX_DEFERRED: usize = 64;
 
 #[derive(Debug, Default)]
 struct Room {
@@ -129,6 +136,19 @@ impl Rooms {
                 self.tell_shared(SharedOp::Joined { room, id });
             }
         }
+        // What the connection said meanwhile, in order, until it asks again.
+        loop {
+            let Some(c) = self.connections.get_mut(&conn) else {
+                return;
+            };
+            if !c.pending.is_empty() {
+                return;
+            }
+            let Some(event) = c.deferred.pop_front() else {
+                return;
+            };
+            self.handle_event(conn, event);
+        }
     }
 
     /// What a member on another node did: this node's members of the room
@@ -207,6 +227,7 @@ impl Rooms {
                 id,
                 rooms: SmallVec::new(),
                 pending: SmallVec::new(),
+                deferred: VecDeque::new(),
             },
         );
         Ok(())
@@ -215,6 +236,16 @@ impl Rooms {
     /// A well-formed event from `conn`. Events of unknown connections are
     /// ignored.
     pub fn handle_event(&mut self, conn: ConnId, event: ClientEvent) {
+        if let Some(c) = self.connections.get_mut(&conn) {
+            if !c.pending.is_empty() {
+                if c.deferred.len() < MAX_DEFERRED {
+                    c.deferred.push_back(event);
+                } else {
+                    self.error(conn, ProtocolError::Unavailable, None);
+                }
+                return;
+            }
+        }
         match event {
             ClientEvent::Join { room } => self.join(conn, room),
             ClientEvent::Leave { room } => self.leave(conn, &room),
@@ -282,16 +313,12 @@ impl Rooms {
         };
         let id = c.id.clone();
         let in_rooms = c.rooms.len() + c.pending.len();
-        let asking = c.pending.iter().any(|r| **r == *room);
         if let Err(e) = self.check_room(&room) {
             // Not echoing a name that may be megabytes long or empty.
             return self.error(conn, e, None);
         }
         if let Some(name) = self.membership(conn, &room) {
             return self.error(conn, ProtocolError::AlreadyInRoom, Some(name));
-        }
-        if asking {
-            return self.error(conn, ProtocolError::AlreadyInRoom, Some(Arc::from(room)));
         }
         let existing = self.rooms.get_key_value(room.as_str());
         let name: RoomName = match existing {

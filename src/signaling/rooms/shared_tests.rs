@@ -112,24 +112,30 @@ fn full_over_all_nodes_answers_full_and_unavailable_answers_an_error() {
 }
 
 #[test]
-fn a_second_join_while_asking_is_refused_and_a_gone_joiner_gives_its_seat_back() {
+fn a_second_join_while_asking_waits_and_is_refused_once_in_and_a_gone_joiner_gives_its_seat_back() {
     let mut r = shared();
     join(&mut r, A, "r");
     join(&mut r, A, "r");
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(ops(&mut r).len(), 1, "asked once");
+    r.handle_admission(A, room("r"), id("a"), Admission::Admitted);
     let out = drain(&mut r);
     assert!(
-        matches!(&out[..], [(A, ServerEvent::Error(e))] if e.error == ProtocolError::AlreadyInRoom),
+        matches!(&out[..], [(A, ServerEvent::Joined { .. }), (A, ServerEvent::Error(e))] if e.error == ProtocolError::AlreadyInRoom),
         "{out:?}"
     );
-    assert_eq!(ops(&mut r).len(), 1, "asked once");
-    r.handle_disconnect(A);
-    r.handle_admission(A, room("r"), id("a"), Admission::Admitted);
+    let _ = ops(&mut r);
+
+    join(&mut r, B, "s");
+    let _ = ops(&mut r);
+    r.handle_disconnect(B);
+    r.handle_admission(B, room("s"), id("b"), Admission::Admitted);
     assert!(drain(&mut r).is_empty());
     assert_eq!(
         ops(&mut r),
         vec![SharedOp::Left {
-            room: room("r"),
-            id: id("a")
+            room: room("s"),
+            id: id("b")
         }]
     );
 }
@@ -194,4 +200,31 @@ fn messages_and_leaving_are_told_to_the_store() {
         },
     );
     assert!(ops(&mut r).is_empty());
+}
+
+#[test]
+fn events_sent_while_a_join_is_asked_are_handled_after_it_in_order() {
+    let mut r = shared();
+    join(&mut r, A, "r");
+    r.handle_event(
+        A,
+        ClientEvent::Message {
+            room: "r".to_owned(),
+            data: Payload::from_json("1").unwrap(),
+        },
+    );
+    join(&mut r, A, "s");
+    assert!(drain(&mut r).is_empty(), "nothing is refused while asking");
+    assert_eq!(ops(&mut r).len(), 1, "one question at a time");
+    r.handle_admission(A, room("r"), id("a"), Admission::Admitted);
+    assert_eq!(drain(&mut r).len(), 1, "joined r");
+    let got = ops(&mut r);
+    assert!(
+        matches!(
+            &got[..],
+            [SharedOp::Joined { .. }, SharedOp::Message { .. }, SharedOp::Admit { room, .. }]
+                if &**room == "s"
+        ),
+        "then the message, then the second join: {got:?}"
+    );
 }
