@@ -226,3 +226,58 @@ fn two_chromium_pages_call_relay_only_through_ringturn_then_full_bye_and_sigterm
         artifacts.display()
     );
 }
+
+/// Issue 14: two ringturn nodes sharing rooms on one Redis, one page on
+/// each, call relay-only (each through its own node's TURN); a third page
+/// gets `full`; node 2 SIGKILLed gives page A `bye`; a fresh page on node 1
+/// then calls A in the freed room.
+#[test]
+fn two_nodes_on_redis_one_page_each_call_then_a_killed_node_frees_the_room() {
+    let dir = support::node_modules();
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    common::process::require_tool("redis-server");
+    let workdir = std::env::temp_dir().join(format!("ringturn-two-nodes-{}", std::process::id()));
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "node"])
+        .arg(dir.join("browser_call.mjs"))
+        .arg("--two-nodes")
+        .arg("--ringturn")
+        .arg(env!("CARGO_BIN_EXE_ringturn"))
+        .arg("--chromium")
+        .arg(&chromium)
+        .arg("--workdir")
+        .arg(&workdir)
+        .arg("--timeout")
+        .arg(DRIVER_TIMEOUT.as_secs().to_string());
+    let run = support::run_bounded(cmd, TEST_TIMEOUT);
+    let r = support::result(&run);
+    let fail = |why: &str| -> ! { panic!("{why}; result: {r:#}\n{}", run.transcript()) };
+    if r["ok"] != Value::Bool(true) {
+        fail(r["error"].as_str().unwrap_or("the two-node call failed"));
+    }
+    let (a, b) = (&r["call"]["a"], &r["call"]["b"]);
+    if a["localAddress"] != "127.0.0.1" || b["localAddress"] != "127.0.0.2" {
+        fail("each page relays through its own node's TURN");
+    }
+    if a["remoteAddress"] != "127.0.0.2" || b["remoteAddress"] != "127.0.0.1" {
+        fail("the media crosses from one node's relay to the other's");
+    }
+    if r["call"]["aOtherJoin"] != 1 {
+        fail("A heard of B's join on the other node once");
+    }
+    if !r["full"]["cEvents"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|x| x == "full"))
+    {
+        fail("the third page got full");
+    }
+    if !r["nodeDeath"]["byeAfterMs"].is_u64() || r["fresh"]["d"]["localType"] != "relay" {
+        fail("bye after the SIGKILL, and a fresh call");
+    }
+    eprintln!(
+        "two nodes: bye {} ms after SIGKILL",
+        r["nodeDeath"]["byeAfterMs"]
+    );
+}

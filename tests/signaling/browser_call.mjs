@@ -17,6 +17,11 @@
 //   4. A hangs up: A gets `leaved`, B gets `bye`;
 //   5. ringturn gets SIGTERM with B still connected and must exit within a
 //      second.
+// With --two-nodes (issue 14) it instead starts Redis and two ringturn nodes
+// sharing rooms on it (TURN and the page on 127.0.0.1 and on 127.0.0.2): page
+// A on node 1 and page B on node 2 join one room and call relay-only, each
+// through its own node's TURN; page C on node 2 gets `full`; node 2 is
+// SIGKILLed and A gets `bye`; page D on node 1 then joins A's room and calls.
 // It prints one line `RESULT {json}` and exits 0 when every step passed,
 // 1 otherwise. Everything it started is killed on every path.
 
@@ -44,7 +49,16 @@ const opts = {
   artifacts: arg('artifacts', path.join(HERE, '..', '..', 'target', 'artifacts')),
   timeout: Number(arg('timeout', '150')) * 1000,
   workdir: arg('workdir', fs.mkdtempSync(path.join(os.tmpdir(), 'ringturn-call-'))),
+  twoNodes: process.argv.includes('--two-nodes'),
 };
+
+const BROWSER_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection', '--disable-dev-shm-usage',
+  '--disable-crash-reporter', '--disable-breakpad',
+];
 
 function log(msg) {
   process.stderr.write(`[driver ${((Date.now() - START) / 1000).toFixed(2)}s] ${msg}\n`);
@@ -128,6 +142,8 @@ async function main(result) {
     throw new Error(`playwright-core is not installed: run \`npm ci --prefix tests/signaling\` (${e.message})`);
   }
 
+  if (opts.twoNodes) return twoNodes(result, pw);
+
   // --- ringturn on its embedded defaults ------------------------------------
   const turnLog = path.join(opts.workdir, 'ringturn.log');
   const out = fs.openSync(turnLog, 'w');
@@ -154,13 +170,7 @@ async function main(result) {
   const browser = await pw.chromium.launch({
     executablePath: opts.chromium,
     headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection', '--disable-dev-shm-usage',
-      '--disable-crash-reporter', '--disable-breakpad',
-    ],
+    args: BROWSER_ARGS,
   });
   result.cleanup.push(() => browser.close().catch(() => {}));
   result.browser = browser.version();
@@ -305,6 +315,93 @@ async function main(result) {
     return st.includes('off') || st.includes('closed') ? st : null;
   });
   result.stop.bBadge = bAfter;
+  result.ok = true;
+}
+
+/// Issue 14: two nodes sharing rooms on Redis, one page on each.
+async function twoNodes(result, pw) {
+  const REDIS_PORT = 6390;
+  const redisDir = path.join(opts.workdir, 'redis');
+  fs.mkdirSync(redisDir, { recursive: true });
+  const redis = spawn('redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no', '--dir', redisDir], { stdio: 'ignore' });
+  result.cleanup.push(() => { if (redis.exitCode === null) redis.kill('SIGKILL'); });
+  await until('redis-server to answer', 10000, async () => {
+    try {
+      return execFileSync('redis-cli', ['-p', String(REDIS_PORT), 'ping']).toString().includes('PONG');
+    } catch {
+      return false;
+    }
+  }, 50);
+  const start = (host, name) => {
+    const logFile = path.join(opts.workdir, `node-${name}.log`);
+    const out = fs.openSync(logFile, 'w');
+    const proc = spawn(opts.ringturn, [
+      `--listening-ip=${host}`, '--listening-port=3478', `--relay-ip=${host}`,
+      '--min-port=49152', '--max-port=49999', '--realm=ringturn.test',
+      '--use-auth-secret', '--static-auth-secret=two-nodes-secret', '--allow-loopback-peers',
+      `--signaling-listening-ip=${host}`, '--signaling-listening-port=8080',
+      `--signaling-redis=redis://127.0.0.1:${REDIS_PORT}/0`,
+    ], { stdio: ['ignore', out, out] });
+    result.cleanup.push(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); });
+    return { host, name, proc, logFile, page: `http://${host}:8080/` };
+  };
+  const n1 = start('127.0.0.1', '1');
+  const n2 = start('127.0.0.2', '2');
+  for (const n of [n1, n2]) {
+    await until(`node ${n.name} to serve its page`, 10000, async () => {
+      if (n.proc.exitCode !== null) throw new Error(`node ${n.name} exited\n${tail(n.logFile)}`);
+      const res = await fetch(n.page + 'api/ice-servers');
+      return res.ok;
+    }, 50);
+  }
+  const browser = await pw.chromium.launch({ executablePath: opts.chromium, headless: true, args: BROWSER_ARGS });
+  result.cleanup.push(() => browser.close().catch(() => {}));
+  result.browser = browser.version();
+  const room = 'two-' + Math.random().toString(36).slice(2, 8);
+  const open = async (node) => {
+    const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    await ctx.grantPermissions(['camera', 'microphone'], { origin: node.page.slice(0, -1) });
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => result.pageErrors.push(String(e)));
+    await page.goto(node.page, { waitUntil: 'load' });
+    await page.fill('#room', room);
+    await page.selectOption('#ice-policy', 'relay');
+    await page.click('#join');
+    return page;
+  };
+  const state = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.ringturn)));
+  const events = (st, type) => st.events.filter((e) => e.dir === 'in' && e.type === type);
+  const relayed = (st) => st.stats && st.stats.localType === 'relay' && st.stats.remoteType === 'relay'
+    && st.stats.pairState === 'succeeded' && st.stats.framesDecoded > 0;
+  const call = async (what, x, y) => until(what, 45000, async () => {
+    const [p, q] = [await state(x), await state(y)];
+    return relayed(p) && relayed(q) ? [p, q] : null;
+  }, 250);
+
+  const a = await open(n1);
+  await until('A: joined (waiting)', 15000, async () => (await state(a)).phase === 'waiting');
+  const b = await open(n2);
+  const [sa, sb] = await call('A (node 1) and B (node 2): relay/relay with decoded frames', a, b);
+  result.call = { a: sa.stats, b: sb.stats, aOtherJoin: events(sa, 'otherJoin').length };
+  log(`call across nodes: A ${sa.stats.localAddress}:${sa.stats.localPort} <-> B ${sb.stats.localAddress}:${sb.stats.localPort}`);
+
+  const c = await open(n2);
+  const sc = await until('C (node 2): full', 15000, async () => {
+    const st = await state(c);
+    return st.phase === 'full' ? st : null;
+  });
+  result.full = { cEvents: sc.events.filter((e) => e.dir === 'in').map((e) => e.type) };
+
+  const killed = Date.now();
+  n2.proc.kill('SIGKILL');
+  await until('A: bye after node 2 died', 15000, async () => events(await state(a), 'bye').length === 1);
+  result.nodeDeath = { byeAfterMs: Date.now() - killed };
+  log(`bye ${result.nodeDeath.byeAfterMs} ms after the SIGKILL`);
+
+  const d = await open(n1);
+  const [sa2, sd] = await call('A and D (node 1): a fresh call in the freed room', a, d);
+  result.fresh = { a: sa2.stats, d: sd.stats };
   result.ok = true;
 }
 
