@@ -408,3 +408,73 @@ fn socketio_clients_on_two_nodes_pass_the_protocol_checks() {
         }
     }
 }
+
+/// Not a check: the measurement behind BENCHMARKS.md's "signaling across
+/// nodes" (run with `cargo test --release --test signaling_redis -- --ignored
+/// --nocapture`). A message's round trip (A → B → A) one at a time, and the
+/// messages per second 100 rooms deliver when everyone sends at once, for
+/// one node without Redis and for two nodes sharing rooms on Redis with each
+/// room split over them.
+#[tokio::test]
+#[ignore = "a measurement, run by hand"]
+async fn measure_signaling_round_trip_and_throughput_with_and_without_redis() {
+    use futures_util::future::join_all;
+    async fn pair(x: SocketAddr, y: SocketAddr, name: &str) -> (WsClient, WsClient) {
+        let (mut a, mut b) = (WsClient::connect(x).await, WsClient::connect(y).await);
+        a.join(name).await;
+        a.expect("joined").await;
+        b.join(name).await;
+        b.expect("joined").await;
+        a.expect("otherJoin").await;
+        (a, b)
+    }
+    async fn measure(x: SocketAddr, y: SocketAddr, label: &str) {
+        let (mut a, mut b) = pair(x, y, "rtt").await;
+        let mut rtts: Vec<Duration> = Vec::new();
+        for i in 0..2000 {
+            let t = Instant::now();
+            a.message("rtt", json!(i)).await;
+            b.expect("message").await;
+            b.message("rtt", json!(i)).await;
+            a.expect("message").await;
+            rtts.push(t.elapsed());
+        }
+        rtts.sort();
+        let p = |q: f64| rtts[((rtts.len() as f64 - 1.0) * q) as usize];
+        let mut pairs = Vec::new();
+        for k in 0..100 {
+            pairs.push(pair(x, y, &format!("tp-{k}")).await);
+        }
+        const EACH: usize = 200;
+        let t = Instant::now();
+        join_all(pairs.iter_mut().enumerate().map(|(k, (a, b))| async move {
+            let room = format!("tp-{k}");
+            for i in 0..EACH {
+                a.message(&room, json!(i)).await;
+            }
+            for _ in 0..EACH {
+                b.expect("message").await;
+            }
+        }))
+        .await;
+        let rate = (100 * EACH) as f64 / t.elapsed().as_secs_f64();
+        eprintln!(
+            "{label}: round trip p50 {:?} p99 {:?} max {:?}; {rate:.0} messages/s delivered by 100 rooms",
+            p(0.5),
+            p(0.99),
+            rtts[rtts.len() - 1]
+        );
+    }
+    let one = support::server(Limits::default());
+    measure(one.local_addr(), one.local_addr(), "one node, no Redis").await;
+    let redis = Redis::start();
+    let (n1, n2) = (node(&redis), node(&redis));
+    measure(n1.local_addr(), n2.local_addr(), "two nodes on Redis").await;
+    let one_again = support::server(Limits::default());
+    measure(
+        one_again.local_addr(),
+        one_again.local_addr(),
+        "one node, no Redis (again)",
+    )
+    .await;
+}

@@ -38,6 +38,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long one Redis command may take before the node counts Redis as out
 /// of reach for it.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Operations sent to Redis in one pipeline at most.
+const MAX_PIPELINE: usize = 256;
 
 /// Removes the members of nodes whose heartbeat expired from the room hash
 /// `KEYS[1]` (room name `ARGV[1]`) and publishes a `left` for each.
@@ -159,70 +161,94 @@ impl Cluster {
         }
     }
 
-    /// Carries out the rooms' operations in their order.
+    /// Carries out the rooms' operations in their order: what is queued
+    /// goes to Redis as one pipeline (joins, messages and leaves need no
+    /// answer), an admission as its own round trip where it stands.
     async fn operate(&self, hub: Arc<Hub>, mut ops: mpsc::UnboundedReceiver<SharedOp>) {
         let mut redis: Option<ConnectionManager> = None;
-        while let Some(op) = ops.recv().await {
+        let mut batch: Vec<SharedOp> = Vec::new();
+        while let Some(first) = ops.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_PIPELINE {
+                match ops.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
             if redis.is_none() {
                 redis = self.connect().await;
             }
             let Some(r) = redis.as_mut() else {
-                match op {
-                    SharedOp::Admit { conn, room, id } => {
-                        hub.admission(conn, room, id, Admission::Unavailable)
-                    }
-                    SharedOp::Message { conn, room, .. } => hub.unavailable(conn, &room),
-                    SharedOp::Joined { room, .. } | SharedOp::Left { room, .. } => {
-                        tracing::warn!(%room, "signaling: Redis is out of reach; the other nodes miss a join or leave");
-                    }
+                for op in batch.drain(..) {
+                    self.refuse(&hub, op);
                 }
                 continue;
             };
-            let done: redis::RedisResult<()> = match &op {
-                SharedOp::Admit { conn, room, id } => {
-                    let admission = self.admit(r, room, id).await;
-                    hub.admission(*conn, room.clone(), id.clone(), admission);
-                    Ok(())
-                }
-                SharedOp::Joined { room, id } => {
-                    let msg = self.wire("join", room, Some(id), None);
-                    redis::cmd("PUBLISH")
-                        .arg(CHANNEL)
-                        .arg(msg)
-                        .query_async(r)
-                        .await
-                }
-                SharedOp::Message { room, data, .. } => {
-                    let msg = self.wire("msg", room, None, Some(data));
-                    redis::cmd("PUBLISH")
-                        .arg(CHANNEL)
-                        .arg(msg)
-                        .query_async(r)
-                        .await
-                }
-                SharedOp::Left { room, id } => {
-                    let msg = self.wire("left", room, Some(id), None);
-                    redis::pipe()
-                        .atomic()
-                        .cmd("HDEL")
-                        .arg(room_key(room))
-                        .arg(&**id)
-                        .ignore()
-                        .cmd("PUBLISH")
-                        .arg(CHANNEL)
-                        .arg(msg)
-                        .ignore()
-                        .query_async(r)
-                        .await
-                }
-            };
-            if let Err(e) = done {
-                tracing::warn!(error = %e, "signaling: a room event did not reach Redis");
-                if let SharedOp::Message { conn, room, .. } = &op {
-                    hub.unavailable(*conn, room);
+            let mut run: Vec<SharedOp> = Vec::new();
+            for op in batch.drain(..) {
+                if let SharedOp::Admit { conn, room, id } = op {
+                    self.publish(r, &hub, &mut run).await;
+                    let admission = self.admit(r, &room, &id).await;
+                    hub.admission(conn, room, id, admission);
+                } else {
+                    run.push(op);
                 }
             }
+            self.publish(r, &hub, &mut run).await;
         }
+    }
+
+    /// Without Redis: a join or a message is answered `unavailable`.
+    fn refuse(&self, hub: &Hub, op: SharedOp) {
+        match op {
+            SharedOp::Admit { conn, room, id } => {
+                hub.admission(conn, room, id, Admission::Unavailable)
+            }
+            SharedOp::Message { conn, room, .. } => hub.unavailable(conn, &room),
+            SharedOp::Joined { room, .. } | SharedOp::Left { room, .. } => {
+                tracing::warn!(%room, "signaling: Redis is out of reach; the other nodes miss a join or leave");
+            }
+        }
+    }
+
+    /// Sends `run` (joins, messages, leaves) as one pipeline, in order.
+    async fn publish(&self, r: &mut ConnectionManager, hub: &Hub, run: &mut Vec<SharedOp>) {
+        if run.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for op in run.iter() {
+            match op {
+                SharedOp::Joined { room, id } => {
+                    pipe.cmd("PUBLISH")
+                        .arg(CHANNEL)
+                        .arg(self.wire("join", room, Some(id), None))
+                        .ignore();
+                }
+                SharedOp::Message { room, data, .. } => {
+                    pipe.cmd("PUBLISH")
+                        .arg(CHANNEL)
+                        .arg(self.wire("msg", room, None, Some(data)))
+                        .ignore();
+                }
+                SharedOp::Left { room, id } => {
+                    pipe.cmd("HDEL").arg(room_key(room)).arg(&**id).ignore();
+                    pipe.cmd("PUBLISH")
+                        .arg(CHANNEL)
+                        .arg(self.wire("left", room, Some(id), None))
+                        .ignore();
+                }
+                SharedOp::Admit { .. } => {}
+            }
+        }
+        let done: redis::RedisResult<()> = pipe.query_async(r).await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, events = run.len(), "signaling: room events did not reach Redis");
+            for op in run.drain(..) {
+                self.refuse(hub, op);
+            }
+        }
+        run.clear();
     }
 
     /// Keeps this node's heartbeat alive and sweeps its rooms once a second.
