@@ -368,7 +368,6 @@ async fn ws_1000_clients_in_500_rooms_across_two_nodes_deliver_every_message_onc
 /// node 1; B, C and the `/ws` client on node 2.
 #[test]
 fn socketio_clients_on_two_nodes_pass_the_protocol_checks() {
-    use serde_json::Value;
     let dir = support::node_modules();
     let redis = Redis::start();
     let (n1, n2) = (node(&redis), node(&redis));
@@ -382,19 +381,8 @@ fn socketio_clients_on_two_nodes_pass_the_protocol_checks() {
             .arg("--peer-url")
             .arg(format!("http://{}", n2.local_addr()));
         let run = support::run_bounded(cmd, Duration::from_secs(60));
-        let result = support::result(&run);
-        assert!(
-            run.status.is_some_and(|s| s.success()) && result["ok"] == Value::Bool(true),
-            "socket.io-client {client} over two nodes failed: {}\n{}",
-            result["error"].as_str().unwrap_or("?"),
-            run.transcript()
-        );
-        let checks: Vec<&str> = result["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let (_, checks) = support::socketio_passed(&run, &format!("{client} over two nodes"));
+        let checks: Vec<&str> = checks.iter().map(String::as_str).collect();
         for must in [
             "second join -> joined to it, otherJoin(room, id) + otherjoin to the first",
             "message(room, data) -> message(room, data) to the other member only",

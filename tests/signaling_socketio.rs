@@ -16,7 +16,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use ringturn::signaling::Limits;
-use serde_json::Value;
 
 fn drive(client: &str, transports: &str) {
     let dir = support::node_modules();
@@ -40,19 +39,8 @@ fn drive(client: &str, transports: &str) {
         .arg("--max-rooms")
         .arg(limits.max_rooms.to_string());
     let run = support::run_bounded(cmd, Duration::from_secs(90));
-    let result = support::result(&run);
-    assert!(
-        run.status.is_some_and(|s| s.success()) && result["ok"] == Value::Bool(true),
-        "socket.io-client {client} ({transports}) failed: {}\n{}",
-        result["error"].as_str().unwrap_or("?"),
-        run.transcript()
-    );
-    let checks: Vec<&str> = result["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let (result, checks) = support::socketio_passed(&run, &format!("{client} ({transports})"));
+    let checks: Vec<&str> = checks.iter().map(String::as_str).collect();
     for must in [
         "join -> joined(room, id)",
         "second join -> joined to it, otherJoin(room, id) + otherjoin to the first",

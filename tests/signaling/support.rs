@@ -247,6 +247,28 @@ pub fn result(run: &Run) -> Value {
         .unwrap_or_else(|e| panic!("RESULT is not JSON: {e}\n{}", run.transcript()))
 }
 
+/// A socket.io-client driver run (`socketio_client.mjs`) that must have
+/// passed: its result and the names of the checks it passed.
+pub fn socketio_passed(run: &Run, what: &str) -> (Value, Vec<String>) {
+    let result = result(run);
+    assert!(
+        run.status.is_some_and(|s| s.success()) && result["ok"] == Value::Bool(true),
+        "socket.io-client {what} failed: {}\n{}",
+        result["error"].as_str().unwrap_or("?"),
+        run.transcript()
+    );
+    let checks = result["checks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    (result, checks)
+}
+
 /// Whether `unshare --net` works here (root); outside CI a test may skip
 /// without it.
 pub fn netns_available() -> bool {
