@@ -31,6 +31,10 @@ use serde_json::Value;
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(150);
 /// …and the test kills its whole process group if it has not by then.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+/// One browser run at a time: two Chromiums and their servers at once on a
+/// 2-core machine slow the calls until ICE prefers a TCP relay.
+static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The embedded defaults' relay ports.
 const RELAY_PORTS: std::ops::RangeInclusive<u64> = 49152..=65535;
 
@@ -70,6 +74,7 @@ fn two_chromium_pages_call_relay_only_through_ringturn_then_full_bye_and_sigterm
     let Some(chromium) = chromium() else {
         return;
     };
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let artifacts = artifacts();
     let workdir = std::env::temp_dir().join(format!("ringturn-call-{}", std::process::id()));
     let mut cmd = Command::new("unshare");
@@ -238,6 +243,7 @@ fn two_nodes_on_redis_one_page_each_call_then_a_killed_node_frees_the_room() {
         return;
     };
     common::process::require_tool("redis-server");
+    let _one_browser = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let workdir = std::env::temp_dir().join(format!("ringturn-two-nodes-{}", std::process::id()));
     let mut cmd = Command::new("unshare");
     cmd.args(["--net", "node"])
