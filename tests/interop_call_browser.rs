@@ -135,7 +135,13 @@ fn two_chromium_pages_call_relay_only_through_ringturn_then_full_bye_and_sigterm
             s["localType"] == "relay" && s["remoteType"] == "relay",
             "relay/relay selected pair",
         );
-        check(s["relayProtocol"] == "udp", "relay allocated over UDP");
+        // Allocated over UDP or TCP: the page offers both of ringturn's
+        // listeners and ICE nominates the first relay pair to check (on a
+        // busy 2-core machine sometimes the TCP one).
+        check(
+            s["relayProtocol"] == "udp" || s["relayProtocol"] == "tcp",
+            "relay allocated over ringturn's UDP or TCP listener",
+        );
         check(
             s["localAddress"] == "127.0.0.1" && s["remoteAddress"] == "127.0.0.1",
             "candidates on ringturn's relay address",

@@ -219,7 +219,10 @@ async function main(result) {
     if (st.stats.localAddress !== '127.0.0.1' || st.stats.remoteAddress !== '127.0.0.1') {
       throw new Error(`${name}: the pair is not on ringturn's relay address: ${JSON.stringify(st.stats)}`);
     }
-    if (st.stats.relayProtocol !== 'udp') throw new Error(`${name}: relay not allocated over UDP: ${JSON.stringify(st.stats)}`);
+    // The page offers TURN over UDP and over TCP (both ringturn's); ICE
+    // nominates whichever relay pair checks first, and on a busy 2-core
+    // machine that is sometimes the TCP-allocated one.
+    if (!['udp', 'tcp'].includes(st.stats.relayProtocol)) throw new Error(`${name}: relay not allocated over ringturn's UDP or TCP: ${JSON.stringify(st.stats)}`);
   }
   if (sa.stats.localPort !== sb.stats.remotePort || sb.stats.localPort !== sa.stats.remotePort) {
     throw new Error('the two selected pairs do not mirror each other');
