@@ -5,6 +5,9 @@
 //!
 //! - `ringturn:room:{room}`, a hash: member id → node id. A join is admitted
 //!   by a Lua script, so the room-of-two rule holds however the nodes race.
+//!   The script numbers admissions (`ringturn:admissions`), and a join's
+//!   announcement carries its number: a node hears of it after its own later
+//!   member was already admitted, and must not tell that member `otherJoin`.
 //! - `ringturn:node:{node}`, set every second with a 3-second expiry: a node
 //!   killed outright stops refreshing it, and the first script that looks at
 //!   one of its rooms afterwards (every node sweeps its rooms each second, and
@@ -43,7 +46,9 @@ const MAX_PIPELINE: usize = 256;
 
 /// Removes the members of nodes whose heartbeat expired from the room hash
 /// `KEYS[1]` (room name `ARGV[1]`) and publishes a `left` for each.
-const SWEEP: &str = r"
+macro_rules! sweep_lua {
+    () => {
+        r"
 local m = redis.call('HGETALL', KEYS[1])
 for i = 1, #m, 2 do
   if redis.call('EXISTS', 'ringturn:node:' .. m[i + 1]) == 0 then
@@ -52,16 +57,25 @@ for i = 1, #m, 2 do
       cjson.encode({t = 'left', room = ARGV[1], id = m[i], node = m[i + 1]}))
   end
 end
-";
+"
+    };
+}
 
-/// After the sweep: admits member `ARGV[2]` of node `ARGV[3]` to room
-/// `KEYS[1]` unless it holds `ARGV[4]` members: 1 admitted, 0 full.
-const ADMIT_AFTER_SWEEP: &str = r"
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 1 end
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-return 1
-";
+/// The sweep, then admits member `ARGV[2]` of node `ARGV[3]` to the room
+/// unless it holds `ARGV[4]` members: the admission's number (from one
+/// counter for all rooms, so later admissions get larger ones), or 0 when
+/// full. One script, so the sweep, the count and the number are one atomic
+/// step and one round trip.
+const ADMIT: &str = concat!(
+    sweep_lua!(),
+    r"
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then
+  if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+end
+return redis.call('INCR', 'ringturn:admissions')
+"
+);
 
 fn room_key(room: &str) -> String {
     format!("ringturn:room:{room}")
@@ -76,6 +90,9 @@ struct Wire {
     id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<Box<RawValue>>,
+    /// A join's admission number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
     node: String,
 }
 
@@ -84,6 +101,9 @@ pub struct Cluster {
     node: String,
     client: redis::Client,
     room_size: usize,
+    /// The scripts, hashed once (redis-rs sends EVALSHA, EVAL on a miss).
+    sweep: redis::Script,
+    admit: redis::Script,
 }
 
 impl Cluster {
@@ -93,6 +113,8 @@ impl Cluster {
             node: super::random_id(),
             client: redis::Client::open(url)?,
             room_size,
+            sweep: redis::Script::new(sweep_lua!()),
+            admit: redis::Script::new(ADMIT),
         })
     }
 
@@ -119,12 +141,20 @@ impl Cluster {
         }
     }
 
-    fn wire(&self, t: &str, room: &RoomName, id: Option<&str>, data: Option<&Payload>) -> String {
+    fn wire(
+        &self,
+        t: &str,
+        room: &RoomName,
+        id: Option<&str>,
+        data: Option<&Payload>,
+        seq: Option<u64>,
+    ) -> String {
         let w = Wire {
             t: t.to_owned(),
             room: room.to_string(),
             id: id.map(str::to_owned),
             data: data.map(|d| d.raw().to_owned()),
+            seq,
             node: self.node.clone(),
         };
         serde_json::to_string(&w).unwrap_or_default()
@@ -132,27 +162,17 @@ impl Cluster {
 
     /// Sweeps `room`, then admits `id` to it.
     async fn admit(&self, redis: &mut ConnectionManager, room: &str, id: &str) -> Admission {
-        let key = room_key(room);
-        let swept: redis::RedisResult<()> = redis::Script::new(SWEEP)
-            .key(&key)
+        let admitted: redis::RedisResult<i64> = self
+            .admit
+            .key(room_key(room))
             .arg(room)
+            .arg(id)
+            .arg(&self.node)
+            .arg(self.room_size)
             .invoke_async(redis)
             .await;
-        let admitted: redis::RedisResult<i64> = match swept {
-            Ok(()) => {
-                redis::Script::new(ADMIT_AFTER_SWEEP)
-                    .key(&key)
-                    .arg(room)
-                    .arg(id)
-                    .arg(&self.node)
-                    .arg(self.room_size)
-                    .invoke_async(redis)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
         match admitted {
-            Ok(1) => Admission::Admitted,
+            Ok(seq) if seq > 0 => Admission::Admitted(seq.unsigned_abs()),
             Ok(_) => Admission::Full,
             Err(e) => {
                 tracing::warn!(error = %e, room, "signaling: a join could not be decided in Redis");
@@ -219,23 +239,23 @@ impl Cluster {
         let mut pipe = redis::pipe();
         for op in run.iter() {
             match op {
-                SharedOp::Joined { room, id } => {
+                SharedOp::Joined { room, id, seq } => {
                     pipe.cmd("PUBLISH")
                         .arg(CHANNEL)
-                        .arg(self.wire("join", room, Some(id), None))
+                        .arg(self.wire("join", room, Some(id), None, Some(*seq)))
                         .ignore();
                 }
                 SharedOp::Message { room, data, .. } => {
                     pipe.cmd("PUBLISH")
                         .arg(CHANNEL)
-                        .arg(self.wire("msg", room, None, Some(data)))
+                        .arg(self.wire("msg", room, None, Some(data), None))
                         .ignore();
                 }
                 SharedOp::Left { room, id } => {
                     pipe.cmd("HDEL").arg(room_key(room)).arg(&**id).ignore();
                     pipe.cmd("PUBLISH")
                         .arg(CHANNEL)
-                        .arg(self.wire("left", room, Some(id), None))
+                        .arg(self.wire("left", room, Some(id), None, None))
                         .ignore();
                 }
                 SharedOp::Admit { .. } => {}
@@ -270,7 +290,8 @@ impl Cluster {
                     .await;
                 if beat.is_ok() {
                     for room in hub.local_rooms() {
-                        let _: redis::RedisResult<()> = redis::Script::new(SWEEP)
+                        let _: redis::RedisResult<()> = self
+                            .sweep
                             .key(room_key(&room))
                             .arg(&*room)
                             .invoke_async(r)
@@ -319,6 +340,7 @@ impl Cluster {
             ("join", Some(id), _) => Some(RemoteEvent::Joined {
                 room,
                 id: Arc::from(id),
+                seq: w.seq?,
             }),
             ("left", Some(id), _) => Some(RemoteEvent::Left {
                 room,

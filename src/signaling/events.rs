@@ -221,8 +221,13 @@ pub enum SharedOp {
         room: RoomName,
         id: PeerId,
     },
-    /// `id` joined `room` here: the other nodes' members get `otherJoin`.
-    Joined { room: RoomName, id: PeerId },
+    /// `id` joined `room` here as the store's `seq`-th admission: the other
+    /// nodes' members admitted before it get `otherJoin`.
+    Joined {
+        room: RoomName,
+        id: PeerId,
+        seq: u64,
+    },
     /// `id` (connection `conn`) said `data` in `room`: the other nodes'
     /// members get it.
     Message {
@@ -239,15 +244,29 @@ pub enum SharedOp {
 /// What another node's member did, as the shared store reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RemoteEvent {
-    Joined { room: RoomName, id: PeerId },
-    Message { room: RoomName, data: Payload },
-    Left { room: RoomName, id: PeerId },
+    /// `seq`: the store's admission order, which tells the members that were
+    /// there first (they hear `otherJoin`) from those admitted after it
+    /// whose nodes hear of it late (they must not).
+    Joined {
+        room: RoomName,
+        id: PeerId,
+        seq: u64,
+    },
+    Message {
+        room: RoomName,
+        data: Payload,
+    },
+    Left {
+        room: RoomName,
+        id: PeerId,
+    },
 }
 
 /// The shared store's answer to `SharedOp::Admit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    Admitted,
+    /// Admitted as the store's `n`-th admission (increasing across nodes).
+    Admitted(u64),
     /// The room holds `room_size` members, counted over every node.
     Full,
     /// The store could not be asked.

@@ -47,6 +47,8 @@ struct Connection {
     rooms: SmallVec<[RoomName; 2]>,
     /// Shared mode: joins asked of the shared store, not answered yet.
     pending: SmallVec<[RoomName; 1]>,
+    /// Shared mode: the store's admission number of each room it is in.
+    admitted: SmallVec<[(RoomName, u64); 2]>,
     /// Shared mode: events that came while a join was being asked, handled
     /// in their order once it is answered (a client may send its offer
     /// right after its join).
@@ -119,7 +121,7 @@ impl Rooms {
     ) {
         let Some(c) = self.connections.get_mut(&conn) else {
             // Gone while asking: give the seat back.
-            if admission == Admission::Admitted {
+            if matches!(admission, Admission::Admitted(_)) {
                 self.tell_shared(SharedOp::Left { room, id });
             }
             return;
@@ -131,9 +133,13 @@ impl Rooms {
         match admission {
             Admission::Full => self.push(conn, ServerEvent::Full { room, id }),
             Admission::Unavailable => self.error(conn, ProtocolError::Unavailable, Some(room)),
-            Admission::Admitted => {
+            Admission::Admitted(seq) => {
+                if let Some(c) = self.connections.get_mut(&conn) {
+                    c.admitted.retain(|(r, _)| *r != room);
+                    c.admitted.push((room.clone(), seq));
+                }
                 self.admit(conn, &id, room.clone());
-                self.tell_shared(SharedOp::Joined { room, id });
+                self.tell_shared(SharedOp::Joined { room, id, seq });
             }
         }
         // What the connection said meanwhile, in order, until it asks again.
@@ -154,33 +160,33 @@ impl Rooms {
     /// What a member on another node did: this node's members of the room
     /// hear it as if it happened here.
     pub fn handle_remote(&mut self, event: RemoteEvent) {
-        let (room, event) = match event {
-            RemoteEvent::Joined { room, id } => (room.clone(), ServerEvent::OtherJoin { room, id }),
-            RemoteEvent::Message { room, data } => {
-                (room.clone(), ServerEvent::Message { room, data })
-            }
-            RemoteEvent::Left { room, id } => (room.clone(), ServerEvent::Bye { room, id }),
+        let room = match &event {
+            RemoteEvent::Joined { room, .. }
+            | RemoteEvent::Message { room, .. }
+            | RemoteEvent::Left { room, .. } => room,
         };
-        let Some((name, r)) = self.rooms.get_key_value(&*room) else {
+        let Some((name, r)) = self.rooms.get_key_value(&**room) else {
             return;
         };
-        let event = match event {
-            // The room's own name, so recipients share one allocation of it.
-            ServerEvent::OtherJoin { id, .. } => ServerEvent::OtherJoin {
-                room: name.clone(),
-                id,
-            },
-            ServerEvent::Bye { id, .. } => ServerEvent::Bye {
-                room: name.clone(),
-                id,
-            },
-            ServerEvent::Message { data, .. } => ServerEvent::Message {
-                room: name.clone(),
-                data,
-            },
-            other => other,
+        // The room's own name, so recipients share one allocation of it.
+        let room = name.clone();
+        let (event, joined) = match event {
+            RemoteEvent::Joined { id, seq, .. } => (ServerEvent::OtherJoin { room, id }, Some(seq)),
+            RemoteEvent::Message { data, .. } => (ServerEvent::Message { room, data }, None),
+            RemoteEvent::Left { id, .. } => (ServerEvent::Bye { room, id }, None),
         };
-        for member in r.members.clone() {
+        // A join is news only to members admitted before it: one admitted
+        // after it already got `joined` with the joiner in the room, and its
+        // node may hear of the earlier join only now.
+        let earlier = |conn: &ConnId| {
+            joined.is_none_or(|seq| {
+                self.connections
+                    .get(conn)
+                    .is_some_and(|c| c.admitted.iter().any(|(r, s)| r == name && *s < seq))
+            })
+        };
+        let to: SmallVec<[ConnId; 2]> = r.members.iter().copied().filter(earlier).collect();
+        for member in to {
             self.push(member, event.clone());
         }
     }
@@ -227,6 +233,7 @@ impl Rooms {
                 id,
                 rooms: SmallVec::new(),
                 pending: SmallVec::new(),
+                admitted: SmallVec::new(),
                 deferred: VecDeque::new(),
             },
         );

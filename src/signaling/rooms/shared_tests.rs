@@ -45,7 +45,7 @@ fn join(r: &mut Rooms, conn: ConnId, name: &str) {
 fn admitted(r: &mut Rooms) {
     join(r, A, "r");
     let _ = ops(r);
-    r.handle_admission(A, room("r"), id("a"), Admission::Admitted);
+    r.handle_admission(A, room("r"), id("a"), Admission::Admitted(5));
     let _ = drain(r);
     let _ = ops(r);
 }
@@ -63,7 +63,7 @@ fn a_join_is_asked_of_the_store_and_answered_joined_when_admitted() {
             id: id("a")
         }]
     );
-    r.handle_admission(A, room("r"), id("a"), Admission::Admitted);
+    r.handle_admission(A, room("r"), id("a"), Admission::Admitted(5));
     assert_eq!(
         drain(&mut r),
         vec![(
@@ -78,7 +78,8 @@ fn a_join_is_asked_of_the_store_and_answered_joined_when_admitted() {
         ops(&mut r),
         vec![SharedOp::Joined {
             room: room("r"),
-            id: id("a")
+            id: id("a"),
+            seq: 5
         }],
         "the other nodes' members get otherJoin"
     );
@@ -118,7 +119,7 @@ fn a_second_join_while_asking_waits_and_is_refused_once_in_and_a_gone_joiner_giv
     join(&mut r, A, "r");
     assert!(drain(&mut r).is_empty());
     assert_eq!(ops(&mut r).len(), 1, "asked once");
-    r.handle_admission(A, room("r"), id("a"), Admission::Admitted);
+    r.handle_admission(A, room("r"), id("a"), Admission::Admitted(5));
     let out = drain(&mut r);
     assert!(
         matches!(&out[..], [(A, ServerEvent::Joined { .. }), (A, ServerEvent::Error(e))] if e.error == ProtocolError::AlreadyInRoom),
@@ -129,7 +130,7 @@ fn a_second_join_while_asking_waits_and_is_refused_once_in_and_a_gone_joiner_giv
     join(&mut r, B, "s");
     let _ = ops(&mut r);
     r.handle_disconnect(B);
-    r.handle_admission(B, room("s"), id("b"), Admission::Admitted);
+    r.handle_admission(B, room("s"), id("b"), Admission::Admitted(5));
     assert!(drain(&mut r).is_empty());
     assert_eq!(
         ops(&mut r),
@@ -147,6 +148,7 @@ fn other_nodes_members_are_heard_by_this_nodes_members_only() {
     r.handle_remote(RemoteEvent::Joined {
         room: room("r"),
         id: id("x"),
+        seq: 6,
     });
     r.handle_remote(RemoteEvent::Message {
         room: room("r"),
@@ -159,6 +161,7 @@ fn other_nodes_members_are_heard_by_this_nodes_members_only() {
     r.handle_remote(RemoteEvent::Joined {
         room: room("elsewhere"),
         id: id("y"),
+        seq: 7,
     });
     let out = drain(&mut r);
     let names: Vec<(ConnId, &str)> = out.iter().map(|(to, e)| (*to, e.name())).collect();
@@ -216,7 +219,7 @@ fn events_sent_while_a_join_is_asked_are_handled_after_it_in_order() {
     join(&mut r, A, "s");
     assert!(drain(&mut r).is_empty(), "nothing is refused while asking");
     assert_eq!(ops(&mut r).len(), 1, "one question at a time");
-    r.handle_admission(A, room("r"), id("a"), Admission::Admitted);
+    r.handle_admission(A, room("r"), id("a"), Admission::Admitted(5));
     assert_eq!(drain(&mut r).len(), 1, "joined r");
     let got = ops(&mut r);
     assert!(
@@ -226,5 +229,31 @@ fn events_sent_while_a_join_is_asked_are_handled_after_it_in_order() {
                 if &**room == "s"
         ),
         "then the message, then the second join: {got:?}"
+    );
+}
+
+#[test]
+fn a_join_admitted_before_this_member_is_not_news_to_it() {
+    // X on another node was admitted (4) before A (5), but its node's
+    // announcement reaches here after A's `joined`: A was told nothing of X
+    // by `joined`'s protocol and must not get `otherJoin` (it would start a
+    // second offer); a member admitted earlier than X still hears of it.
+    let mut r = shared();
+    admitted(&mut r);
+    r.handle_remote(RemoteEvent::Joined {
+        room: room("r"),
+        id: id("x"),
+        seq: 4,
+    });
+    assert!(drain(&mut r).is_empty(), "A came after X");
+    r.handle_remote(RemoteEvent::Joined {
+        room: room("r"),
+        id: id("y"),
+        seq: 9,
+    });
+    let out = drain(&mut r);
+    assert!(
+        matches!(&out[..], [(A, ServerEvent::OtherJoin { id, .. })] if &**id == "y"),
+        "{out:?}"
     );
 }
